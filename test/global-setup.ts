@@ -4,11 +4,17 @@
  * its addresses to the test workers, which are forked after this runs and inherit process.env.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ROOT, REQUIRED_KEYS, readTestEnv } from './support/testenv.ts';
+import { ROOT, REQUIRED_KEYS, TESTENV_ENV_FILE, readTestEnv } from './support/testenv.ts';
 
 export default function setup(): void {
-  if (process.env.SIMPTU_TESTENV_SKIP !== '1') {
+  // SIMPTU_TESTENV_SKIP=1: pure unit tests only, e.g. `SIMPTU_TESTENV_SKIP=1 vitest run operator/src`.
+  if (process.env.SIMPTU_TESTENV_SKIP === '1') {
+    if (existsSync(TESTENV_ENV_FILE)) Object.assign(process.env, readTestEnv());
+    return;
+  }
+  {
     const r = spawnSync('bash', [resolve(ROOT, 'hack/testenv/up.sh')], { stdio: 'inherit', cwd: ROOT });
     if (r.status !== 0) throw new Error(`the test environment did not come up (exit ${r.status}); see .testenv/logs/`);
   }

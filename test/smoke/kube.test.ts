@@ -80,7 +80,7 @@ describe('test environment: kube-apiserver + etcd', () => {
                   spec: {
                     type: 'object',
                     properties: { size: { type: 'integer', minimum: 1 } },
-                    'x-kubernetes-validations': [{ rule: 'self.size <= 10', message: 'size must be at most 10' }],
+                    x_kubernetes_validations: [{ rule: 'self.size <= 10', message: 'size must be at most 10' }],
                   },
                   status: { type: 'object', properties: { phase: { type: 'string' } } },
                 },

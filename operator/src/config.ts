@@ -1,0 +1,122 @@
+/**
+ * Operator configuration: one schema with defaults, validated at start-up, passed in — never read
+ * from process.env deep inside (CONVENTIONS 11). Environment variables map onto it in `fromEnv`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { PLATFORM_NAMESPACE } from '@simptu/common';
+
+export const OperatorConfigSchema = Type.Object(
+  {
+    databaseUrl: Type.String({ minLength: 1, description: 'admin (migrator) connection to the platform database' }),
+    kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+    kafkaReplicationFactor: Type.Integer({ minimum: 1, default: 1 }),
+    platformNamespace: Type.String({ default: PLATFORM_NAMESPACE }),
+    /** the services' NOINHERIT login role, granted membership in every tenant role */
+    appRole: Type.String({ pattern: '^[a-z_][a-z0-9_]{0,62}$', default: 'simptu_app' }),
+    appRolePassword: Type.Optional(Type.String({ minLength: 8 })),
+    kms: Type.Object(
+      {
+        provider: Type.Literal('local', { default: 'local' }),
+        secretName: Type.String({ default: 'simptu-kek' }),
+        /** development only: create the KEK Secret (and the platform namespace) when missing */
+        createIfMissing: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    workers: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+    resyncPeriodMs: Type.Integer({ minimum: 1000, default: 10 * 60_000 }),
+    leaderElection: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true }),
+        leaseName: Type.String({ default: 'simptu-operator' }),
+        leaseDurationMs: Type.Integer({ minimum: 1000, default: 15_000 }),
+        renewDeadlineMs: Type.Integer({ minimum: 500, default: 10_000 }),
+        retryPeriodMs: Type.Integer({ minimum: 100, default: 2_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    metricsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    probePort: Type.Integer({ minimum: 0, maximum: 65535, default: 8081 }),
+    agent: Type.Object(
+      {
+        image: Type.String({ default: 'simptu/agent:latest' }),
+        /** 'rollout': AgentReady waits for available replicas; 'applied': ready once applied (clusters without nodes) */
+        readiness: Type.Union([Type.Literal('rollout'), Type.Literal('applied')], { default: 'rollout' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    endpoints: Type.Object(
+      {
+        /** templates; `{tenant}` is replaced by the tenant name */
+        api: Type.String({ default: 'https://api.simptu.io/t/{tenant}' }),
+        websocket: Type.String({ default: 'wss://rt.simptu.io/socket/websocket' }),
+        issuer: Type.String({ default: 'https://auth.simptu.io' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+    /** crash-safety tests: exit the process when this point is reached (e.g. `database:after`) */
+    faultPoint: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type OperatorConfig = Static<typeof OperatorConfigSchema>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Applies defaults and validates; throws one ConfigError naming every bad field. */
+export function parseConfig(input: unknown): OperatorConfig {
+  const withDefaults = Value.Default(OperatorConfigSchema, Value.Clone(input));
+  const errors = [...Value.Errors(OperatorConfigSchema, withDefaults)];
+  if (errors.length > 0) {
+    const lines = errors.slice(0, 10).map((e) => `  ${e.path || '/'}: ${e.message}`);
+    throw new ConfigError(`invalid operator configuration:\n${lines.join('\n')}`);
+  }
+  return withDefaults as OperatorConfig;
+}
+
+const int = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
+const bool = (v: string | undefined) => (v === undefined || v === '' ? undefined : v === 'true' || v === '1');
+
+/** Maps SIMPTU_* (and the test environment's DATABASE_URL / KAFKA_BROKERS) onto the schema. */
+export function fromEnv(env: NodeJS.ProcessEnv): unknown {
+  const prune = (o: Record<string, unknown>): Record<string, unknown> =>
+    Object.fromEntries(
+      Object.entries(o)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, v && typeof v === 'object' && !Array.isArray(v) ? prune(v as Record<string, unknown>) : v]),
+    );
+  return prune({
+    databaseUrl: env.SIMPTU_DATABASE_URL ?? env.DATABASE_URL,
+    kafkaBrokers: (env.SIMPTU_KAFKA_BROKERS ?? env.KAFKA_BROKERS)?.split(',').map((s) => s.trim()).filter(Boolean),
+    kafkaReplicationFactor: int(env.SIMPTU_KAFKA_REPLICATION_FACTOR),
+    platformNamespace: env.SIMPTU_PLATFORM_NAMESPACE,
+    appRole: env.SIMPTU_APP_ROLE,
+    appRolePassword: env.SIMPTU_APP_ROLE_PASSWORD,
+    kms: { secretName: env.SIMPTU_KEK_SECRET, createIfMissing: bool(env.SIMPTU_KEK_CREATE_IF_MISSING) },
+    workers: int(env.SIMPTU_WORKERS),
+    resyncPeriodMs: int(env.SIMPTU_RESYNC_PERIOD_MS),
+    leaderElection: {
+      enabled: bool(env.SIMPTU_LEADER_ELECTION),
+      leaseName: env.SIMPTU_LEASE_NAME,
+      leaseDurationMs: int(env.SIMPTU_LEASE_DURATION_MS),
+      renewDeadlineMs: int(env.SIMPTU_RENEW_DEADLINE_MS),
+      retryPeriodMs: int(env.SIMPTU_RETRY_PERIOD_MS),
+    },
+    metricsPort: int(env.SIMPTU_METRICS_PORT),
+    probePort: int(env.SIMPTU_PROBE_PORT),
+    agent: { image: env.SIMPTU_AGENT_IMAGE, readiness: env.SIMPTU_AGENT_READINESS },
+    endpoints: { api: env.SIMPTU_ENDPOINT_API, websocket: env.SIMPTU_ENDPOINT_WEBSOCKET, issuer: env.SIMPTU_ENDPOINT_ISSUER },
+    logLevel: env.SIMPTU_LOG_LEVEL,
+    faultPoint: env.SIMPTU_FAULT_POINT,
+  });
+}
