@@ -96,29 +96,34 @@ describe('test environment: kube-apiserver + etcd', () => {
       return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ? true : undefined;
     });
 
+    // A freshly established CRD may take a moment to be served: list until it answers, then
+    // watch from the list's resourceVersion so no event can be missed.
+    const listed = await until('the custom resource endpoint', async () => {
+      try {
+        return (await custom.listNamespacedCustomObject({ group, version: 'v1', namespace: ns, plural })) as {
+          metadata: { resourceVersion: string };
+        };
+      } catch (e) {
+        // 404 until the new resource is served, 429 "storage is (re)initializing" just after
+        if (e instanceof ApiException && (e.code === 404 || e.code === 429)) return undefined;
+        throw e;
+      }
+    });
     const events: { type: string; name: string; size: number }[] = [];
+    let watchError: unknown;
     const watch = await new Watch(kc).watch(
       `/apis/${group}/v1/namespaces/${ns}/${plural}`,
-      {},
+      { resourceVersion: listed.metadata.resourceVersion, allowWatchBookmarks: false },
       (type, obj) => events.push({ type, name: obj.metadata.name, size: obj.spec.size }),
-      () => undefined,
+      (err) => (watchError = err),
     );
     try {
-      // Creation may race the first watch registration for a freshly established CRD: retry on 404.
-      await until('the custom resource endpoint', async () => {
-        try {
-          await custom.createNamespacedCustomObject({
-            group,
-            version: 'v1',
-            namespace: ns,
-            plural,
-            body: { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } },
-          });
-          return true;
-        } catch (e) {
-          if (e instanceof ApiException && e.code === 404) return undefined;
-          throw e;
-        }
+      await custom.createNamespacedCustomObject({
+        group,
+        version: 'v1',
+        namespace: ns,
+        plural,
+        body: { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w1' }, spec: { size: 3 } },
       });
       await custom.patchNamespacedCustomObject({
         group,
@@ -128,7 +133,10 @@ describe('test environment: kube-apiserver + etcd', () => {
         name: 'w1',
         body: [{ op: 'replace', path: '/spec/size', value: 4 }],
       });
-      await until('the watch events', async () => (events.length >= 2 ? true : undefined));
+      await until('the watch events', async () => {
+        if (watchError) throw watchError;
+        return events.length >= 2 ? true : undefined;
+      });
       expect(events.slice(0, 2)).toEqual([
         { type: 'ADDED', name: 'w1', size: 3 },
         { type: 'MODIFIED', name: 'w1', size: 4 },
