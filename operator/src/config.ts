@@ -59,6 +59,8 @@ export const OperatorConfigSchema = Type.Object(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },
     ),
+    /** manage only Tenants matching this label selector (shards, canaries, tests side by side) */
+    tenantSelector: Type.Optional(Type.String()),
     /** crash-safety tests: exit the process when this point is reached (e.g. `database:after`) */
     faultPoint: Type.Optional(Type.String()),
   },
@@ -117,6 +119,7 @@ export function fromEnv(env: NodeJS.ProcessEnv): unknown {
     agent: { image: env.SIMPTU_AGENT_IMAGE, readiness: env.SIMPTU_AGENT_READINESS },
     endpoints: { api: env.SIMPTU_ENDPOINT_API, websocket: env.SIMPTU_ENDPOINT_WEBSOCKET, issuer: env.SIMPTU_ENDPOINT_ISSUER },
     logLevel: env.SIMPTU_LOG_LEVEL,
+    tenantSelector: env.SIMPTU_TENANT_SELECTOR,
     faultPoint: env.SIMPTU_FAULT_POINT,
   });
 }

@@ -154,7 +154,7 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
     // client-node's KubernetesObject types timestamps as Date, hence the casts at this boundary.
     const tenants = new Informer(kc, {
       ...TENANT_REF,
-      labelSelector: opts.tenantSelector,
+      labelSelector: opts.tenantSelector ?? config.tenantSelector,
       logger: clog,
     });
     // What the operator owns, scoped by label; any change (or deletion) re-reconciles its tenant.
@@ -174,8 +174,14 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
         process.exit(FAULT_EXIT_CODE);
       });
 
+    const fill = (template: string, t: Tenant) => template.replaceAll('{tenant}', t.metadata.name);
     const deps: TenantReconcilerDeps = {
       backends,
+      endpoints: (t) => ({
+        api: fill(config.endpoints.api, t),
+        websocket: fill(config.endpoints.websocket, t),
+        issuer: fill(config.endpoints.issuer, t),
+      }),
       log: clog,
       getTenant: (name) => tenants.get(name) as unknown as Tenant | undefined,
       readTenant: async (name) => kubeRequest<Tenant>(kc, tenantPath(name)).catch(() => undefined),

@@ -31,6 +31,8 @@ export interface TenantReconcilerDeps {
   /** fault injection for crash-safety tests: may terminate the process at a named point */
   fault(point: string): void;
   backends: readonly Backend[];
+  /** where frontends reach this tenant (status.endpoints) */
+  endpoints?: (tenant: Tenant) => TenantStatus['endpoints'];
   now?: () => Date;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
@@ -101,6 +103,7 @@ export async function reconcileTenant(name: string, deps: TenantReconcilerDeps):
 
 async function writeStatusIfChanged(tenant: Tenant, outcomes: Outcomes, deps: TenantReconcilerDeps, now: Date): Promise<void> {
   const status = desiredStatus(tenant, outcomes, now);
+  if (deps.endpoints && !tenant.metadata.deletionTimestamp) status.endpoints = deps.endpoints(tenant);
   if (sameStatus(tenant.status, status)) return;
   await deps.writeStatus(tenant, status);
   const before = tenant.status?.phase;
