@@ -84,7 +84,7 @@ check-manifests: deps ## Fail when crds/ is stale.
 
 .PHONY: install
 install: deps ## Install the CRD and the admission policy into the cluster of the current KUBECONFIG.
-	@$(USE_CLUSTER) kubectl apply --server-side --field-manager=simptu-install -f crds/
+	@$(USE_CLUSTER) kubectl apply --server-side --force-conflicts --field-manager=simptu-install -f crds/
 
 .PHONY: uninstall
 uninstall: ## Remove the CRD and the admission policy (deletes every Tenant!).
