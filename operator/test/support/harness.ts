@@ -146,11 +146,11 @@ export class Harness {
     return Object.assign(child, { exited, output: () => output });
   }
 
-  manifest(base: string, spec: SpecInput = {}): Tenant {
+  manifest(base: string, spec: SpecInput = {}, labels: Record<string, string> = {}): Tenant {
     return {
       apiVersion: API_VERSION,
       kind: KIND,
-      metadata: { name: this.name(base), labels: { [SHARD_LABEL]: this.shard } },
+      metadata: { name: this.name(base), labels: { ...labels, [SHARD_LABEL]: this.shard } },
       spec: {
         displayName: `Test ${base}`,
         businessType: 'dental',
@@ -161,8 +161,8 @@ export class Harness {
     };
   }
 
-  async create(base: string, spec: SpecInput = {}): Promise<Tenant> {
-    const m = this.manifest(base, spec);
+  async create(base: string, spec: SpecInput = {}, labels: Record<string, string> = {}): Promise<Tenant> {
+    const m = this.manifest(base, spec, labels);
     this.created.add(m.metadata.name);
     return kubeRequest<Tenant>(this.kc, resourcePath(TENANTS), { method: 'POST', body: m });
   }

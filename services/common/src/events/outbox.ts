@@ -1,0 +1,417 @@
+/**
+ * Transactional outbox (DESIGN §6): a write that must produce an event inserts the event into
+ * its tenant schema's `outbox` table in the SAME transaction (`enqueue`), so the event exists
+ * if and only if the write committed. `OutboxRelay` then publishes pending rows to Kafka with
+ * the idempotent producer and marks them. A crash between publish and mark re-publishes the
+ * same event (same id) later: delivery is at-least-once, and de-duplicating consumers
+ * (consumer.ts) make the effect exactly-once.
+ *
+ * The row's payload is the whole CloudEvent, encrypted with the tenant's DEK and bound to the
+ * row (`tenant | outbox | payload | <row id> | key version`), so the table holds no personal
+ * data in clear and a payload copied to another row or tenant does not decrypt. The event id
+ * IS the row id.
+ *
+ * Order: rows of one tenant are published in `seq` order by one relay at a time (a
+ * transaction-scoped advisory lock per tenant schema; other relay instances skip the tenant),
+ * each batch in one produce request per broker, so order per key holds. A row that cannot be
+ * decoded blocks later rows of the same aggregate (never reorder) but not other aggregates.
+ * @see https://microservices.io/patterns/data/transactional-outbox.html
+ * @see https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE (SKIP LOCKED)
+ * @see https://www.postgresql.org/docs/15/sql-notify.html
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { ciphertextKeyVersion, type FieldCipher, type FieldLocation } from '../crypto/envelope.ts';
+import { withTenant, type TenantDbRef } from '../db/tenant-db.ts';
+import { CommonErrors } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { tenantTopics } from '../names.ts';
+import { newCloudEvent, validateCloudEvent, type CloudEvent } from './cloudevents.ts';
+import { topicTenantMismatch, type EventProducer, type OutgoingEvent } from './producer.ts';
+
+/** NOTIFY channel; the payload is the tenant name. */
+export const OUTBOX_CHANNEL = 'simptu_outbox';
+
+export function outboxPayloadLocation(rowId: string): FieldLocation {
+  return { table: 'outbox', column: 'payload', rowId };
+}
+
+export interface EnqueueInput<T> {
+  /** `io.simptu.<area>.<event>` */
+  type: string;
+  /** URI-reference of the producing service, e.g. `/simptu/api` */
+  source: string;
+  aggregateType: string;
+  /** Kafka key: events of one aggregate stay in order */
+  aggregateId: string;
+  data: T;
+  subject?: string;
+  /** @default the tenant's `domain` topic */
+  topic?: string;
+}
+
+/**
+ * Adds an event to the outbox of the tenant whose `withTenant` transaction `client` is in.
+ * Refuses (TENANT_CONTEXT_MISSING) when the transaction belongs to another tenant than the
+ * cipher, or to none. Returns the event as it will be published.
+ */
+export async function enqueue<T>(
+  client: pg.ClientBase,
+  cipher: FieldCipher,
+  input: EnqueueInput<T>,
+): Promise<CloudEvent<T>> {
+  const id = randomUUID();
+  const event = newCloudEvent({
+    id,
+    type: input.type,
+    source: input.source,
+    tenant: cipher.tenant,
+    data: input.data,
+    ...(input.subject !== undefined ? { subject: input.subject } : {}),
+  });
+  const topic = input.topic ?? tenantTopics(cipher.tenant).domain;
+  const problem = topicTenantMismatch(topic, event, cipher.tenant);
+  if (problem) throw new CommonErrors.TOPIC_TENANT_MISMATCH({ message: problem });
+  const payload = cipher.encrypt(JSON.stringify(event), outboxPayloadLocation(id));
+  // One round trip: the tenant check, the insert and the wake-up (NOTIFY is delivered at COMMIT).
+  const r = await client.query(
+    `WITH ins AS (
+       INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
+       SELECT $1, $2, $3, $4, $5, $6
+        WHERE current_setting('simptu.tenant', true) = $7
+       RETURNING seq)
+     SELECT seq, pg_notify($8, $7) FROM ins`,
+    [
+      id,
+      input.aggregateType,
+      input.aggregateId,
+      input.type,
+      payload,
+      { topic },
+      cipher.tenant,
+      OUTBOX_CHANNEL,
+    ],
+  );
+  if (r.rowCount !== 1)
+    throw new CommonErrors.TENANT_CONTEXT_MISSING({
+      message: `outbox enqueue for tenant ${cipher.tenant} outside that tenant's transaction`,
+    });
+  return event;
+}
+
+/** Where to get a tenant's cipher (a `KeyringCache`). */
+export interface CipherSource {
+  cipher(tenant: string, opts?: { requireVersion?: number }): Promise<FieldCipher>;
+}
+
+export interface RelayResult {
+  published: number;
+  /** rows whose send failed (Kafka unreachable …); they stay pending with attempts + 1 */
+  failed: number;
+  /** rows that could not be decoded, and rows held behind them */
+  held: number;
+  /** the batch was full: more may be pending */
+  more: boolean;
+  /** another relay holds this tenant */
+  locked: boolean;
+}
+
+export interface OutboxRelayOptions {
+  /** the services' login-role pool for the database holding these tenants' schemas */
+  pool: pg.Pool;
+  producer: EventProducer;
+  ciphers: CipherSource;
+  /** the tenants to relay for (e.g. active rows of the registry); called every poll */
+  tenants: () => Promise<readonly TenantDbRef[]> | readonly TenantDbRef[];
+  logger?: Logger;
+  metrics?: Metrics;
+  /** fallback poll when no NOTIFY arrives; @default 1000 */
+  pollIntervalMs?: number;
+  /** @default 100 */
+  batchSize?: number;
+  /** per-tenant backoff after a failure: initial, doubling up to max; @default 500 / 30000 */
+  backoffMs?: { initial: number; max: number };
+  /** hold a connection LISTENing for enqueue notifications; @default true */
+  listen?: boolean;
+}
+
+interface Row {
+  id: string;
+  seq: string;
+  aggregate_id: string;
+  event_type: string;
+  payload: Buffer;
+  headers: { topic?: unknown };
+}
+
+export class OutboxRelay {
+  readonly #o: Required<Omit<OutboxRelayOptions, 'logger' | 'metrics'>> & Pick<OutboxRelayOptions, 'logger'>;
+  readonly #published;
+  readonly #failures;
+  readonly #backoff = new Map<string, { failures: number; until: number }>();
+  readonly #dirty = new Set<string>();
+  /** set when (re)LISTENing: notifications may have been missed meanwhile */
+  #fullPassDue = false;
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  /** releases (destroys) the LISTENing connection */
+  #unlisten: (() => void) | undefined;
+  #listenRetry: NodeJS.Timeout | undefined;
+  readonly #onPoolError = (err: Error) =>
+    this.#o.logger?.warn({ err }, 'outbox relay: idle pool connection failed');
+
+  constructor(options: OutboxRelayOptions) {
+    this.#o = {
+      pollIntervalMs: 1000,
+      batchSize: 100,
+      backoffMs: { initial: 500, max: 30_000 },
+      listen: true,
+      ...options,
+    };
+    this.#published = options.metrics?.counter({
+      name: 'outbox_published_total',
+      help: 'Outbox events published to Kafka',
+    });
+    this.#failures = options.metrics?.counter({
+      name: 'outbox_failures_total',
+      help: 'Outbox relay failures by reason',
+      labelNames: ['reason'],
+    });
+  }
+
+  /** Starts polling (and listening). Idempotent. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    // An idle pooled connection dropped by a Postgres restart emits 'error' on the pool; without
+    // a listener that would crash the process. The pool replaces it on the next connect.
+    this.#o.pool.on('error', this.#onPoolError);
+    if (this.#o.listen) void this.#startListening();
+    this.#loop = this.#run();
+  }
+
+  /** Stops after the batch in progress; releases the listening connection. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    clearTimeout(this.#listenRetry);
+    this.#wake?.();
+    await this.#loop;
+    this.#unlisten?.();
+    this.#o.pool.off('error', this.#onPoolError);
+  }
+
+  /** One pass over every tenant (those in backoff skipped), each drained batch by batch. */
+  async relayAll(): Promise<void> {
+    const tenants = await this.#o.tenants();
+    for (const t of tenants) await this.#drain(t);
+  }
+
+  async #drain(t: TenantDbRef): Promise<void> {
+    const b = this.#backoff.get(t.name);
+    if (b && Date.now() < b.until) return;
+    try {
+      for (let i = 0; i < 100; i++) {
+        const r = await this.relayTenant(t);
+        if (r.failed > 0) return this.#fail(t.name, 'send');
+        this.#backoff.delete(t.name);
+        if (!r.more || r.published === 0) return;
+      }
+    } catch (err) {
+      this.#o.logger?.warn({ err, tenant: t.name }, 'outbox relay: tenant pass failed');
+      this.#fail(t.name, 'database');
+    }
+  }
+
+  #fail(tenant: string, reason: string): void {
+    this.#failures?.inc({ reason });
+    const prev = this.#backoff.get(tenant)?.failures ?? 0;
+    const { initial, max } = this.#o.backoffMs;
+    const delay = Math.min(max, initial * 2 ** prev);
+    this.#backoff.set(tenant, { failures: prev + 1, until: Date.now() + delay });
+  }
+
+  /**
+   * Publishes one batch of a tenant's pending rows, in `seq` order, and marks them. Exposed for
+   * tests and tools; the running relay calls it.
+   */
+  relayTenant(t: TenantDbRef): Promise<RelayResult> {
+    return withTenant(this.#o.pool, t, async (c) => {
+      const result: RelayResult = { published: 0, failed: 0, held: 0, more: false, locked: false };
+      const { rows: lock } = await c.query<{ ok: boolean }>(
+        `SELECT pg_try_advisory_xact_lock(hashtext('simptu.outbox'), hashtext($1)) AS ok`,
+        [t.schema],
+      );
+      if (!lock[0]?.ok) return { ...result, locked: true };
+      const { rows } = await c.query<Row>(
+        `SELECT id, seq, aggregate_id, event_type, payload, headers FROM outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [this.#o.batchSize],
+      );
+      if (rows.length === 0) return result;
+      result.more = rows.length === this.#o.batchSize;
+
+      const send: Array<OutgoingEvent & { id: string }> = [];
+      const held: Array<{ id: string; error: string }> = [];
+      const blocked = new Set<string>();
+      const cipher = await this.#cipherFor(t.name, rows);
+      for (const row of rows) {
+        if (blocked.has(row.aggregate_id)) {
+          held.push({ id: row.id, error: 'held behind an undecodable event of the same aggregate' });
+          continue;
+        }
+        const decoded = this.#decode(cipher, t.name, row);
+        if (typeof decoded === 'string') {
+          blocked.add(row.aggregate_id);
+          held.push({ id: row.id, error: decoded });
+          this.#o.logger?.error(
+            { tenant: t.name, outboxId: row.id, reason: decoded },
+            'outbox relay: undecodable row',
+          );
+          continue;
+        }
+        send.push({ id: row.id, ...decoded });
+      }
+      if (held.length > 0) {
+        result.held = held.length;
+        this.#failures?.inc({ reason: 'undecodable' }, held.length);
+        await c.query(
+          `UPDATE outbox SET attempts = attempts + 1, last_error = e.error
+             FROM unnest($1::uuid[], $2::text[]) AS e(id, error) WHERE outbox.id = e.id`,
+          [held.map((h) => h.id), held.map((h) => h.error)],
+        );
+      }
+      if (send.length === 0) return result;
+      const ids = send.map((s) => s.id);
+      try {
+        await this.#o.producer.forTenant(t.name).sendBatch(send);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#o.logger?.warn(
+          { err, tenant: t.name, rows: ids.length },
+          'outbox relay: publish failed, will retry',
+        );
+        await c.query(
+          `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::uuid[])`,
+          [ids, message.slice(0, 1000)],
+        );
+        return { ...result, failed: ids.length };
+      }
+      await c.query(
+        `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1::uuid[])`,
+        [ids],
+      );
+      this.#published?.inc(ids.length);
+      return { ...result, published: ids.length };
+    });
+  }
+
+  async #cipherFor(tenant: string, rows: Row[]): Promise<FieldCipher> {
+    let newest = 0;
+    for (const r of rows) {
+      try {
+        newest = Math.max(newest, ciphertextKeyVersion(r.payload));
+      } catch {
+        // malformed: reported per row by #decode
+      }
+    }
+    return this.#o.ciphers.cipher(tenant, newest > 0 ? { requireVersion: newest } : {});
+  }
+
+  /** The event to send, or why the row can't be sent. */
+  #decode(cipher: FieldCipher, tenant: string, row: Row): OutgoingEvent | string {
+    let event: CloudEvent;
+    try {
+      event = JSON.parse(cipher.decryptString(row.payload, outboxPayloadLocation(row.id))) as CloudEvent;
+    } catch (err) {
+      return `payload does not decrypt: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    const problem = validateCloudEvent(event as unknown as Record<string, unknown>);
+    if (problem) return `payload is not a valid event: ${problem}`;
+    if (event.id !== row.id || event.tenant !== tenant || event.type !== row.event_type)
+      return 'payload does not match its row';
+    const topic = typeof row.headers.topic === 'string' ? row.headers.topic : tenantTopics(tenant).domain;
+    return { topic, event, key: row.aggregate_id };
+  }
+
+  async #run(): Promise<void> {
+    let full = true;
+    while (this.#running) {
+      try {
+        if (full) await this.relayAll();
+        else {
+          const dirty = [...this.#dirty];
+          this.#dirty.clear();
+          const known = await this.#o.tenants();
+          for (const t of known) if (dirty.includes(t.name)) await this.#drain(t);
+        }
+      } catch (err) {
+        this.#o.logger?.warn({ err }, 'outbox relay: pass failed');
+      }
+      if (!this.#running) break;
+      full = await this.#sleep();
+    }
+  }
+
+  /** Waits for the poll interval (→ true: full pass) or a notification (→ false: dirty tenants only). */
+  #sleep(): Promise<boolean> {
+    if (this.#dirty.size > 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        resolve(true);
+      }, this.#o.pollIntervalMs);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        const full = this.#fullPassDue || this.#dirty.size === 0;
+        this.#fullPassDue = false;
+        resolve(!this.#running || full);
+      };
+    });
+  }
+
+  async #startListening(): Promise<void> {
+    if (!this.#running) return;
+    let client: pg.PoolClient | undefined;
+    let released = false;
+    const drop = (err: Error | boolean) => {
+      if (released || !client) return;
+      released = true;
+      this.#unlisten = undefined;
+      // Destroyed, never returned: a LISTENing connection must not serve other work.
+      client.release(err);
+    };
+    try {
+      client = await this.#o.pool.connect();
+      client.on('notification', (n) => {
+        if (n.channel !== OUTBOX_CHANNEL || !n.payload) return;
+        this.#dirty.add(n.payload);
+        this.#wake?.();
+      });
+      client.on('error', (err) => {
+        this.#o.logger?.warn({ err }, 'outbox relay: LISTEN connection lost, reconnecting');
+        drop(err);
+        this.#retryListen();
+      });
+      await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+      if (!this.#running) return drop(true);
+      this.#unlisten = () => drop(true);
+      // Whatever was enqueued while nobody listened: catch up now rather than at the next poll.
+      this.#fullPassDue = true;
+      this.#wake?.();
+    } catch (err) {
+      this.#o.logger?.warn({ err }, 'outbox relay: LISTEN failed, polling meanwhile');
+      drop(err instanceof Error ? err : true);
+      this.#retryListen();
+    }
+  }
+
+  #retryListen(): void {
+    if (!this.#running) return;
+    clearTimeout(this.#listenRetry);
+    this.#listenRetry = setTimeout(() => void this.#startListening(), this.#o.backoffMs.initial * 4);
+  }
+}
