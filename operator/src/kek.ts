@@ -32,6 +32,7 @@ export async function loadKms(kc: KubeConfig, opts: KekOptions): Promise<KmsProv
         throw new Error(
           `KEK Secret ${opts.namespace}/${opts.secretName} not found; create it with ` +
             `kubectl -n ${opts.namespace} create secret generic ${opts.secretName} --from-literal=${KEK_SECRET_KEY}=$(openssl rand -base64 32)`,
+          { cause: e },
         );
       }
     }

@@ -32,7 +32,7 @@ import { kubeObjectClient, namespaceReconciler } from './reconcile/namespace.ts'
 import { createRegistryProducer, registryReconciler } from './reconcile/registry.ts';
 import { ensurePlatformTopic, topicsReconciler } from './reconcile/topics.ts';
 import { reconcileTenant, type Backend, type TenantReconcilerDeps } from './reconcile/tenant.ts';
-import type { WriteCounter } from './reconcile/types.ts';
+import type { BackendReconciler, WriteCounter } from './reconcile/types.ts';
 
 export const TENANT_REF = { apiVersion: API_VERSION, plural: PLURAL } as const;
 
@@ -285,7 +285,8 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
   }
 }
 
-function bind<D>(r: { name: string; condition: Backend['condition']; reconcile(t: Tenant, d: D): Promise<import('./reconcile/types.ts').StepResult>; finalize(t: Tenant, d: D): Promise<import('./reconcile/types.ts').StepResult> }, deps: D): Backend {
+/** Binds a backend reconciler to its dependencies. */
+function bind<D>(r: BackendReconciler<D>, deps: D): Backend {
   return {
     name: r.name,
     condition: r.condition,

@@ -4,7 +4,7 @@
  * restart without duplicating anything or ever replacing a data key; with two replicas only the
  * leader reconciles and the other takes over when it dies; deletion honours the policy.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteIdent, tenantId, tenantNamespace } from '@simptu/common';
 import { FAULT_EXIT_CODE } from '../src/manager.ts';
