@@ -39,7 +39,7 @@ done
 # --- sample tenants ---------------------------------------------------------------------------
 kubectl apply --server-side --field-manager=simptu-dev -f config/samples/
 echo "[dev] waiting for the sample tenants to become Ready…"
-kubectl wait --for=condition=Ready tenants --all --timeout=180s || {
+kubectl wait --for=condition=Ready -f config/samples/ --timeout=180s || {
   kubectl get tenants
   echo "[dev] not all tenants are Ready; see 'kubectl describe tenant <name>' and .testenv/logs/operator.log"
 }

@@ -25,3 +25,4 @@ export * from './events/consumer.ts';
 export * from './auth/verifier.ts';
 // Test support (a local JWKS issuer); used by other packages' tests.
 export * from './auth/testing.ts';
+export * from './domain/index.ts';

@@ -132,7 +132,25 @@ describe('migrateTenantSchema', () => {
       `SELECT tablename AS t FROM pg_tables WHERE schemaname = $1 ORDER BY 1`,
       [schema],
     );
-    expect(tables.rows.map((r) => r.t)).toEqual(['outbox', 'processed_events', 'schema_migrations']);
+    // every migration's tables are there (0001 infrastructure, 0002–0003 the domain)
+    expect(tables.rows.map((r) => r.t)).toEqual([
+      'access_codes',
+      'bookings',
+      'customers',
+      'idempotency_keys',
+      'invitations',
+      'messages',
+      'opening_exceptions',
+      'opening_hours',
+      'outbox',
+      'processed_events',
+      'ratings',
+      'resources',
+      'schema_migrations',
+      'service_resources',
+      'services',
+      'sessions',
+    ]);
     const idx = await pool.query(
       `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'outbox_unpublished_idx'`,
       [schema],
