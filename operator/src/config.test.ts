@@ -21,6 +21,13 @@ describe('operator config', () => {
     }
   });
 
+  it('reads booleans strictly', () => {
+    const base = { DATABASE_URL: 'postgres://x', KAFKA_BROKERS: 'a:1' };
+    expect(parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'False' })).leaderElection.enabled).toBe(false);
+    expect(parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'YES' })).leaderElection.enabled).toBe(true);
+    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'sure' }))).toThrow(/leaderElection\/enabled/);
+  });
+
   it('rejects unknown keys', () => {
     expect(() => parseConfig({ databaseUrl: 'x', kafkaBrokers: ['a:1'], typo: 1 })).toThrow(/typo|additional/i);
   });

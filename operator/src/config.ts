@@ -49,7 +49,7 @@ export const OperatorConfigSchema = Type.Object(
     endpoints: Type.Object(
       {
         /** templates; `{tenant}` is replaced by the tenant name */
-        api: Type.String({ default: 'https://api.simptu.io/t/{tenant}' }),
+        api: Type.String({ default: 'https://api.simptu.io/v1' }),
         websocket: Type.String({ default: 'wss://rt.simptu.io/socket/websocket' }),
         issuer: Type.String({ default: 'https://auth.simptu.io' }),
       },
@@ -87,7 +87,14 @@ export function parseConfig(input: unknown): OperatorConfig {
 }
 
 const int = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
-const bool = (v: string | undefined) => (v === undefined || v === '' ? undefined : v === 'true' || v === '1');
+/** true/false/1/0/yes/no; anything else stays a string so validation names the variable. */
+const bool = (v: string | undefined): boolean | string | undefined => {
+  if (v === undefined || v === '') return undefined;
+  const s = v.toLowerCase();
+  if (['true', '1', 'yes'].includes(s)) return true;
+  if (['false', '0', 'no'].includes(s)) return false;
+  return v;
+};
 
 /** Maps SIMPTU_* (and the test environment's DATABASE_URL / KAFKA_BROKERS) onto the schema. */
 export function fromEnv(env: NodeJS.ProcessEnv): unknown {

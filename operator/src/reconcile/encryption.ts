@@ -50,12 +50,16 @@ export type RotationDecision =
   | { rotate: true; why: 'age' | 'annotation' }
   | { rotate: false; invalidAnnotation: string };
 
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
 /** Pure: is a new key version due? */
 export function rotationDecision(tenant: Tenant, active: StoredKey, now: Date): RotationDecision {
   const raw = tenant.metadata.annotations?.[ROTATE_KEY_ANNOTATION];
   if (raw !== undefined && raw !== '') {
-    const requested = Date.parse(raw);
-    if (Number.isNaN(requested)) return { rotate: false, invalidAnnotation: raw };
+    // RFC 3339 only (Date.parse alone accepts "1" as the year 2001), and never in the future:
+    // a future timestamp would stay newer than every key created until then.
+    const requested = RFC3339.test(raw) ? Date.parse(raw) : Number.NaN;
+    if (Number.isNaN(requested) || requested > now.getTime()) return { rotate: false, invalidAnnotation: raw };
     if (requested > active.createdAt.getTime()) return { rotate: true, why: 'annotation' };
   }
   const nextDueAt = new Date(active.createdAt.getTime() + tenant.spec.encryption.rotationDays * DAY_MS);
@@ -113,7 +117,7 @@ async function reconcile(tenant: Tenant, deps: EncryptionDeps): Promise<StepResu
       return {
         kind: 'blocked',
         reason: 'InvalidRotateKeyAnnotation',
-        message: `annotation ${ROTATE_KEY_ANNOTATION}=${JSON.stringify(decision.invalidAnnotation)} is not a timestamp (use e.g. $(date -u +%FT%TZ))`,
+        message: `annotation ${ROTATE_KEY_ANNOTATION}=${JSON.stringify(decision.invalidAnnotation)} is not an RFC 3339 timestamp in the past (use e.g. $(date -u +%FT%TZ))`,
         status: {
           encryption: { activeKeyVersion: active.version, rotatedAt: active.createdAt.toISOString() },
         },

@@ -18,7 +18,10 @@ import { PLATFORM_TOPIC, tenantId } from '@simptu/common';
 import type { Tenant, TenantStatus } from '../api/types.ts';
 import type { BackendReconciler, StepResult, WriteCounter } from './types.ts';
 import { stableHash } from './namespace.ts';
-import { deterministicEventId, newCloudEvent, toKafkaRecord, type CloudEvent } from './cloudevents.ts';
+import { deterministicEventId, newCloudEvent, toKafkaRecord, type CloudEvent } from '@simptu/common';
+
+/** `source` of every lifecycle event the operator publishes. */
+export const OPERATOR_SOURCE = '/simptu/operator';
 
 export type RegistryState = 'active' | 'suspended' | 'archived';
 export type TenantEventType =
@@ -249,6 +252,7 @@ async function publish(
   const event = newCloudEvent({
     id: deterministicEventId(row.name, type, row.spec_hash ?? '', row.updated_at.toISOString()),
     type,
+    source: OPERATOR_SOURCE,
     tenant: row.name,
     subject: row.name,
     data,

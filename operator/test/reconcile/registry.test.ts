@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createScratchDatabase, migratePlatform, PLATFORM_TOPIC, type ScratchDatabase } from '@simptu/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_VERSION, KIND, type Tenant, type TenantStatus } from '../../src/api/types.ts';
-import { fromKafkaRecord, type CloudEvent } from '../../src/reconcile/cloudevents.ts';
+import { fromKafkaRecord, type CloudEvent } from '@simptu/common';
 import {
   createRegistryProducer,
   registryReconciler,
