@@ -11,3 +11,6 @@ export * from './customers.ts';
 export * from './availability.ts';
 export * from './bookings.ts';
 export * from './sessions.ts';
+export * from './invitations.ts';
+export * from './ratings.ts';
+export * from './access-codes.ts';
