@@ -1,0 +1,118 @@
+/**
+ * Authentication and authorization (DESIGN §7, §10: token → request context → transaction
+ * role). `app.authenticate` (a preHandler) verifies the bearer access token against the SSO
+ * issuer's JWKS, takes the tenant FROM THE TOKEN ONLY, resolves it in the registry, counts the
+ * request against the rate limits, and gives the request:
+ *   - `request.auth`: the verified claims;
+ *   - `request.tenant`: the registry's `TenantInfo`;
+ *   - `request.withTenant(fn)`: `fn` in ONE transaction of the tenant's role and schema with its
+ *     cipher and time zone, inside `runWithContext` so logs and the outbox see the tenant;
+ *   - `request.log`: a child logger carrying tenant and subject.
+ * `app.requireRole(...roles)` answers 403 unless the principal holds one of them.
+ */
+import fp from 'fastify-plugin';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  bearerToken,
+  createAccessTokenVerifier,
+  defineErrors,
+  ForbiddenError,
+  isUuid,
+  runWithContext,
+  UnauthorizedError,
+  withTenant,
+  type AccessTokenVerifier,
+  type DomainContext,
+  type Role,
+} from '@simptu/common';
+import type { TenantInfo, WithTenant } from '../types.ts';
+
+export const ApiErrors = defineErrors({
+  TENANT_SUSPENDED: { status: 403, message: 'The tenant is suspended' },
+});
+
+/** CloudEvents `source` of what the API writes. */
+export const API_EVENT_SOURCE = '/simptu/api';
+
+export interface AuthPluginOptions {
+  issuer: string;
+  audience: string;
+  jwksUri: string;
+  /** a prepared verifier (tests); built from the options otherwise */
+  verifier?: AccessTokenVerifier;
+}
+
+export default fp(
+  async (app: FastifyInstance, opts: AuthPluginOptions) => {
+    const verifier =
+      opts.verifier ??
+      createAccessTokenVerifier({ issuer: opts.issuer, audience: opts.audience, jwksUri: opts.jwksUri });
+
+    app.decorateRequest('auth', null as never);
+    app.decorateRequest('tenant', null as never);
+    app.decorateRequest('withTenant', null as never);
+
+    app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
+      // Idempotent: a route may list it in onRequest and preHandler, or twice by accident.
+      if (request.auth) return;
+      const claims = await verifier.verify(bearerToken(request.headers.authorization));
+      const tenant = await app.registry.get(claims.tenant);
+      if (!tenant)
+        throw new UnauthorizedError('invalid_tenant', 'The access token names a tenant this platform does not serve');
+      if (tenant.state === 'suspended') throw new ApiErrors.TENANT_SUSPENDED({ details: { tenant: tenant.name } });
+      request.auth = claims;
+      request.tenant = tenant;
+      request.log = request.log.child({ tenant: tenant.name, principal: claims.sub });
+      request.withTenant = makeWithTenant(app, request, tenant);
+      await app.enforceRateLimit(request, reply);
+    });
+
+    app.decorate('requireRole', (...roles: Role[]) => {
+      if (roles.length === 0) throw new TypeError('requireRole needs at least one role');
+      return async (request: FastifyRequest, reply: FastifyReply) => {
+        if (!request.auth) await app.authenticate(request, reply);
+        if (!request.auth.roles.some((r) => roles.includes(r)))
+          throw new ForbiddenError('Your role does not allow this', { details: { requiredRoles: roles } });
+      };
+    });
+  },
+  {
+    name: 'simptu-auth',
+    fastify: '5.x',
+    dependencies: ['simptu-db', 'simptu-registry', 'simptu-crypto', 'simptu-rate-limit'],
+  },
+);
+
+function makeWithTenant(app: FastifyInstance, request: FastifyRequest, tenant: TenantInfo): WithTenant {
+  const ref = { name: tenant.name, schema: tenant.schema, role: tenant.role };
+  const principal = { sub: request.auth.sub, roles: request.auth.roles, scope: request.auth.scope };
+  return async <T>(fn: (ctx: DomainContext) => Promise<T>): Promise<T> => {
+    const cipher = await app.cipherFor(tenant.name);
+    return runWithContext({ tenant: tenant.name, principal, requestId: request.id }, () =>
+      withTenant(app.dbFor(tenant), ref, (client) =>
+        fn({ client, cipher, timeZone: tenant.timezone, source: API_EVENT_SOURCE }),
+      ),
+    );
+  };
+}
+
+const STAFF_ROLES: readonly Role[] = ['owner', 'admin', 'staff'];
+
+/** Whether the principal acts for the tenant (owner, admin or staff), not only as a customer. */
+export function isStaff(request: FastifyRequest): boolean {
+  return request.auth.roles.some((r) => STAFF_ROLES.includes(r));
+}
+
+/**
+ * What the principal may see of per-customer resources (sessions, bookings, ratings): staff see
+ * the tenant's (`{}`); anyone else only their own (`{customerId: sub}`, the token subject being
+ * their `customers.id`). Fails closed: a non-staff token whose subject is no customer id → 403.
+ */
+export function customerScope(request: FastifyRequest): { customerId?: string } {
+  if (isStaff(request)) return {};
+  if (!isUuid(request.auth.sub) || !request.auth.roles.includes('customer'))
+    throw new ForbiddenError('This token does not identify a customer', { details: { requiredRoles: ['customer', ...STAFF_ROLES] } });
+  return { customerId: request.auth.sub.toLowerCase() };
+}
+
+export { UnauthorizedError };
