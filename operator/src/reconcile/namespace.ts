@@ -370,7 +370,8 @@ async function reconcileNamespace(tenant: Tenant, deps: NamespaceDeps): Promise<
         message: `namespace ${ns} belongs to tenant ${JSON.stringify(owner)} (label ${TENANT_LABEL}); refusing to take it over`,
       };
     }
-    const out = await applyObjects(desiredNamespaceObjects(tenant, deps), deps, BACKEND);
+    const objs = desiredNamespaceObjects(tenant, deps);
+    const out = await applyObjects(objs, deps, BACKEND);
     if (out.terminating.length > 0) {
       return {
         kind: 'progressing',
@@ -379,10 +380,13 @@ async function reconcileNamespace(tenant: Tenant, deps: NamespaceDeps): Promise<
         requeueAfterMs: deps.pollMs ?? 2_000,
       };
     }
+    // Reason and message describe the state, not what this pass did: a pass that repaired
+    // something and one that found nothing to do then write the same status, so the second
+    // reconcile after provisioning performs no status write.
     return {
       kind: 'ready',
-      reason: out.applied.length > 0 ? 'NamespaceApplied' : 'NamespaceUpToDate',
-      message: out.applied.length > 0 ? `applied ${out.applied.join(', ')}` : `namespace ${ns} is up to date`,
+      reason: 'NamespaceReady',
+      message: `namespace ${ns} and its ${objs.length - 1} policies and limits are in place`,
     };
   } catch (err) {
     return errorStep('NamespaceApplyFailed', err);

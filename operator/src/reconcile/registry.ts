@@ -298,16 +298,13 @@ async function reconcileRegistry(tenant: Tenant, deps: RegistryDeps): Promise<St
       await publish(deps, row, type, registryEventData({ ...row, spec_hash: row.spec_hash! }));
       deps.writes.inc(BACKEND);
       await markPublished(deps.pg, row.name, row.spec_hash!);
-      return {
-        kind: 'ready',
-        reason: 'Registered',
-        message: `registry row ${wrote ? 'written' : 'unchanged'}; published ${type}`,
-      };
+      return { kind: 'ready', reason: 'Registered', message: 'registry row current and published' };
     }
     return {
       kind: 'ready',
-      reason: wrote ? 'Registered' : 'RegistryUpToDate',
-      message: wrote ? 'registry row written' : 'registry row up to date',
+      // the state, not this pass's actions (see namespace.ts)
+      reason: 'Registered',
+      message: 'registry row current and published',
     };
   } catch (err) {
     return {

@@ -79,22 +79,33 @@ export async function reconcileTenant(name: string, deps: TenantReconcilerDeps):
 
   const outcomes: Outcomes = {};
   const facts: Facts = {};
-  for (const backend of deps.backends) {
-    const waitingFor = (backend.after ?? []).filter((c) => outcomes[c]?.kind !== 'ready');
-    if (waitingFor.length > 0) {
-      outcomes[backend.condition] = {
-        kind: 'progressing',
-        reason: 'WaitingForDependencies',
-        message: `waiting for ${waitingFor.join(', ')}`,
-        requeueAfterMs: 5_000,
-      };
-      continue;
-    }
-    deps.fault(`${backend.name}:before`);
-    const r = await run(() => backend.reconcile(tenant, facts), backend.name);
-    deps.fault(`${backend.name}:after`);
-    outcomes[backend.condition] = r;
-    if (r.kind !== 'error' && r.status) Object.assign(facts, r.status);
+  // Backends run in waves: every backend whose dependencies have run goes at once, so a
+  // reconcile takes as long as its slowest chain (e.g. topics ‖ database ‖ key, then the
+  // registry), not the sum of all backends.
+  let pending = [...deps.backends];
+  while (pending.length > 0) {
+    const wave = pending.filter((b) => (b.after ?? []).every((c) => outcomes[c] !== undefined));
+    if (wave.length === 0) throw new Error(`backend dependencies form a cycle: ${pending.map((b) => b.name).join(', ')}`);
+    pending = pending.filter((b) => !wave.includes(b));
+    await Promise.all(
+      wave.map(async (backend) => {
+        const waitingFor = (backend.after ?? []).filter((c) => outcomes[c]?.kind !== 'ready');
+        if (waitingFor.length > 0) {
+          outcomes[backend.condition] = {
+            kind: 'progressing',
+            reason: 'WaitingForDependencies',
+            message: `waiting for ${waitingFor.join(', ')}`,
+            requeueAfterMs: 5_000,
+          };
+          return;
+        }
+        deps.fault(`${backend.name}:before`);
+        const r = await run(() => backend.reconcile(tenant, facts), backend.name);
+        deps.fault(`${backend.name}:after`);
+        outcomes[backend.condition] = r;
+        if (r.kind !== 'error' && r.status) Object.assign(facts, r.status);
+      }),
+    );
   }
 
   await writeStatusIfChanged(tenant, outcomes, deps, now());

@@ -227,8 +227,9 @@ async function reconcileTopics(tenant: Tenant, deps: TopicsDeps): Promise<StepRe
     }
     return {
       kind: 'ready',
-      reason: done.length > 0 ? 'TopicsApplied' : 'TopicsUpToDate',
-      message: done.length > 0 ? done.join('; ') : `${desired.length} topics up to date`,
+      // the state, not this pass's actions (see namespace.ts)
+      reason: 'TopicsReady',
+      message: `${desired.length} topics with the spec's partitions and retention`,
       status,
     };
   } catch (err) {

@@ -159,7 +159,7 @@ describe('registry reconciler (real Postgres + Kafka)', () => {
     // steady state: no write, no publication
     expect(await registryReconciler.reconcile(t, deps)).toMatchObject({
       kind: 'ready',
-      reason: 'RegistryUpToDate',
+      reason: 'Registered',
     });
     expect(writes.counts).toEqual({ registry: 2, kafka: 1 });
 
