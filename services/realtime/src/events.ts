@@ -1,0 +1,186 @@
+/**
+ * From CloudEvents on a tenant's `agent` and `domain` topics to channel pushes (DESIGN §7).
+ * `io.simptu.<area>.<event>` becomes the channel event `<area>.<event>`; the event's `data`
+ * is validated against the shape below (TypeBox; extra fields are allowed so producers can
+ * add some without breaking the hub) and routed:
+ * - anything with a `session_id` → `session:<id>`;
+ * - what staff must see (new sessions, state changes, handoffs, bookings) → `staff:lobby`;
+ * - what concerns a customer (their bookings, sessions, messages) → `user:<customer id>`.
+ * Pure: no I/O. Unknown types and invalid payloads are reported, never thrown.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import type { CloudEvent } from '@simptu/common';
+
+const Uuid = Type.String({
+  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+});
+const Id = Type.String({ minLength: 1, maxLength: 255 });
+const OptId = Type.Optional(Type.Union([Id, Type.Null()]));
+const Body = Type.Optional(Type.String({ maxLength: 64_000 }));
+/** a message body encrypted with the tenant's DEK, bound to `messages.body` of `message_id` */
+const BodyEnc = Type.Optional(Type.String({ minLength: 1, maxLength: 100_000 }));
+
+const SessionScoped = { session_id: Uuid };
+
+export const EventSchemas = {
+  'agent.token': Type.Object({
+    ...SessionScoped,
+    delta: Type.String({ maxLength: 16_000 }),
+    seq: Type.Integer({ minimum: 0 }),
+    message_id: Type.Optional(Id),
+  }),
+  'agent.tool_call': Type.Object({
+    ...SessionScoped,
+    call_id: Id,
+    name: Id,
+    args: Type.Optional(Type.Unknown()),
+  }),
+  'agent.tool_result': Type.Object({
+    ...SessionScoped,
+    call_id: Id,
+    name: Type.Optional(Id),
+    ok: Type.Optional(Type.Boolean()),
+    result: Type.Optional(Type.Unknown()),
+  }),
+  'agent.message': Type.Object({
+    ...SessionScoped,
+    message_id: Id,
+    seq: Type.Optional(Type.Integer({ minimum: 1 })),
+    body: Body,
+    body_enc: BodyEnc,
+  }),
+  'agent.handoff': Type.Object({
+    ...SessionScoped,
+    reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    customer_id: OptId,
+  }),
+  'message.created': Type.Object({
+    ...SessionScoped,
+    message_id: Id,
+    seq: Type.Integer({ minimum: 1 }),
+    role: Type.Union(['user', 'assistant', 'staff', 'system'].map((r) => Type.Literal(r))),
+    body: Body,
+    body_enc: BodyEnc,
+    author: OptId,
+    customer_id: OptId,
+  }),
+  'session.created': Type.Object({
+    ...SessionScoped,
+    customer_id: OptId,
+    channel: Type.Optional(Id),
+    state: Type.Optional(Id),
+  }),
+  'session.updated': Type.Object({
+    ...SessionScoped,
+    state: Type.Optional(Id),
+    customer_id: OptId,
+    assigned_to: OptId,
+  }),
+  'booking.created': bookingSchema(),
+  'booking.updated': bookingSchema(),
+  'booking.cancelled': bookingSchema(),
+} satisfies Record<string, TSchema>;
+
+function bookingSchema() {
+  return Type.Object({
+    booking_id: Id,
+    customer_id: OptId,
+    session_id: Type.Optional(Type.Union([Uuid, Type.Null()])),
+    status: Type.Optional(Id),
+    starts_at: Type.Optional(Type.String()),
+    ends_at: Type.Optional(Type.String()),
+    service_id: OptId,
+    resource_id: OptId,
+  });
+}
+
+export type ChannelEvent = keyof typeof EventSchemas;
+export const CHANNEL_EVENTS = Object.keys(EventSchemas) as ChannelEvent[];
+
+/** Events staff see in `staff:lobby`. */
+const LOBBY_EVENTS = new Set<string>([
+  'session.created',
+  'session.updated',
+  'agent.handoff',
+  'booking.created',
+  'booking.updated',
+  'booking.cancelled',
+]);
+/** Events a customer sees in `user:<customer id>` (when the event names the customer). */
+const USER_EVENTS = new Set<string>([
+  'session.created',
+  'session.updated',
+  'message.created',
+  'booking.created',
+  'booking.updated',
+  'booking.cancelled',
+]);
+
+export type DropReason = 'unknown_type' | 'invalid_payload' | 'undecryptable';
+
+export interface RoutedEvent {
+  event: ChannelEvent;
+  /** the validated data; `body_enc` still encrypted (the caller decrypts, see `decryptBody`) */
+  data: Record<string, unknown>;
+  /** topics (without tenant) to deliver to, in this order */
+  topics: string[];
+}
+
+export type RouteResult =
+  { ok: true; routed: RoutedEvent } | { ok: false; reason: DropReason; detail: string };
+
+/** `io.simptu.agent.token` → `agent.token` */
+export function channelEventName(type: string): string | undefined {
+  const m = /^io\.simptu\.(.+)$/.exec(type);
+  return m ? m[1] : undefined;
+}
+
+export function routeEvent(ce: Pick<CloudEvent, 'type' | 'data'>): RouteResult {
+  const name = channelEventName(ce.type);
+  if (name === undefined || !(name in EventSchemas))
+    return { ok: false, reason: 'unknown_type', detail: `no channel event for ${ce.type}` };
+  const event = name as ChannelEvent;
+  const schema: TSchema = EventSchemas[event];
+  if (!Value.Check(schema, ce.data)) {
+    const first = Value.Errors(schema, ce.data).First();
+    return {
+      ok: false,
+      reason: 'invalid_payload',
+      detail: first ? `${first.path || '/'}: ${first.message}` : 'invalid',
+    };
+  }
+  const data = { ...(ce.data as Record<string, unknown>) };
+  const topics: string[] = [];
+  const sessionId = typeof data.session_id === 'string' ? data.session_id.toLowerCase() : undefined;
+  if (sessionId) topics.push(`session:${sessionId}`);
+  if (LOBBY_EVENTS.has(event)) topics.push('staff:lobby');
+  const customerId = typeof data.customer_id === 'string' ? data.customer_id : undefined;
+  if (customerId && USER_EVENTS.has(event)) topics.push(`user:${customerId}`);
+  if (topics.length === 0) return { ok: false, reason: 'invalid_payload', detail: 'event concerns no topic' };
+  return { ok: true, routed: { event, data, topics } };
+}
+
+export type EventData<E extends ChannelEvent> = Static<(typeof EventSchemas)[E]>;
+
+/** The location a message body's ciphertext is bound to (same as `messages.body` in the domain). */
+export function messageBodyLocation(messageId: string) {
+  return { table: 'messages', column: 'body', rowId: messageId };
+}
+
+/**
+ * Replaces `body_enc` by the decrypted `body` (the hub delivers plaintext only to sockets that
+ * are authorized for the topic). Returns undefined when it doesn't decrypt.
+ */
+export function decryptBody(
+  data: Record<string, unknown>,
+  decrypt: (text: string, messageId: string) => string,
+): Record<string, unknown> | undefined {
+  if (typeof data.body_enc !== 'string') return data;
+  const { body_enc, ...rest } = data;
+  try {
+    return { ...rest, body: decrypt(body_enc as string, String(rest.message_id)) };
+  } catch {
+    return undefined;
+  }
+}

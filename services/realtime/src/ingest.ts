@@ -1,0 +1,187 @@
+/**
+ * Server push from Kafka (DESIGN §7): consumes every active tenant's `agent` and `domain`
+ * topics, maps each CloudEvent to channel pushes (`events.ts`) and stores + publishes them per
+ * topic through the `StreamBus`.
+ *
+ * Scale-out choice: every hub instance consumes with ITS OWN consumer group
+ * (`<prefix>-<instanceId>`), so each sees every event; the bus's Lua script numbers and
+ * publishes an event once per (topic, event id), whichever instance gets there first, and all
+ * instances deliver from the Redis publish. No group rebalances when instances come and go
+ * (a dead instance stalls nothing), at the cost of N reads of each record. Each partition is
+ * handled sequentially and records of one conversation share a key (→ partition), so per
+ * topic the seq order is the Kafka order on every instance.
+ *
+ * The topic list comes from the registry; when it changes the consumer is restarted with the
+ * new subscription (kafkajs can't change a running subscription). Topics added later are read
+ * from their beginning (their events were produced after the tenant was provisioned);
+ * the first subscription starts at the end.
+ * @see https://kafka.js.org/docs/consuming
+ */
+import type { Consumer, Kafka } from 'kafkajs';
+import { fromKafkaRecord, tenantTopics, topicTenant, type FieldCipher, type Logger } from '@simptu/common';
+import { decryptBody, messageBodyLocation, routeEvent, type DropReason } from './events.ts';
+import type { TenantInfo } from './registry.ts';
+import type { StreamBus } from './streams.ts';
+import { topicKey } from './topics.ts';
+import { encodeEntry, type EntryPayload } from './entry.ts';
+
+export interface IngestOptions {
+  kafka: Kafka;
+  groupId: string;
+  bus: StreamBus;
+  cipher: (tenant: string) => Promise<FieldCipher>;
+  /** the active tenants now */
+  tenants: () => TenantInfo[];
+  logger?: Logger;
+  onDropped?: (reason: DropReason | 'undecodable' | 'tenant_mismatch' | 'unknown_tenant') => void;
+  onStored?: () => void;
+}
+
+export class Ingest {
+  readonly #o: IngestOptions;
+  #consumer: Consumer | undefined;
+  #topics = new Set<string>();
+  #started = false;
+  #restarting: Promise<void> = Promise.resolve();
+  #ready: Promise<void> = Promise.resolve();
+
+  constructor(options: IngestOptions) {
+    this.#o = options;
+  }
+
+  /** Resolves when the consumer has joined its group with the current topics. */
+  whenReady(): Promise<void> {
+    return this.#ready;
+  }
+
+  get topics(): string[] {
+    return [...this.#topics].sort();
+  }
+
+  /** (Re)subscribes when the tenants' topic set changed. Serialized. */
+  sync(): Promise<void> {
+    this.#restarting = this.#restarting
+      .then(() => this.#sync())
+      .catch((err) => {
+        this.#o.logger?.error({ err }, 'realtime ingest: resubscribe failed');
+      });
+    return this.#restarting;
+  }
+
+  async #sync(): Promise<void> {
+    const want = new Set<string>();
+    for (const t of this.#o.tenants()) {
+      const tt = tenantTopics(t.name);
+      want.add(tt.agent);
+      want.add(tt.domain);
+    }
+    // Only topics that exist: subscribing to a missing one fails the whole consumer.
+    const admin = this.#o.kafka.admin();
+    await admin.connect();
+    let existing: Set<string>;
+    try {
+      existing = new Set(await admin.listTopics());
+    } finally {
+      await admin.disconnect();
+    }
+    for (const t of want) if (!existing.has(t)) want.delete(t);
+    const same = want.size === this.#topics.size && [...want].every((t) => this.#topics.has(t));
+    if (same && this.#consumer) return;
+    const added = [...want].filter((t) => !this.#topics.has(t));
+    const kept = [...want].filter((t) => this.#topics.has(t));
+    await this.#stopConsumer();
+    this.#topics = want;
+    if (want.size === 0) return;
+    const consumer = this.#o.kafka.consumer({
+      groupId: this.#o.groupId,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+      allowAutoTopicCreation: false,
+    });
+    let joined!: () => void;
+    this.#ready = new Promise<void>((r) => (joined = r));
+    consumer.on(consumer.events.GROUP_JOIN, () => joined());
+    await consumer.connect();
+    // First subscription: from the end (history in Redis covers reconnecting clients). Later
+    // additions: from the beginning, so a new tenant's first events are not skipped.
+    const fromStart = this.#started ? added : [];
+    const fromEnd = this.#started ? kept : [...want];
+    if (fromEnd.length > 0) await consumer.subscribe({ topics: fromEnd, fromBeginning: false });
+    if (fromStart.length > 0) await consumer.subscribe({ topics: fromStart, fromBeginning: true });
+    this.#started = true;
+    await consumer.run({
+      eachMessage: async ({ topic, message }) => {
+        await this.handle(topic, message);
+      },
+    });
+    this.#consumer = consumer;
+    this.#o.logger?.info({ topics: want.size }, 'realtime ingest: subscribed');
+  }
+
+  /** One record: decode, check the tenant, route, store+publish per topic. Exposed for tests. */
+  async handle(
+    topic: string,
+    message: {
+      key?: Buffer | string | null;
+      value: Buffer | string | null;
+      headers?: Record<string, unknown>;
+    },
+  ): Promise<void> {
+    const decoded = fromKafkaRecord(message);
+    if (!decoded.ok) {
+      this.#o.logger?.warn({ topic, reason: decoded.error }, 'realtime ingest: undecodable record dropped');
+      this.#o.onDropped?.('undecodable');
+      return;
+    }
+    const ce = decoded.event;
+    if (topicTenant(topic) !== ce.tenant) {
+      this.#o.logger?.error(
+        { topic, tenant: ce.tenant },
+        'realtime ingest: event tenant does not match topic',
+      );
+      this.#o.onDropped?.('tenant_mismatch');
+      return;
+    }
+    const routed = routeEvent(ce);
+    if (!routed.ok) {
+      this.#o.logger?.debug(
+        { topic, type: ce.type, detail: routed.detail },
+        'realtime ingest: event dropped',
+      );
+      this.#o.onDropped?.(routed.reason);
+      return;
+    }
+    let cipher: FieldCipher;
+    try {
+      cipher = await this.#o.cipher(ce.tenant);
+    } catch (err) {
+      this.#o.logger?.error({ err, tenant: ce.tenant }, 'realtime ingest: no key for tenant');
+      this.#o.onDropped?.('unknown_tenant');
+      return;
+    }
+    const data = decryptBody(routed.routed.data, (text, id) =>
+      cipher.decryptText(text, messageBodyLocation(id)),
+    );
+    if (!data) {
+      this.#o.onDropped?.('undecryptable');
+      return;
+    }
+    const payload: EntryPayload = { event: routed.routed.event, data, time: ce.time, id: ce.id };
+    for (const t of routed.routed.topics) {
+      const key = topicKey(ce.tenant, t);
+      const r = await this.#o.bus.publish(key, ce.id, encodeEntry(cipher, key, ce.id, payload));
+      if (r.published) this.#o.onStored?.();
+    }
+  }
+
+  async #stopConsumer(): Promise<void> {
+    const c = this.#consumer;
+    this.#consumer = undefined;
+    await c?.disconnect().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    await this.#restarting;
+    await this.#stopConsumer();
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * Topic streams in Redis: sequence numbers, an epoch, bounded history, and the fan-out between
+ * hub instances (DESIGN §7: recovery "like Centrifugo", several instances).
+ *
+ * Per `<tenant>/<topic>` key (hash-tagged so one topic's keys share a Redis Cluster slot):
+ * - `rt:{key}:m`  hash `{epoch, seq}`: `seq` increments by one per stored event; the epoch is
+ *   random and changes when the stream is lost (its hash expired after `streamTtlMs` of
+ *   silence, or Redis was wiped) — a client holding another epoch can't be recovered;
+ * - `rt:{key}:h`  sorted set `seq → entry`, trimmed to `maxCount` entries, expiring
+ *   `maxAgeMs` after the last event; entries older than `maxAgeMs` are not recovered;
+ * - `rt:{key}:d:<event id>` the seq an event got (TTL `dedupTtlMs`): the same CloudEvent
+ *   seen again (Kafka redelivery, or another instance consuming the same partition) is
+ *   stored and published once.
+ * Storing, numbering and `PUBLISH`ing happen in one Lua script, so the publish order on
+ * `rt:c:<key>` is the seq order and every instance sees each event once, in order.
+ *
+ * Entries hold the frame encrypted with the tenant's data key (DESIGN §6: a tenant's data is
+ * ciphertext everywhere it rests), bound to the topic key and event id.
+ * @see https://centrifugal.dev/docs/server/history_and_recovery
+ * @see https://redis.io/docs/latest/develop/interact/programmability/eval-intro/
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+export interface HistoryLimits {
+  maxCount: number;
+  maxAgeMs: number;
+  streamTtlMs: number;
+  dedupTtlMs: number;
+}
+
+/** A stored event as it travels (history entry or live publish). */
+export interface StoredEntry {
+  seq: number;
+  /** when it was stored, ms since the epoch */
+  ts: number;
+  eventId: string;
+  /** encrypted frame text */
+  data: string;
+}
+
+export type BusMessage =
+  | { kind: 'stored'; key: string; epoch: string; entry: StoredEntry }
+  | { kind: 'ephemeral'; key: string; event: string; payload: Record<string, unknown>; exclude?: string };
+
+export interface Position {
+  epoch: string;
+  seq: number;
+}
+
+export type Recovery =
+  | { recovered: true; epoch: string; seq: number; entries: StoredEntry[] }
+  | { recovered: false; epoch: string; seq: number; why: 'epoch' | 'ahead' | 'gone' | 'too_old' };
+
+const PUBLISH_LUA = `
+local dup = redis.call('GET', KEYS[3])
+if dup then return {0, tonumber(dup), redis.call('HGET', KEYS[1], 'epoch') or ''} end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then epoch = ARGV[8]; redis.call('HSET', KEYS[1], 'epoch', epoch) end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('ZADD', KEYS[2], seq, cjson.encode({q = seq, t = ARGV[3], i = ARGV[9], d = ARGV[2]}))
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[4]) + 1))
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('SET', KEYS[3], seq, 'PX', ARGV[6])
+redis.call('PUBLISH', ARGV[1], cjson.encode({k = 's', e = epoch, q = seq, t = ARGV[3], i = ARGV[9], d = ARGV[2]}))
+return {1, seq, epoch}
+`;
+
+const RECOVER_LUA = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then epoch = ARGV[1]; redis.call('HSET', KEYS[1], 'epoch', epoch) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if ARGV[3] == '' then return {epoch, seq, {}} end
+local last = tonumber(ARGV[3])
+if last >= seq then return {epoch, seq, {}} end
+return {epoch, seq, redis.call('ZRANGEBYSCORE', KEYS[2], last + 1, '+inf')}
+`;
+
+const metaKey = (key: string) => `rt:{${key}}:m`;
+const histKey = (key: string) => `rt:{${key}}:h`;
+const dedupKey = (key: string, eventId: string) => `rt:{${key}}:d:${eventId}`;
+export const channelOf = (key: string) => `rt:c:${key}`;
+const CHANNEL_PREFIX = 'rt:c:';
+
+function newEpoch(): string {
+  return randomBytes(6).toString('hex');
+}
+
+function parseEntry(raw: string): StoredEntry | undefined {
+  try {
+    const o = JSON.parse(raw) as { q?: unknown; t?: unknown; i?: unknown; d?: unknown };
+    if (typeof o.q !== 'number' || typeof o.i !== 'string' || typeof o.d !== 'string') return undefined;
+    return { seq: o.q, ts: Number(o.t), eventId: o.i, data: o.d };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Decides a recovery from what the script read. Pure, exported for unit tests. */
+export function decideRecovery(
+  current: Position,
+  entries: StoredEntry[],
+  since: { lastSeq: number; epoch: string },
+  now: number,
+  maxAgeMs: number,
+): Recovery {
+  const { epoch, seq } = current;
+  if (since.epoch !== epoch) return { recovered: false, epoch, seq, why: 'epoch' };
+  if (since.lastSeq > seq) return { recovered: false, epoch, seq, why: 'ahead' };
+  const missed = seq - since.lastSeq;
+  if (entries.length !== missed) return { recovered: false, epoch, seq, why: 'gone' };
+  for (let i = 0; i < entries.length; i++)
+    if (entries[i]!.seq !== since.lastSeq + 1 + i) return { recovered: false, epoch, seq, why: 'gone' };
+  if (entries.length > 0 && entries[0]!.ts < now - maxAgeMs)
+    return { recovered: false, epoch, seq, why: 'too_old' };
+  return { recovered: true, epoch, seq, entries };
+}
+
+export interface StreamBusOptions {
+  /** commands connection */
+  redis: Redis;
+  /** a second connection, used only for SUBSCRIBE */
+  subscriber: Redis;
+  limits: HistoryLimits;
+  onMessage: (m: BusMessage) => void;
+  onInvalid?: (channel: string) => void;
+}
+
+export class StreamBus {
+  readonly #redis: Redis;
+  readonly #sub: Redis;
+  readonly #limits: HistoryLimits;
+  readonly #refs = new Map<string, number>();
+  readonly #pending = new Map<string, Promise<unknown>>();
+
+  constructor(options: StreamBusOptions) {
+    this.#redis = options.redis;
+    this.#sub = options.subscriber;
+    this.#limits = options.limits;
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (!channel.startsWith(CHANNEL_PREFIX)) return;
+      const key = channel.slice(CHANNEL_PREFIX.length);
+      const m = this.#parse(key, message);
+      if (m) options.onMessage(m);
+      else options.onInvalid?.(channel);
+    });
+  }
+
+  #parse(key: string, message: string): BusMessage | undefined {
+    try {
+      const o = JSON.parse(message) as Record<string, unknown>;
+      if (
+        o.k === 's' &&
+        typeof o.e === 'string' &&
+        typeof o.q === 'number' &&
+        typeof o.i === 'string' &&
+        typeof o.d === 'string'
+      )
+        return {
+          kind: 'stored',
+          key,
+          epoch: o.e,
+          entry: { seq: o.q, ts: Number(o.t), eventId: o.i, data: o.d },
+        };
+      if (o.k === 'e' && typeof o.ev === 'string' && typeof o.p === 'object' && o.p !== null)
+        return {
+          kind: 'ephemeral',
+          key,
+          event: o.ev,
+          payload: o.p as Record<string, unknown>,
+          ...(typeof o.x === 'string' ? { exclude: o.x } : {}),
+        };
+    } catch {
+      // fall through
+    }
+    return undefined;
+  }
+
+  /** Subscribes this instance to a topic key (reference-counted); resolves once subscribed. */
+  async subscribe(key: string): Promise<void> {
+    const n = this.#refs.get(key) ?? 0;
+    this.#refs.set(key, n + 1);
+    if (n === 0) {
+      const p = this.#sub.subscribe(channelOf(key));
+      this.#pending.set(key, p);
+      try {
+        await p;
+      } finally {
+        if (this.#pending.get(key) === p) this.#pending.delete(key);
+      }
+    } else {
+      await this.#pending.get(key);
+    }
+  }
+
+  async unsubscribe(key: string): Promise<void> {
+    const n = this.#refs.get(key) ?? 0;
+    if (n <= 1) {
+      this.#refs.delete(key);
+      await this.#sub.unsubscribe(channelOf(key)).catch(() => undefined);
+    } else this.#refs.set(key, n - 1);
+  }
+
+  get subscriptions(): number {
+    return this.#refs.size;
+  }
+
+  /** Stores and publishes an event once per (key, event id). */
+  async publish(
+    key: string,
+    eventId: string,
+    data: string,
+    now = Date.now(),
+  ): Promise<{ published: boolean; seq: number; epoch: string }> {
+    const l = this.#limits;
+    const r = (await this.#redis.eval(
+      PUBLISH_LUA,
+      3,
+      metaKey(key),
+      histKey(key),
+      dedupKey(key, eventId),
+      channelOf(key),
+      data,
+      String(now),
+      l.maxCount,
+      l.maxAgeMs,
+      l.dedupTtlMs,
+      l.streamTtlMs,
+      newEpoch(),
+      eventId,
+    )) as [number, number, string];
+    return { published: r[0] === 1, seq: Number(r[1]), epoch: String(r[2]) };
+  }
+
+  /** The stream's position (creating its epoch), and what was missed since `since`. */
+  async recover(
+    key: string,
+    since?: { lastSeq: number; epoch: string },
+    now = Date.now(),
+  ): Promise<Recovery> {
+    const r = (await this.#redis.eval(
+      RECOVER_LUA,
+      2,
+      metaKey(key),
+      histKey(key),
+      newEpoch(),
+      this.#limits.streamTtlMs,
+      since ? String(since.lastSeq) : '',
+    )) as [string, number, string[]];
+    const current = { epoch: String(r[0]), seq: Number(r[1]) };
+    if (!since) return { recovered: true, ...current, entries: [] };
+    const entries: StoredEntry[] = [];
+    for (const raw of r[2]) {
+      const e = parseEntry(raw);
+      if (e) entries.push(e);
+    }
+    return decideRecovery(current, entries, since, now, this.#limits.maxAgeMs);
+  }
+
+  /** Not stored, no seq: typing, read receipts, presence diffs. */
+  async broadcast(
+    key: string,
+    event: string,
+    payload: Record<string, unknown>,
+    exclude?: string,
+  ): Promise<void> {
+    await this.#redis.publish(
+      channelOf(key),
+      JSON.stringify({ k: 'e', ev: event, p: payload, ...(exclude ? { x: exclude } : {}) }),
+    );
+  }
+}
