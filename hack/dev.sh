@@ -43,17 +43,57 @@ kubectl wait --for=condition=Ready -f config/samples/ --timeout=180s || {
   kubectl get tenants
   echo "[dev] not all tenants are Ready; see 'kubectl describe tenant <name>' and .testenv/logs/operator.log"
 }
-kubectl get tenants
+kubectl get -f config/samples/
+
+# --- services ---------------------------------------------------------------------------------
+# They connect as the services' NOINHERIT login role the operator created, unwrap tenant keys
+# with the KEK from the platform Secret, and verify tokens against the SSO's JWKS.
+APP_DB_URL=$(node -e 'const u=new URL(process.env.DATABASE_URL);u.username=process.env.SIMPTU_APP_ROLE??"simptu_app";u.password=process.env.SIMPTU_APP_ROLE_PASSWORD;console.log(u.toString())')
+KEK=$(kubectl -n simptu-system get secret simptu-kek -o jsonpath='{.data.kek}')
+ISSUER=${SIMPTU_ENDPOINT_ISSUER}
+JWKS_URI=$ISSUER/jwks
+
+start_service() { # name, port, command…
+  local name=$1 port=$2; shift 2
+  "$@" >"$LOG_DIR/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 60); do
+    curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { echo "[dev] $name ready on :$port (log: .testenv/logs/$name.log)"; return; }
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "[dev] $name exited; see .testenv/logs/$name.log"; tail -20 "$LOG_DIR/$name.log"; exit 1; }
+    sleep 1
+  done
+  echo "[dev] $name did not become ready in 60 s; see .testenv/logs/$name.log"; exit 1
+}
+
+if [[ -f services/auth/src/main.ts ]]; then
+  SIMPTU_AUTH_DATABASE_URL=$DATABASE_URL SIMPTU_AUTH_REDIS_URL=$REDIS_URL SIMPTU_AUTH_KEK=$KEK \
+  SIMPTU_AUTH_ISSUER=$ISSUER SIMPTU_AUTH_PORT=3001 \
+    start_service auth 3001 node services/auth/src/main.ts
+fi
+SIMPTU_API_DATABASE_URL=$APP_DB_URL SIMPTU_API_KEK=$KEK SIMPTU_API_PORT=3003 \
+SIMPTU_API_AUTH_ISSUER=$ISSUER SIMPTU_API_AUTH_JWKS_URI=$JWKS_URI \
+  start_service api 3003 node services/api/src/main.ts
+SIMPTU_REALTIME_DATABASE_URL=$APP_DB_URL SIMPTU_REALTIME_REDIS_URL=$REDIS_URL SIMPTU_REALTIME_KAFKA_BROKERS=$KAFKA_BROKERS \
+SIMPTU_REALTIME_KEK_BASE64=$KEK SIMPTU_REALTIME_PORT=4000 \
+SIMPTU_REALTIME_AUTH_ISSUER=$ISSUER SIMPTU_REALTIME_AUTH_JWKS_URI=$JWKS_URI \
+  start_service realtime 4000 node services/realtime/src/main.ts
+if [[ -f services/agent/src/main.ts ]]; then
+  SIMPTU_AGENT_DATABASE_URL=$APP_DB_URL SIMPTU_AGENT_REDIS_URL=$REDIS_URL SIMPTU_AGENT_KAFKA_BROKERS=$KAFKA_BROKERS \
+  SIMPTU_AGENT_KEK=$KEK SIMPTU_AGENT_MODE=pool SIMPTU_AGENT_PORT=3005 \
+    start_service agent 3005 node services/agent/src/main.ts
+fi
 
 cat <<MSG
 
 Simptu is running.
   Tenants:           kubectl get tenants   (source .testenv/env first)
+  API:               http://127.0.0.1:3003/v1   — docs at http://127.0.0.1:3003/docs
+  WebSocket hub:     ws://127.0.0.1:4000/socket/websocket?vsn=2.0.0   (Phoenix Channels V2)
+  SSO:               $ISSUER   (login, discovery at $ISSUER/.well-known/openid-configuration)
   Operator metrics:  http://127.0.0.1:$SIMPTU_METRICS_PORT/metrics
-  Operator health:   http://127.0.0.1:$SIMPTU_PROBE_PORT/readyz
   Database:          psql "$DATABASE_URL"   (registry: select * from platform.tenants)
   Kafka:             $KAFKA_BROKERS
-  The API, the realtime hub, the SSO login and the agent join here as they are built (see the issues).
+  Logs:              .testenv/logs/{operator,auth,api,realtime,agent}.log
 Press Ctrl-C to stop.
 MSG
 wait "${pids[0]}"
