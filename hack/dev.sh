@@ -66,8 +66,10 @@ start_service() { # name, port, command…
 }
 
 if [[ -f services/auth/src/main.ts ]]; then
+  # development: the SSO migrates its `auth` schema with the superuser URL; see docs/auth.md for the
+  # least-privilege role in production
   SIMPTU_AUTH_DATABASE_URL=$DATABASE_URL SIMPTU_AUTH_REDIS_URL=$REDIS_URL SIMPTU_AUTH_KEK=$KEK \
-  SIMPTU_AUTH_ISSUER=$ISSUER SIMPTU_AUTH_PORT=3001 \
+  SIMPTU_AUTH_ISSUER=$ISSUER SIMPTU_AUTH_PORT=3001 SIMPTU_AUTH_COOKIE_KEYS=simptu-dev-cookie-key-0123456789abcdef \
     start_service auth 3001 node services/auth/src/main.ts
 fi
 SIMPTU_API_DATABASE_URL=$APP_DB_URL SIMPTU_API_KEK=$KEK SIMPTU_API_PORT=3003 \
