@@ -29,9 +29,9 @@ import {
   assertUuid,
   attempt,
   clampLimit,
-  decodeCursor,
   DEFAULT_EVENT_SOURCE,
-  encodeCursor,
+  newestFirstAfter,
+  newestFirstPage,
   newId,
   nowOf,
   type DomainContext,
@@ -258,15 +258,6 @@ export interface AccessCodePage {
   nextCursor: string | null;
 }
 
-type Key = [string, string];
-const isKey = (v: unknown): v is Key =>
-  Array.isArray(v) &&
-  v.length === 2 &&
-  typeof v[0] === 'string' &&
-  !Number.isNaN(Date.parse(v[0])) &&
-  typeof v[1] === 'string' &&
-  /^[0-9a-f-]{36}$/.test(v[1]);
-
 /** Newest first, keyset-paginated. Codes are never returned (only their keyed hashes exist). */
 export async function listAccessCodes(
   ctx: DomainContext,
@@ -291,21 +282,13 @@ export async function listAccessCodes(
     };
     where.push(byStatus[q.status]());
   }
-  if (q.cursor !== undefined) {
-    const [at, id] = decodeCursor(q.cursor, isKey);
-    where.push(`(created_at, id) < (${p(new Date(at))}, ${p(id)})`);
-  }
+  if (q.cursor !== undefined) where.push(newestFirstAfter(q.cursor, p));
   const { rows } = await ctx.client.query<AccessCodeRow>(
     `SELECT ${COLUMNS} FROM access_codes ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY created_at DESC, id DESC LIMIT ${p(limit + 1)}`,
     params,
   );
-  const items = rows.slice(0, limit).map((r) => toAccessCode(ctx, r));
-  const last = items[items.length - 1];
-  return {
-    items,
-    nextCursor: rows.length > limit && last ? encodeCursor([last.createdAt.toISOString(), last.id]) : null,
-  };
+  return newestFirstPage(rows, limit, (r) => toAccessCode(ctx, r));
 }
 
 /**

@@ -102,3 +102,36 @@ export async function attempt<T>(client: pg.ClientBase, fn: () => Promise<T>): P
     return { ok: false, error };
   }
 }
+
+/** A `(created_at, id)` keyset position, newest first (invitations, ratings, access codes, …). */
+type NewestFirstKey = [string, string];
+const isNewestFirstKey = (v: unknown): v is NewestFirstKey =>
+  Array.isArray(v) &&
+  v.length === 2 &&
+  typeof v[0] === 'string' &&
+  !Number.isNaN(Date.parse(v[0])) &&
+  typeof v[1] === 'string' &&
+  /^[0-9a-f-]{36}$/.test(v[1]);
+
+/**
+ * Keyset pagination newest first: the condition for rows after `cursor` (with `p` adding a
+ * parameter), to be combined with `ORDER BY created_at DESC, id DESC LIMIT limit + 1`.
+ */
+export function newestFirstAfter(cursor: string, p: (value: unknown) => string): string {
+  const [at, id] = decodeCursor(cursor, isNewestFirstKey);
+  return `(created_at, id) < (${p(new Date(at))}, ${p(id)})`;
+}
+
+/** The page from `limit + 1` rows fetched newest first, with the cursor of its last item. */
+export function newestFirstPage<R, T extends { createdAt: Date; id: string }>(
+  rows: readonly R[],
+  limit: number,
+  toItem: (row: R) => T,
+): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit).map(toItem);
+  const last = items[items.length - 1];
+  return {
+    items,
+    nextCursor: rows.length > limit && last ? encodeCursor([last.createdAt.toISOString(), last.id]) : null,
+  };
+}

@@ -29,9 +29,9 @@ import type { Role } from '../context.ts';
 import {
   assertUuid,
   clampLimit,
-  decodeCursor,
   DEFAULT_EVENT_SOURCE,
-  encodeCursor,
+  newestFirstAfter,
+  newestFirstPage,
   newId,
   nowOf,
   type DomainContext,
@@ -318,15 +318,6 @@ export interface InvitationPage {
   nextCursor: string | null;
 }
 
-type Key = [string, string];
-const isKey = (v: unknown): v is Key =>
-  Array.isArray(v) &&
-  v.length === 2 &&
-  typeof v[0] === 'string' &&
-  !Number.isNaN(Date.parse(v[0])) &&
-  typeof v[1] === 'string' &&
-  /^[0-9a-f-]{36}$/.test(v[1]);
-
 /** Newest first, keyset-paginated; never returns tokens (only their hashes exist). */
 export async function listInvitations(
   ctx: DomainContext,
@@ -353,21 +344,13 @@ export async function listInvitations(
       throw invalid('role', `must be one of ${INVITABLE_ROLES.join(', ')}`);
     where.push(`role = ${p(q.role)}`);
   }
-  if (q.cursor !== undefined) {
-    const [at, id] = decodeCursor(q.cursor, isKey);
-    where.push(`(created_at, id) < (${p(new Date(at))}, ${p(id)})`);
-  }
+  if (q.cursor !== undefined) where.push(newestFirstAfter(q.cursor, p));
   const { rows } = await ctx.client.query<InvitationRow>(
     `SELECT ${COLUMNS} FROM invitations ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY created_at DESC, id DESC LIMIT ${p(limit + 1)}`,
     params,
   );
-  const items = rows.slice(0, limit).map((r) => toInvitation(ctx, r));
-  const last = items[items.length - 1];
-  return {
-    items,
-    nextCursor: rows.length > limit && last ? encodeCursor([last.createdAt.toISOString(), last.id]) : null,
-  };
+  return newestFirstPage(rows, limit, (r) => toInvitation(ctx, r));
 }
 
 /**

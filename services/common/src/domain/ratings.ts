@@ -19,9 +19,9 @@ import {
   assertUuid,
   attempt,
   clampLimit,
-  decodeCursor,
   DEFAULT_EVENT_SOURCE,
-  encodeCursor,
+  newestFirstAfter,
+  newestFirstPage,
   newId,
   nowOf,
   type DomainContext,
@@ -264,15 +264,6 @@ export interface RatingPage {
   nextCursor: string | null;
 }
 
-type Key = [string, string];
-const isKey = (v: unknown): v is Key =>
-  Array.isArray(v) &&
-  v.length === 2 &&
-  typeof v[0] === 'string' &&
-  !Number.isNaN(Date.parse(v[0])) &&
-  typeof v[1] === 'string' &&
-  /^[0-9a-f-]{36}$/.test(v[1]);
-
 /** Newest first (by first submission), keyset-paginated. */
 export async function listRatings(
   ctx: DomainContext,
@@ -304,21 +295,13 @@ export async function listRatings(
   if (q.maxScore !== undefined) where.push(`score <= ${p(q.maxScore)}`);
   if (q.customerId !== undefined) where.push(`customer_id = ${p(assertUuid(q.customerId, 'customerId'))}`);
   if (scope.customerId !== undefined) where.push(`customer_id = ${p(scope.customerId.toLowerCase())}`);
-  if (q.cursor !== undefined) {
-    const [at, id] = decodeCursor(q.cursor, isKey);
-    where.push(`(created_at, id) < (${p(new Date(at))}, ${p(id)})`);
-  }
+  if (q.cursor !== undefined) where.push(newestFirstAfter(q.cursor, p));
   const { rows } = await ctx.client.query<RatingRow>(
     `SELECT ${COLUMNS} FROM ratings ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY created_at DESC, id DESC LIMIT ${p(limit + 1)}`,
     params,
   );
-  const items = rows.slice(0, limit).map((r) => toRating(ctx, r));
-  const last = items[items.length - 1];
-  return {
-    items,
-    nextCursor: rows.length > limit && last ? encodeCursor([last.createdAt.toISOString(), last.id]) : null,
-  };
+  return newestFirstPage(rows, limit, (r) => toRating(ctx, r));
 }
 
 export interface RatingAggregate {

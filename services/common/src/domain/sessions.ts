@@ -20,10 +20,12 @@ import {
   clampLimit,
   decodeCursor,
   encodeCursor,
+  isUuid,
   newId,
   type Channel,
   type DomainContext,
 } from './context.ts';
+import { ConflictError } from '../errors.ts';
 import { getCustomer } from './customers.ts';
 import { DomainErrors, Issues, invalid, notFound } from './errors.ts';
 
@@ -237,6 +239,12 @@ export interface AppendMessageInput {
   body: string;
   /** staff subject for `staff` messages */
   author?: string | null;
+  /**
+   * the message's id; @default a new UUID. Given when the id was chosen elsewhere and must stay
+   * the same everywhere (the agent's `message_id`: the realtime hub shows it, the history must
+   * too). An id that already exists is a 409 CONFLICT (`details.messageId`), nothing written.
+   */
+  id?: string;
 }
 
 export const MAX_MESSAGE_LENGTH = 16_000;
@@ -254,8 +262,16 @@ export async function appendMessage(
     issues.add('body', `must be 1..${MAX_MESSAGE_LENGTH} characters`);
   if (input.author != null && (typeof input.author !== 'string' || input.author.length > 200))
     issues.add('author', 'must be at most 200 characters');
+  if (input.id !== undefined && !isUuid(input.id)) issues.add('id', 'must be a UUID');
   issues.throwIfAny();
   const sid = assertUuid(sessionId, 'sessionId');
+  const id = newId();
+  if (input.id !== undefined) {
+    // Checked before the seq is taken, so a duplicate leaves no gap in the session's seqs.
+    const dup = await ctx.client.query('SELECT 1 FROM messages WHERE id = $1', [id]);
+    if (dup.rowCount)
+      throw new ConflictError('A message with this id exists', { details: { messageId: id } });
+  }
   // The row lock serializes appends to one session; seq = the incremented counter.
   const { rows } = await ctx.client.query<{
     last_seq: string;
@@ -271,7 +287,6 @@ export async function appendMessage(
     const s = await getSession(ctx, sid, scope); // 404 when missing or not theirs
     throw new DomainErrors.SESSION_CLOSED({ details: { sessionId: s.id } });
   }
-  const id = newId();
   const seq = rows[0].last_seq;
   const { rows: ins } = await ctx.client.query<MessageRow>(
     `INSERT INTO messages (id, session_id, seq, role, body, author) VALUES ($1, $2, $3, $4, $5, $6)
