@@ -69,7 +69,8 @@ describe('TenantAgent', () => {
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
     expect(envOf(d)).toMatchObject({
       SIMPTU_AGENT_MODE: 'dedicated',
-      SIMPTU_TENANT: 'smile-dental',
+      SIMPTU_AGENT_TENANT: 'smile-dental',
+      SIMPTU_AGENT_METRICS_PORT: '8080',
       SIMPTU_MODEL_PROVIDER: 'builtin',
     });
     expect(c.envFrom).toBeUndefined();

@@ -126,12 +126,13 @@ export class TenantAgent extends Construct {
 
     const env: k8s.EnvVar[] = [
       { name: 'SIMPTU_AGENT_MODE', value: 'dedicated' },
-      { name: 'SIMPTU_TENANT', value: tenant },
+      // the agent's own configuration names (services/agent/src/config.ts)
+      { name: 'SIMPTU_AGENT_TENANT', value: tenant },
       { name: 'SIMPTU_MODEL_PROVIDER', value: model.provider },
       ...(model.name ? [{ name: 'SIMPTU_MODEL_NAME', value: model.name }] : []),
       ...(model.baseURL ? [{ name: 'SIMPTU_MODEL_BASE_URL', value: model.baseURL }] : []),
       { name: 'SIMPTU_INSTRUCTIONS_FILE', value: `${AGENT_CONFIG_DIR}/instructions.md` },
-      { name: 'PORT', value: String(port) },
+      { name: 'SIMPTU_AGENT_METRICS_PORT', value: String(port) },
       // The root filesystem is read-only; anything that needs scratch space uses /tmp.
       { name: 'TMPDIR', value: '/tmp' },
     ];

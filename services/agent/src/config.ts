@@ -1,0 +1,74 @@
+/**
+ * The agent's configuration (CONVENTIONS 11): one TypeBox schema with defaults, validated at
+ * start-up from `SIMPTU_AGENT_*` variables (plain `DATABASE_URL`, `REDIS_URL`, `KAFKA_BROKERS`
+ * accepted as fallbacks), then passed in.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { ConfigObject, loadConfigFromEnv } from '@simptu/common';
+
+export const ENV_PREFIX = 'SIMPTU_AGENT_';
+
+export const AgentConfigSchema = ConfigObject({
+  /** `pool`: every tenant the registry marks agent-shared; `dedicated`: only `tenant` */
+  mode: Type.Union([Type.Literal('pool'), Type.Literal('dedicated')], { default: 'pool' }),
+  /** the one tenant of a dedicated agent (the operator sets SIMPTU_AGENT_TENANT) */
+  tenant: Type.Optional(Type.String({ minLength: 3 })),
+  /** the services' NOINHERIT login role on the platform database */
+  databaseUrl: Type.String({ minLength: 1 }),
+  databasePoolMax: Type.Integer({ minimum: 1, maximum: 200, default: 10 }),
+  redisUrl: Type.String({ minLength: 1 }),
+  redisPrefix: Type.String({ default: 'simptu:agent:' }),
+  kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+  kafkaClientId: Type.String({ default: 'simptu-agent' }),
+  /** consumer group; one per deployment (pool) or per tenant (dedicated) */
+  groupId: Type.String({ default: 'simptu-agent' }),
+  /** Kafka consumer session timeout: how soon a dead agent's partitions move to another one */
+  kafkaSessionTimeoutMs: Type.Integer({ minimum: 6000, maximum: 300_000, default: 30_000 }),
+  /** base64 256-bit KEK of the `local` KMS */
+  kek: Type.String({ minLength: 40 }),
+  /** how often the registry is re-read for tenants joining or leaving the pool */
+  registryRefreshMs: Type.Integer({ minimum: 100, default: 15_000 }),
+  /** token deltas are coalesced into one event per window */
+  tokenWindowMs: Type.Integer({ minimum: 0, maximum: 5000, default: 50 }),
+  checkpoints: ConfigObject({
+    keepLatest: Type.Integer({ minimum: 1, default: 10 }),
+    maxAgeDays: Type.Integer({ minimum: 1, default: 90 }),
+  }),
+  secrets: ConfigObject({
+    /** mounted Secrets: `<dir>/<name>/<key>` */
+    dir: Type.Optional(Type.String()),
+    /** `{"<name>": {"<key>": "<value>"}}` */
+    json: Type.Optional(Type.String()),
+  }),
+  channels: ConfigObject({
+    twilioBaseUrl: Type.String({ default: 'https://api.twilio.com' }),
+    metaBaseUrl: Type.String({ default: 'https://graph.facebook.com' }),
+    metaApiVersion: Type.String({ default: 'v21.0' }),
+    /** outbound messages per tenant per minute */
+    ratePerMinute: Type.Integer({ minimum: 1, default: 60 }),
+  }),
+  metricsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 9464 }),
+  logLevel: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+});
+
+export type AgentConfig = Static<typeof AgentConfigSchema>;
+
+const FALLBACKS: Record<string, string> = {
+  DATABASE_URL: `${ENV_PREFIX}DATABASE_URL`,
+  REDIS_URL: `${ENV_PREFIX}REDIS_URL`,
+  KAFKA_BROKERS: `${ENV_PREFIX}KAFKA_BROKERS`,
+  SIMPTU_TENANT: `${ENV_PREFIX}TENANT`,
+};
+
+export function loadAgentConfig(env: Record<string, string | undefined> = process.env): AgentConfig {
+  const merged: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) if (k.startsWith(ENV_PREFIX)) merged[k] = v;
+  for (const [plain, prefixed] of Object.entries(FALLBACKS))
+    if (merged[prefixed] === undefined && env[plain] !== undefined) merged[prefixed] = env[plain];
+  if (merged[`${ENV_PREFIX}TENANT`] !== undefined && merged[`${ENV_PREFIX}MODE`] === undefined)
+    merged[`${ENV_PREFIX}MODE`] = 'dedicated';
+  return loadConfigFromEnv(AgentConfigSchema, merged, { prefix: ENV_PREFIX });
+}

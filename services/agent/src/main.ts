@@ -1,0 +1,130 @@
+/**
+ * Entry point: `node services/agent/src/main.ts`. Validates the configuration (every problem
+ * listed, exit 2), connects Postgres/Redis/Kafka, starts the runtime, serves /metrics,
+ * /healthz, /readyz; on SIGTERM/SIGINT stops consuming (the run in progress finishes and
+ * commits), then closes everything.
+ *
+ * Fault injection for tests only: SIMPTU_FAULT_KILL_AFTER_TOOL=<tool name> SIGKILLs the process
+ * after that tool ran and before the run committed.
+ */
+import { createServer } from 'node:http';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import {
+  ConfigError,
+  createKafka,
+  createLogger,
+  createMetrics,
+  EventProducer,
+  Health,
+  healthHandler,
+  KeyringCache,
+  LocalKms,
+  metricsHandler,
+} from '@simptu/common';
+import { OutboundSender } from './channels/outbound.ts';
+import { loadAgentConfig, type AgentConfig } from './config.ts';
+import { ModelCache } from './model/providers.ts';
+import { AgentRuntime } from './runtime.ts';
+import { secretSource } from './secrets.ts';
+
+async function main(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (config.mode === 'dedicated' && !config.tenant) {
+    process.stderr.write('SIMPTU_AGENT_TENANT (or SIMPTU_TENANT) is required in dedicated mode\n');
+    process.exit(2);
+  }
+  const logger = createLogger({ service: 'agent', level: config.logLevel });
+  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: config.databasePoolMax });
+  pool.on('error', (err) => logger.warn({ err }, 'idle connection failed'));
+  const redis = new Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  const kafka = createKafka({ clientId: config.kafkaClientId, brokers: config.kafkaBrokers, logger });
+  const producer = new EventProducer({ kafka });
+  await producer.connect();
+  const secrets = secretSource({ dir: config.secrets.dir, json: config.secrets.json });
+  const killAfter = process.env.SIMPTU_FAULT_KILL_AFTER_TOOL;
+  const runtime = new AgentRuntime({
+    kafka,
+    producer,
+    pool,
+    databaseUrl: config.databaseUrl,
+    databasePoolMax: config.databasePoolMax,
+    keyrings: new KeyringCache({ db: pool, kms: LocalKms.fromBase64(config.kek) }),
+    redis,
+    models: new ModelCache(secrets),
+    outbound: new OutboundSender({
+      redis,
+      redisPrefix: config.redisPrefix,
+      secrets,
+      twilioBaseUrl: config.channels.twilioBaseUrl,
+      metaBaseUrl: config.channels.metaBaseUrl,
+      metaApiVersion: config.channels.metaApiVersion,
+      ratePerMinute: config.channels.ratePerMinute,
+      logger,
+    }),
+    select: config.mode === 'pool' ? { mode: 'pool' } : { mode: 'dedicated', tenant: config.tenant! },
+    groupId: config.groupId,
+    registryRefreshMs: config.registryRefreshMs,
+    tokenWindowMs: config.tokenWindowMs,
+    retention: config.checkpoints,
+    logger,
+    consumerConfig: { sessionTimeout: config.kafkaSessionTimeoutMs, rebalanceTimeout: config.kafkaSessionTimeoutMs * 2 },
+    ...(killAfter
+      ? {
+          faults: {
+            afterToolResult: (name: string) => {
+              if (name === killAfter) process.kill(process.pid, 'SIGKILL');
+            },
+          },
+        }
+      : {}),
+  });
+
+  const metrics = createMetrics({ service: 'agent' });
+  const health = new Health({ readiness: [{ name: 'postgres', check: async () => void (await pool.query('SELECT 1')) }] });
+  const onHealth = healthHandler(health);
+  const onMetrics = metricsHandler(metrics);
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') return void onMetrics(req, res);
+    void onHealth(req, res).then((handled) => {
+      if (!handled) res.writeHead(404).end();
+    });
+  });
+  server.listen(config.metricsPort);
+  await runtime.start();
+  logger.info({ mode: config.mode, tenants: runtime.tenants.map((t) => t.name) }, 'agent started');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(1), 30_000).unref();
+    runtime
+      .stop()
+      .then(() => producer.disconnect())
+      .then(() => redis.quit())
+      .then(() => pool.end())
+      .then(() => server.close(() => process.exit(0)))
+      .catch((err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`agent failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

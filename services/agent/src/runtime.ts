@@ -1,0 +1,607 @@
+/**
+ * The agent runtime: Kafka in, Kafka out (DESIGN §7).
+ *
+ * Consumes `simptu.t.<name>.inbound` of its tenants (pool: every agent-shared tenant in the
+ * registry, re-read every `registryRefreshMs`; dedicated: one tenant) with the common
+ * `EventConsumer`, so each inbound event is handled in ONE `withTenant` transaction of its
+ * tenant together with its processed-event marker. Everything a run does commits in that
+ * transaction or not at all:
+ *
+ *     processed marker + tool side effects (bookings …) + LangGraph checkpoint
+ *     + the reply (`io.simptu.agent.message`, via the tenant outbox) + queued channel sends
+ *
+ * so a crash anywhere in a run rolls it all back, Kafka redelivers the (uncommitted) record and
+ * the conversation resumes from its last committed checkpoint: exactly one reply, exactly one
+ * booking. Tools also carry idempotency keys (hash of session, message, tool call) as a second
+ * line of defence. Ephemeral events — coalesced token deltas, tool calls and results — go to
+ * `simptu.t.<name>.agent` directly while the run streams (a rolled-back run may have streamed
+ * some; the `message` event is the authoritative answer). Key = session id everywhere, so a
+ * conversation's events stay in order; records of one session are handled in order because
+ * they share a partition.
+ *
+ * Conversation state: the agent answers only sessions in state `bot`; `pending_human`/`human`
+ * sessions are left to staff (their messages are acknowledged, unanswered). The handoff tool
+ * moves `bot → pending_human`; staff move it back to `bot` through the API.
+ */
+import { HumanMessage, type AIMessage, type BaseMessage } from '@langchain/core/messages';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import {
+  appendMessage,
+  createCustomer,
+  createSession,
+  deterministicEventId,
+  EventConsumer,
+  enqueue,
+  findCustomerByEmail,
+  fromKafkaRecord,
+  fromText,
+  getSession,
+  isUuid,
+  messageBodyLocation,
+  newCloudEvent,
+  OutboxRelay,
+  tenantTopics,
+  withDatabase,
+  type CloudEvent,
+  type EventContext,
+  type EventProducer,
+  type FieldCipher,
+  type FieldLocation,
+  type KeyringCache,
+  type Logger,
+  type ProcessOutcome,
+  type Session,
+} from '@simptu/common';
+import type { BaseChatModel } from '@langchain/core/language_models/chat_models';
+import { DEFAULT_RETENTION, Mutex, pruneCheckpoints, TenantCheckpointSaver, type RetentionPolicy } from './checkpoint.ts';
+import { EMAIL_RECEIVED_TYPE, importBookingCom, parseBookingCom, parseEmail } from './channels/email.ts';
+import type { OutboundSender} from './channels/outbound.ts';
+import { queueOutbound, replyAddress, type OutboundChannel } from './channels/outbound.ts';
+import { buildAgentGraph, type RunHooks } from './graph.ts';
+import { detectLanguage } from './model/intents.ts';
+import { loadAgentTenants, type AgentTenant } from './registry.ts';
+import { allowedTools } from './tools/index.ts';
+
+export const MESSAGE_RECEIVED_TYPE = 'io.simptu.message.received';
+export const AGENT_EVENT_SOURCE = '/simptu/agent';
+export const AGENT_CONSUMER = 'agent.inbound';
+export const AGENT_EVENT_TYPES = {
+  token: 'io.simptu.agent.token',
+  toolCall: 'io.simptu.agent.tool_call',
+  toolResult: 'io.simptu.agent.tool_result',
+  message: 'io.simptu.agent.message',
+  handoff: 'io.simptu.agent.handoff',
+  error: 'io.simptu.agent.error',
+} as const;
+
+/** Where streamed text/JSON on the agent topic is bound to (AAD): the event that carries it. */
+export function streamLocation(eventId: string): FieldLocation {
+  return { table: 'agent_stream', column: 'payload', rowId: eventId };
+}
+
+/** Where an e-mail's raw MIME on the inbound topic is bound to. */
+export function emailRawLocation(emailId: string): FieldLocation {
+  return { table: 'inbound_emails', column: 'raw', rowId: emailId };
+}
+
+const OUTBOUND_CHANNELS: readonly string[] = ['sms', 'whatsapp', 'messenger', 'instagram'];
+
+export interface RunFaults {
+  /** called after each tool result, before the run commits (fault injection in tests) */
+  afterToolResult?: (name: string) => void | Promise<void>;
+}
+
+export interface AgentRuntimeOptions {
+  kafka: Kafka;
+  producer: EventProducer;
+  /** login-role pool on the platform database (registry reads, shared tenants) */
+  pool: pg.Pool;
+  /** the platform database URL of the login role, to reach dedicated tenants' databases */
+  databaseUrl: string;
+  databasePoolMax?: number;
+  keyrings: KeyringCache;
+  redis: Redis;
+  models: { get(tenant: string, cfg: AgentTenant['model']): BaseChatModel };
+  outbound: OutboundSender;
+  select: { mode: 'pool' } | { mode: 'dedicated'; tenant: string };
+  groupId: string;
+  registryRefreshMs?: number;
+  tokenWindowMs?: number;
+  retention?: RetentionPolicy;
+  logger?: Logger;
+  now?: () => Date;
+  faults?: RunFaults;
+  /** kafkajs consumer settings (session timeout …) */
+  consumerConfig?: ConstructorParameters<typeof EventConsumer>[0]['consumerConfig'];
+  /** outbox relay poll; @default 1000 */
+  relayPollMs?: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming events out
+
+/** Coalesces token deltas into one event per window; every event of a run keeps its order. */
+export class RunStream {
+  readonly #producer: EventProducer;
+  readonly #cipher: FieldCipher;
+  readonly #topic: string;
+  readonly #sessionId: string;
+  readonly #runId: string;
+  readonly #windowMs: number;
+  readonly #logger: Logger | undefined;
+  #seq = 0;
+  #buffer = '';
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  /** events sent, for metrics and tests */
+  sent = 0;
+
+  constructor(o: { producer: EventProducer; cipher: FieldCipher; sessionId: string; runId: string; windowMs: number; logger?: Logger }) {
+    this.#producer = o.producer;
+    this.#cipher = o.cipher;
+    this.#topic = tenantTopics(o.cipher.tenant).agent;
+    this.#sessionId = o.sessionId;
+    this.#runId = o.runId;
+    this.#windowMs = o.windowMs;
+    this.#logger = o.logger;
+  }
+
+  #emit(type: string, clear: Record<string, unknown>, secret?: unknown): void {
+    const seq = ++this.#seq;
+    const id = deterministicEventId(this.#runId, 'stream', seq);
+    const data: Record<string, unknown> = { session_id: this.#sessionId, run_id: this.#runId, seq, ...clear };
+    if (secret !== undefined) data.payload_enc = this.#cipher.encryptText(JSON.stringify(secret), streamLocation(id));
+    const event = newCloudEvent({ id, type, source: AGENT_EVENT_SOURCE, tenant: this.#cipher.tenant, subject: this.#sessionId, data });
+    this.#chain = this.#chain.then(async () => {
+      try {
+        await this.#producer.forTenant(this.#cipher.tenant).send(this.#topic, event, this.#sessionId);
+        this.sent++;
+      } catch (err) {
+        // Ephemeral: the authoritative reply goes through the outbox.
+        this.#logger?.warn({ err, type }, 'agent stream event not sent');
+      }
+    });
+  }
+
+  token(delta: string): void {
+    this.#buffer += delta;
+    if (this.#windowMs === 0) return this.#flush();
+    this.#timer ??= setTimeout(() => this.#flush(), this.#windowMs);
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (!this.#buffer) return;
+    const text = this.#buffer;
+    this.#buffer = '';
+    this.#emit(AGENT_EVENT_TYPES.token, {}, { text });
+  }
+
+  toolCall(id: string, name: string, args: unknown): void {
+    this.#flush();
+    this.#emit(AGENT_EVENT_TYPES.toolCall, { tool_call_id: id, name }, { args });
+  }
+
+  toolResult(id: string, name: string, ok: boolean, result: unknown): void {
+    this.#flush();
+    this.#emit(AGENT_EVENT_TYPES.toolResult, { tool_call_id: id, name, ok }, { result });
+  }
+
+  /** Flushes and waits until every event was handed to Kafka. */
+  async close(): Promise<void> {
+    this.#flush();
+    await this.#chain;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Drops events the agent does not handle before opening a transaction; runs after-commit work. */
+class InboundConsumer extends EventConsumer {
+  readonly #after: Map<string, Array<() => Promise<void>>>;
+  readonly #logger: Logger | undefined;
+  constructor(options: ConstructorParameters<typeof EventConsumer>[0], after: Map<string, Array<() => Promise<void>>>) {
+    super(options);
+    this.#after = after;
+    this.#logger = options.logger;
+  }
+  override async process(
+    topic: string,
+    partition: number,
+    message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>,
+  ): Promise<ProcessOutcome> {
+    const d = fromKafkaRecord(message);
+    if (d.ok && d.event.type !== MESSAGE_RECEIVED_TYPE && d.event.type !== EMAIL_RECEIVED_TYPE) return 'duplicate';
+    const id = d.ok ? d.event.id : '';
+    try {
+      const outcome = await super.process(topic, partition, message).catch((err: unknown) => {
+        this.#logger?.error({ err, topic, partition, offset: message.offset }, 'inbound event failed; it will be retried');
+        throw err;
+      });
+      for (const task of this.#after.get(id) ?? []) await task().catch((err: unknown) => this.#logger?.warn({ err }, 'after-commit task failed'));
+      return outcome;
+    } finally {
+      this.#after.delete(id);
+    }
+  }
+}
+
+interface DbGroup {
+  pool: pg.Pool;
+  consumer: InboundConsumer;
+  relay: OutboxRelay;
+  topics: string;
+}
+
+export interface RunOutcome {
+  reply: string;
+  handoff: boolean;
+  error?: string;
+}
+
+export class AgentRuntime {
+  readonly #o: AgentRuntimeOptions;
+  readonly #tenants = new Map<string, AgentTenant>();
+  readonly #groups = new Map<string, DbGroup>();
+  readonly #pools = new Map<string, pg.Pool>();
+  readonly #after = new Map<string, Array<() => Promise<void>>>();
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #stopped = false;
+  readonly #retention: RetentionPolicy;
+
+  constructor(options: AgentRuntimeOptions) {
+    this.#o = options;
+    this.#retention = options.retention ?? DEFAULT_RETENTION;
+  }
+
+  get tenants(): AgentTenant[] {
+    return [...this.#tenants.values()];
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    const every = this.#o.registryRefreshMs ?? 15_000;
+    const tick = () => {
+      this.#timer = setTimeout(() => {
+        this.refresh()
+          .then(() => this.#sweepOutbound())
+          .catch((err: unknown) => this.#o.logger?.warn({ err }, 'registry refresh failed'))
+          .finally(() => !this.#stopped && tick());
+      }, every);
+      this.#timer.unref();
+    };
+    tick();
+  }
+
+  /** Re-reads the registry and (re)subscribes. Serialized. */
+  refresh(): Promise<void> {
+    const run = this.#chain.then(() => this.#refresh());
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  #poolFor(database: string): pg.Pool {
+    const platformDb = decodeURIComponent(new URL(this.#o.databaseUrl).pathname.slice(1));
+    if (database === platformDb) return this.#o.pool;
+    let p = this.#pools.get(database);
+    if (!p) {
+      p = new pg.Pool({ connectionString: withDatabase(this.#o.databaseUrl, database), max: this.#o.databasePoolMax ?? 10 });
+      p.on('error', (err) => this.#o.logger?.warn({ err, database }, 'idle connection failed'));
+      this.#pools.set(database, p);
+    }
+    return p;
+  }
+
+  async #refresh(): Promise<void> {
+    if (this.#stopped) return;
+    const list = await loadAgentTenants(this.#o.pool, this.#o.select);
+    this.#tenants.clear();
+    for (const t of list) this.#tenants.set(t.name, t);
+    const byDb = new Map<string, AgentTenant[]>();
+    for (const t of list) byDb.set(t.database, [...(byDb.get(t.database) ?? []), t]);
+    for (const [db, g] of this.#groups)
+      if (!byDb.has(db)) {
+        this.#groups.delete(db);
+        await g.consumer.stop();
+        await g.relay.stop();
+      }
+    for (const [db, tenants] of byDb) {
+      const topics = tenants.map((t) => tenantTopics(t.name).inbound).sort().join(',');
+      const existing = this.#groups.get(db);
+      if (existing?.topics === topics) continue;
+      if (existing) {
+        this.#groups.delete(db);
+        await existing.consumer.stop();
+        await existing.relay.stop();
+      }
+      const pool = this.#poolFor(db);
+      const consumer = new InboundConsumer(
+        {
+          kafka: this.#o.kafka,
+          groupId: `${this.#o.groupId}.${db}`,
+          consumerName: AGENT_CONSUMER,
+          topics: topics.split(','),
+          fromBeginning: true,
+          pool,
+          handler: (event, ctx) => this.#handle(event, ctx),
+          resolveTenant: (name) => {
+            const t = this.#tenants.get(name);
+            return t && t.database === db ? t.ref : undefined;
+          },
+          ...(this.#o.logger ? { logger: this.#o.logger } : {}),
+          consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
+        },
+        this.#after,
+      );
+      const relay = new OutboxRelay({
+        pool,
+        producer: this.#o.producer,
+        ciphers: this.#o.keyrings,
+        tenants: () => [...this.#tenants.values()].filter((t) => t.database === db).map((t) => t.ref),
+        pollIntervalMs: this.#o.relayPollMs ?? 1000,
+        ...(this.#o.logger ? { logger: this.#o.logger } : {}),
+      });
+      relay.start();
+      await consumer.start();
+      this.#groups.set(db, { pool, consumer, relay, topics });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#chain;
+    for (const g of this.#groups.values()) {
+      await g.consumer.stop();
+      await g.relay.stop();
+    }
+    this.#groups.clear();
+    for (const p of this.#pools.values()) await p.end();
+    this.#pools.clear();
+  }
+
+  #later(eventId: string, task: () => Promise<void>): void {
+    const list = this.#after.get(eventId) ?? [];
+    list.push(task);
+    this.#after.set(eventId, list);
+  }
+
+  async #handle(event: CloudEvent, ectx: EventContext): Promise<void> {
+    const tenant = this.#tenants.get(event.tenant);
+    if (!tenant) return;
+    const cipher = await this.#o.keyrings.cipher(tenant.name);
+    const now = this.#o.now ?? (() => new Date());
+    const ctx = { client: ectx.client, cipher, timeZone: tenant.timeZone, now, source: AGENT_EVENT_SOURCE };
+    const log = this.#o.logger?.child({ tenant: tenant.name, eventId: event.id });
+
+    if (event.type === EMAIL_RECEIVED_TYPE) return this.#handleEmail(tenant, cipher, event, ectx, log);
+
+    const data = event.data as { session_id?: unknown; message_id?: unknown; body_enc?: unknown; body_ct?: unknown };
+    const bodyEnc = typeof data.body_enc === 'string' ? data.body_enc : typeof data.body_ct === 'string' ? data.body_ct : undefined;
+    if (!isUuid(data.session_id) || typeof data.message_id !== 'string' || !bodyEnc) {
+      log?.warn('inbound message without session_id/message_id/body_enc: skipped');
+      return;
+    }
+    let body: string;
+    try {
+      body = cipher.decryptText(bodyEnc, messageBodyLocation(data.message_id));
+    } catch (err) {
+      log?.error({ err }, 'inbound message body does not decrypt for this tenant/message: skipped');
+      return;
+    }
+    // Row lock: one run per session at a time, across agent instances.
+    const { rowCount } = await ectx.client.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [data.session_id]);
+    if (rowCount === 0) {
+      log?.warn({ sessionId: data.session_id }, 'inbound message for an unknown session: skipped');
+      return;
+    }
+    const session = await getSession(ctx, data.session_id);
+    if (session.state !== 'bot') {
+      log?.debug({ sessionId: session.id, state: session.state }, 'session handled by staff: agent stays quiet');
+      return;
+    }
+    await this.runTurn(tenant, cipher, ectx.client, session, data.message_id, body, event.id);
+  }
+
+  async #handleEmail(tenant: AgentTenant, cipher: FieldCipher, event: CloudEvent, ectx: EventContext, log: Logger | undefined): Promise<void> {
+    const data = event.data as { email_id?: unknown; raw_enc?: unknown };
+    if (typeof data.email_id !== 'string' || typeof data.raw_enc !== 'string') {
+      log?.warn('email event without email_id/raw_enc: skipped');
+      return;
+    }
+    let raw: Buffer;
+    try {
+      raw = cipher.decrypt(fromText(data.raw_enc), emailRawLocation(data.email_id));
+    } catch (err) {
+      log?.error({ err }, 'email does not decrypt for this tenant: skipped');
+      return;
+    }
+    const mail = await parseEmail(raw);
+    const ctx = { client: ectx.client, cipher, timeZone: tenant.timeZone, now: this.#o.now ?? (() => new Date()), source: AGENT_EVENT_SOURCE };
+    const reservation = tenant.businessType === 'hotel' ? parseBookingCom(mail) : null;
+    if (reservation) {
+      const r = await importBookingCom(ctx, reservation);
+      if (!r.ok) log?.warn({ reason: r.reason, number: reservation.number }, 'Booking.com reservation not imported');
+      else log?.info({ number: reservation.number, nights: r.nights, created: r.created }, 'Booking.com reservation imported');
+      return;
+    }
+    if (!mail.from) return;
+    // Any other e-mail: a turn on the sender's e-mail conversation, answered as untrusted input.
+    let customer = await findCustomerByEmail(ctx, mail.from).catch(() => null);
+    customer ??= await createCustomer(ctx, { email: mail.from, displayName: mail.fromName });
+    const { rows } = await ectx.client.query<{ id: string }>(
+      `SELECT id FROM sessions WHERE customer_id = $1 AND channel = 'email' AND state <> 'closed' ORDER BY created_at DESC LIMIT 1 FOR UPDATE`,
+      [customer.id],
+    );
+    const session = rows[0] ? await getSession(ctx, rows[0].id) : await createSession(ctx, { customerId: customer.id, channel: 'email', subject: mail.subject.slice(0, 500) || null });
+    const text = `${mail.subject}\n\n${mail.text}`.trim().slice(0, 16_000);
+    const message = await appendMessage(ctx, session.id, { role: 'user', body: text || '(empty e-mail)' });
+    if (session.state !== 'bot') return;
+    await this.runTurn(tenant, cipher, ectx.client, session, message.id, text, event.id);
+  }
+
+  /**
+   * One conversation turn inside the caller's tenant transaction: the graph (checkpointed on
+   * `client`), the reply into the outbox, channel sends queued. Errors inside the graph roll
+   * back to a savepoint and become a polite reply + an `agent.error` event.
+   */
+  async runTurn(
+    tenant: AgentTenant,
+    cipher: FieldCipher,
+    client: pg.ClientBase,
+    session: Session,
+    inboundId: string,
+    text: string,
+    eventId: string,
+  ): Promise<RunOutcome> {
+    const now = this.#o.now ?? (() => new Date());
+    const ctx = { client, cipher, timeZone: tenant.timeZone, now, source: AGENT_EVENT_SOURCE };
+    const lock = new Mutex();
+    const stream = new RunStream({
+      producer: this.#o.producer,
+      cipher,
+      sessionId: session.id,
+      runId: inboundId,
+      windowMs: this.#o.tokenWindowMs ?? 50,
+      ...(this.#o.logger ? { logger: this.#o.logger } : {}),
+    });
+    const untrusted = session.channel === 'email';
+    const sessionCtx = { id: session.id, customerId: session.customerId, channel: session.channel };
+    const faults = this.#o.faults;
+    const hooks: RunHooks = {
+      onToken: (d) => stream.token(d),
+      onToolCall: (c) => stream.toolCall(c.id, c.name, c.args),
+      onToolResult: (r) => {
+        stream.toolResult(r.id, r.name, r.ok, r.result);
+      },
+    };
+    const graph = buildAgentGraph({
+      model: this.#o.models.get(tenant.name, tenant.model),
+      tools: allowedTools(tenant.businessType, tenant.tools),
+      policy: tenant.tools,
+      tenant,
+      session: sessionCtx,
+      inboundId,
+      untrusted,
+      db: (fn) => lock.run(() => fn(ctx)),
+      now,
+      hooks,
+      checkpointer: new TenantCheckpointSaver(client, lock, tenant.ref.schema, cipher, session.id),
+    });
+
+    let reply: string;
+    let handoff = false;
+    let error: string | undefined;
+    await client.query('SAVEPOINT agent_run');
+    try {
+      const result = await graph.invoke(
+        {
+          messages: [new HumanMessage({ content: text, id: inboundId })],
+          context: {
+            tenant: tenant.name,
+            businessType: tenant.businessType,
+            customerId: session.customerId,
+            channel: session.channel,
+            state: session.state,
+          },
+          inboundId,
+          handoffReason: null,
+          modelCalls: 0,
+        },
+        { configurable: { thread_id: session.id }, durability: 'exit', recursionLimit: 30 },
+      );
+      if (faults?.afterToolResult) {
+        for (const m of result.messages as BaseMessage[]) if (m.getType() === 'tool') await faults.afterToolResult(String((m as { name?: string }).name));
+      }
+      const last = (result.messages as BaseMessage[])[result.messages.length - 1] as AIMessage | undefined;
+      reply = typeof last?.content === 'string' ? last.content : '';
+      handoff = Boolean(result.handoffReason);
+      await lock.run(() => pruneCheckpoints(client, this.#retention, session.id));
+      await client.query('RELEASE SAVEPOINT agent_run');
+    } catch (err) {
+      await client.query('ROLLBACK TO SAVEPOINT agent_run');
+      error = err instanceof Error ? err.name : 'Error';
+      this.#o.logger?.error({ err, tenant: tenant.name, sessionId: session.id }, 'agent run failed');
+      reply =
+        detectLanguage(text) === 'ro'
+          ? 'Îmi pare rău, am întâmpinat o problemă tehnică. Vă rog încercați din nou sau cereți să vorbiți cu personalul.'
+          : "Sorry, something went wrong on our side. Please try again, or ask to talk to a member of staff.";
+      await enqueue(client, cipher, {
+        type: AGENT_EVENT_TYPES.error,
+        source: AGENT_EVENT_SOURCE,
+        aggregateType: 'session',
+        aggregateId: session.id,
+        subject: session.id,
+        topic: tenantTopics(tenant.name).agent,
+        data: { session_id: session.id, run_id: inboundId, code: 'AGENT_RUN_FAILED', error },
+      });
+    } finally {
+      await stream.close();
+    }
+    if (!reply.trim()) reply = detectLanguage(text) === 'ro' ? 'Cu ce vă mai pot ajuta?' : 'How else can I help?';
+
+    const replyId = deterministicEventId('reply', tenant.name, inboundId);
+    await enqueue(client, cipher, {
+      type: AGENT_EVENT_TYPES.message,
+      source: AGENT_EVENT_SOURCE,
+      aggregateType: 'session',
+      aggregateId: session.id,
+      subject: session.id,
+      topic: tenantTopics(tenant.name).agent,
+      data: {
+        session_id: session.id,
+        message_id: replyId,
+        in_reply_to: inboundId,
+        body_enc: cipher.encryptText(reply, messageBodyLocation(replyId)),
+      },
+    });
+    if (handoff) {
+      await enqueue(client, cipher, {
+        type: AGENT_EVENT_TYPES.handoff,
+        source: AGENT_EVENT_SOURCE,
+        aggregateType: 'session',
+        aggregateId: session.id,
+        subject: session.id,
+        topic: tenantTopics(tenant.name).agent,
+        data: { session_id: session.id, run_id: inboundId, state: 'pending_human' },
+      });
+      // The same shape the API emits on state changes, for the staff lobby.
+      await enqueue(client, cipher, {
+        type: 'io.simptu.session.updated',
+        source: AGENT_EVENT_SOURCE,
+        aggregateType: 'session',
+        aggregateId: session.id,
+        subject: session.id,
+        data: { session_id: session.id, customer_id: sessionCtx.customerId, channel: session.channel, state: 'pending_human', assigned_to: null },
+      });
+    }
+    const channel = session.channel as string;
+    if (OUTBOUND_CHANNELS.includes(channel) && sessionCtx.customerId) {
+      const to = await replyAddress(ctx, sessionCtx.customerId, channel as OutboundChannel);
+      if (to) {
+        await queueOutbound(ctx, { key: `reply:${inboundId}`, sessionId: session.id, channel: channel as OutboundChannel, recipient: to, body: reply });
+        this.#later(eventId, () => this.deliverOutbound(tenant.name).then(() => undefined));
+      }
+    }
+    return { reply, handoff, ...(error ? { error } : {}) };
+  }
+
+  /** Retries pending channel messages (rate-limited or failed transiently) of every tenant. */
+  async #sweepOutbound(): Promise<void> {
+    for (const t of this.#tenants.values()) {
+      if (!t.integrations.twilio && !t.integrations.meta) continue;
+      await this.deliverOutbound(t.name).catch((err: unknown) => this.#o.logger?.warn({ err, tenant: t.name }, 'outbound sweep failed'));
+    }
+  }
+
+  /** Sends a tenant's pending channel messages now (also called after each run commits). */
+  async deliverOutbound(tenantName: string): Promise<number> {
+    const t = this.#tenants.get(tenantName);
+    if (!t) return 0;
+    return this.#o.outbound.deliver(this.#poolFor(t.database), t, await this.#o.keyrings.cipher(t.name));
+  }
+}

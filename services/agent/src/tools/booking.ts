@@ -1,0 +1,346 @@
+/**
+ * Catalog and booking tools, one factory for every business type: the nouns differ (treatment,
+ * class, room type), the domain calls are the API's own (`listServices`, `findAvailableSlots`,
+ * `createBooking`, `rescheduleBooking`, `cancelBooking`, `listBookings`). Bookings are always
+ * scoped to the conversation's customer (`BookingScope`), so a tool can never touch anyone
+ * else's booking, whatever the model asks for.
+ */
+import {
+  addDays,
+  cancelBooking,
+  createBooking,
+  findAvailableSlots,
+  formatZoned,
+  getService,
+  listBookings,
+  listServices,
+  localDateMinutesToUtc,
+  localDateOf,
+  parseLocalDate,
+  parseTimeOfDay,
+  rescheduleBooking,
+  SimptuError,
+  type Booking,
+  type DomainContext,
+  type Service,
+  type ServiceKind,
+} from '@simptu/common';
+import { fold } from '../model/intents.ts';
+import { str, toolError, type AgentTool, type ToolContext } from './types.ts';
+
+export interface BookingNouns {
+  kind: ServiceKind;
+  /** tool name suffixes: list_<plural>, book_<singular> … */
+  list: string;
+  book: string;
+  cancel: string;
+  reschedule: string;
+  availability: string;
+  what: string;
+}
+
+export function money(cents: number, currency: string): string {
+  return `${(cents / 100).toFixed(2)} ${currency}`;
+}
+
+/** The catalog entry whose name best matches the words of `hint` (diacritics-insensitive). */
+export function matchService(services: readonly Service[], hint: string | undefined): Service | undefined {
+  if (services.length === 0) return undefined;
+  if (!hint) return services.length === 1 ? services[0] : undefined;
+  const h = fold(hint);
+  const byId = services.find((s) => s.id === hint.trim().toLowerCase());
+  if (byId) return byId;
+  let best: { s: Service; score: number } | undefined;
+  for (const s of services) {
+    const name = fold(s.name);
+    if (h.includes(name)) return s;
+    const words = name.split(/[^a-z0-9]+/).filter((w) => w.length >= 3);
+    // Stems: "cleaning" matches "clean", "curatare" matches "curatarea".
+    const score = words.filter((w) => h.includes(w.slice(0, Math.max(4, w.length - 3)))).length;
+    if (score > 0 && (!best || score > best.score)) best = { s, score };
+  }
+  return best?.s ?? (services.length === 1 ? services[0] : undefined);
+}
+
+function localParts(d: Date, tz: string): { date: string; time: string } {
+  const z = formatZoned(d, tz); // 2026-03-10T10:00:00+02:00
+  return { date: z.slice(0, 10), time: z.slice(11, 16) };
+}
+
+function describe(b: Booking, service: Service, tz: string): Record<string, unknown> {
+  const s = localParts(b.start, tz);
+  const e = localParts(b.end, tz);
+  return {
+    booking_id: b.id,
+    reference: b.id.slice(0, 8),
+    service: service.name,
+    date: s.date,
+    time: s.time,
+    end_date: e.date,
+    end_time: e.time,
+    status: b.status,
+  };
+}
+
+function domainFailure(err: unknown): Record<string, unknown> {
+  if (err instanceof SimptuError && err.statusCode < 500)
+    return toolError(err.code, err.message, { details: err.details ?? null });
+  throw err;
+}
+
+function isService(x: Service | Record<string, unknown>): x is Service {
+  return typeof x.durationMinutes === 'number' && typeof x.kind === 'string';
+}
+
+async function activeServices(ctx: DomainContext, kind: ServiceKind): Promise<Service[]> {
+  return listServices(ctx, { kind, activeOnly: true });
+}
+
+async function resolveService(
+  ctx: DomainContext,
+  kind: ServiceKind,
+  hint: string | undefined,
+): Promise<Service | Record<string, unknown>> {
+  const services = await activeServices(ctx, kind);
+  const s = matchService(services, hint);
+  if (s) return s;
+  return toolError('SERVICE_UNCLEAR', 'which one?', { options: services.map((x) => x.name) });
+}
+
+function startOf(date: string | undefined, time: string | undefined, tz: string): Date | Record<string, unknown> {
+  if (!date || !parseLocalDate(date)) return toolError('DATE_MISSING', 'a date YYYY-MM-DD is needed');
+  const minutes = time === undefined ? 0 : parseTimeOfDay(time);
+  if (minutes === null) return toolError('TIME_MISSING', 'a time HH:MM is needed');
+  return localDateMinutesToUtc(date, minutes, tz);
+}
+
+/** The customer's next live booking of this kind (what "cancel my appointment" means). */
+async function nextBooking(
+  ctx: DomainContext,
+  customerId: string,
+  kind: ServiceKind,
+  bookingId: string | undefined,
+  now: Date,
+): Promise<{ booking: Booking; service: Service } | undefined> {
+  const page = await listBookings(ctx, { status: 'booked', from: now, limit: 50 }, { customerId });
+  for (const b of page.items) {
+    if (bookingId && !b.id.startsWith(bookingId.toLowerCase())) continue;
+    const service = await getService(ctx, b.serviceId);
+    if (service.kind === kind) return { booking: b, service };
+  }
+  return undefined;
+}
+
+function needCustomer(t: ToolContext): Record<string, unknown> | undefined {
+  if (t.session.customerId) return undefined;
+  return toolError('CUSTOMER_UNKNOWN', 'the customer must identify first (identify_customer with a phone number)');
+}
+
+export function bookingTools(n: BookingNouns): AgentTool[] {
+  const list: AgentTool = {
+    name: `list_${n.list}`,
+    description: `List the ${n.list.replace(/_/g, ' ')} offered, with prices and durations.`,
+    schema: { type: 'object', properties: {}, additionalProperties: false },
+    sideEffect: false,
+    run: (_args, t) =>
+      t.db(async (ctx) => ({
+        [n.list]: (await activeServices(ctx, n.kind)).map((s) => ({
+          name: s.name,
+          price: money(s.priceCents, s.currency),
+          duration_minutes: s.durationMinutes,
+          ...(s.description ? { description: s.description } : {}),
+        })),
+      })),
+  };
+
+  const availability: AgentTool = {
+    name: n.availability,
+    description: `Free start times of a ${n.what} on a local date (YYYY-MM-DD).`,
+    schema: {
+      type: 'object',
+      properties: {
+        service: { type: 'string', description: `name of the ${n.what} (or words naming it)` },
+        date: { type: 'string', description: 'local date YYYY-MM-DD' },
+      },
+      required: ['date'],
+    },
+    sideEffect: false,
+    run: (args, t) =>
+      t.db(async (ctx) => {
+        const service = await resolveService(ctx, n.kind, str(args.service));
+        if (!isService(service)) return service;
+        const date = str(args.date);
+        if (!date || !parseLocalDate(date)) return toolError('DATE_MISSING', 'a date YYYY-MM-DD is needed');
+        const tz = t.tenant.timeZone;
+        const from = localDateMinutesToUtc(date, 0, tz);
+        const to = localDateMinutesToUtc(addDays(date, 1), 0, tz);
+        try {
+          const slots = await findAvailableSlots(ctx, {
+            serviceId: service.id,
+            from,
+            to,
+            stepMinutes: Math.min(60, Math.max(15, service.durationMinutes)),
+          });
+          return {
+            service: service.name,
+            date,
+            slots: slots.slice(0, 12).map((s) => localParts(s.start, tz).time),
+            more: slots.length > 12,
+          };
+        } catch (err) {
+          return domainFailure(err);
+        }
+      }),
+  };
+
+  const book: AgentTool = {
+    name: n.book,
+    description: `Book a ${n.what} for the customer at a local date and time.`,
+    schema: {
+      type: 'object',
+      properties: {
+        service: { type: 'string', description: `name of the ${n.what}` },
+        date: { type: 'string', description: 'local date YYYY-MM-DD' },
+        time: { type: 'string', description: 'local time HH:MM' },
+      },
+      required: ['date'],
+    },
+    sideEffect: true,
+    run: (args, t) =>
+      t.db(async (ctx) => {
+        const missing = needCustomer(t);
+        if (missing) return missing;
+        const service = await resolveService(ctx, n.kind, str(args.service));
+        if (!isService(service)) return service;
+        const start = startOf(str(args.date), str(args.time) ?? (n.kind === 'room_type' ? '00:00' : undefined), t.tenant.timeZone);
+        if (!(start instanceof Date)) return start;
+        try {
+          const r = await createBooking(ctx, {
+            customerId: t.session.customerId!,
+            serviceId: service.id,
+            start,
+            idempotencyKey: t.idempotencyKey,
+            source: t.session.channel,
+          });
+          return { booked: describe(r.booking, service, t.tenant.timeZone), replayed: !r.created };
+        } catch (err) {
+          const f = domainFailure(err);
+          if (f.error === 'SIMPTU_ERR_BOOKING_CONFLICT' || f.error === 'SIMPTU_ERR_VALIDATION') {
+            // Offer what IS free that day, so the conversation can continue.
+            const date = localDateOf(start, t.tenant.timeZone);
+            const slots = await findAvailableSlots(ctx, {
+              serviceId: service.id,
+              from: localDateMinutesToUtc(date, 0, t.tenant.timeZone),
+              to: localDateMinutesToUtc(addDays(date, 1), 0, t.tenant.timeZone),
+            }).catch(() => []);
+            f.alternatives = slots.slice(0, 6).map((s) => localParts(s.start, t.tenant.timeZone).time);
+          }
+          return f;
+        }
+      }),
+  };
+
+  const reschedule: AgentTool = {
+    name: n.reschedule,
+    description: `Move the customer's ${n.what} booking (their next one unless booking_id is given) to a new local date and time.`,
+    schema: {
+      type: 'object',
+      properties: {
+        booking_id: { type: 'string', description: 'booking id or its 8-character reference' },
+        date: { type: 'string', description: 'new local date YYYY-MM-DD' },
+        time: { type: 'string', description: 'new local time HH:MM' },
+      },
+      required: ['date'],
+    },
+    sideEffect: true,
+    run: (args, t) =>
+      t.db(async (ctx) => {
+        const missing = needCustomer(t);
+        if (missing) return missing;
+        const found = await nextBooking(ctx, t.session.customerId!, n.kind, str(args.booking_id), t.now());
+        if (!found) return toolError('NO_BOOKING', 'the customer has no upcoming booking');
+        const start = startOf(str(args.date), str(args.time) ?? (n.kind === 'room_type' ? '00:00' : undefined), t.tenant.timeZone);
+        if (!(start instanceof Date)) return start;
+        try {
+          const b = await rescheduleBooking(ctx, found.booking.id, { start }, { customerId: t.session.customerId! });
+          return {
+            rescheduled: describe(b, found.service, t.tenant.timeZone),
+            previous: describe(found.booking, found.service, t.tenant.timeZone),
+          };
+        } catch (err) {
+          return domainFailure(err);
+        }
+      }),
+  };
+
+  const cancel: AgentTool = {
+    name: n.cancel,
+    description: `Cancel the customer's ${n.what} booking (their next one unless booking_id is given). Only ONE booking, only the customer's own.`,
+    schema: {
+      type: 'object',
+      properties: { booking_id: { type: 'string', description: 'booking id or its 8-character reference' } },
+    },
+    sideEffect: true,
+    run: (args, t) =>
+      t.db(async (ctx) => {
+        const missing = needCustomer(t);
+        if (missing) return missing;
+        const found = await nextBooking(ctx, t.session.customerId!, n.kind, str(args.booking_id), t.now());
+        if (!found) return toolError('NO_BOOKING', 'the customer has no upcoming booking');
+        try {
+          const b = await cancelBooking(ctx, found.booking.id, { customerId: t.session.customerId! });
+          return { cancelled: describe(b, found.service, t.tenant.timeZone) };
+        } catch (err) {
+          return domainFailure(err);
+        }
+      }),
+  };
+
+  const mine: AgentTool = {
+    name: 'list_my_bookings',
+    description: "The customer's upcoming bookings.",
+    schema: { type: 'object', properties: {} },
+    sideEffect: false,
+    run: (_args, t) =>
+      t.db(async (ctx) => {
+        const missing = needCustomer(t);
+        if (missing) return missing;
+        const page = await listBookings(ctx, { status: 'booked', from: t.now(), limit: 10 }, { customerId: t.session.customerId! });
+        const out = [];
+        for (const b of page.items) out.push(describe(b, await getService(ctx, b.serviceId), t.tenant.timeZone));
+        return { bookings: out };
+      }),
+  };
+
+  return [list, availability, book, reschedule, cancel, mine];
+}
+
+export const NOUNS: Record<'dental' | 'gym' | 'hotel', BookingNouns> = {
+  dental: {
+    kind: 'treatment',
+    list: 'treatments',
+    book: 'book_appointment',
+    cancel: 'cancel_appointment',
+    reschedule: 'reschedule_appointment',
+    availability: 'check_availability',
+    what: 'treatment',
+  },
+  gym: {
+    kind: 'class',
+    list: 'classes',
+    book: 'book_class',
+    cancel: 'cancel_class_booking',
+    reschedule: 'reschedule_class_booking',
+    availability: 'class_schedule',
+    what: 'class or trainer session',
+  },
+  hotel: {
+    kind: 'room_type',
+    list: 'room_types',
+    book: 'reserve_room',
+    cancel: 'cancel_reservation',
+    reschedule: 'change_reservation',
+    availability: 'room_availability',
+    what: 'room type (one night from 00:00 local, per reservation)',
+  },
+};
