@@ -93,3 +93,45 @@ uninstall: ## Remove the CRD and the admission policy (deletes every Tenant!).
 .PHONY: run
 run: deps ## Run the operator from source against the current KUBECONFIG (falls back to .testenv/env).
 	@$(USE_CLUSTER) node operator/src/main.ts
+
+##@ Platform as code (DESIGN §8)
+
+.PHONY: synth
+synth: deps ## Synthesize every environment (cdk8s/src/environments.ts) into dist/<env>/simptu.yaml.
+	node cdk8s/src/main.ts
+
+.PHONY: chart
+chart: deps ## Regenerate the Helm chart charts/simptu from the cdk8s constructs.
+	node cdk8s/src/chart.ts
+
+.PHONY: check-chart
+check-chart: deps ## Fail when charts/simptu is out of date with the constructs.
+	node cdk8s/src/chart.ts --check
+
+.PHONY: helm-lint
+helm-lint: ## helm lint --strict the chart with its defaults and every ci/*-values.yaml (Helm built into .cache/helm).
+	@HELM=$$(bash hack/helm.sh); $$HELM lint --strict charts/simptu; for f in charts/simptu/ci/*-values.yaml; do $$HELM lint --strict charts/simptu -f $$f; done
+
+.PHONY: images
+images: ## Build simptu/<service>:$(IMG_TAG) for every service with a Dockerfile (needs Docker).
+	IMG_TAG=$(IMG_TAG) bash hack/kind/images.sh
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster $(KIND_CLUSTER) with ingress-nginx (needs Docker and kind).
+	KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/up.sh
+
+.PHONY: kind-load
+kind-load: ## Load the $(IMG_TAG) images into the kind cluster.
+	KIND_CLUSTER=$(KIND_CLUSTER) IMG_TAG=$(IMG_TAG) bash hack/kind/load.sh
+
+.PHONY: deploy
+deploy: ## Install the chart (dev-kind values) into the kind cluster, then the sample tenants.
+	KIND_CLUSTER=$(KIND_CLUSTER) IMG_TAG=$(IMG_TAG) bash hack/kind/deploy.sh
+
+.PHONY: undeploy
+undeploy: ## Delete the sample tenants (finalized by the operator), then uninstall the release.
+	KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/undeploy.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster.
+	KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/down.sh

@@ -22,7 +22,7 @@ trap cleanup INT TERM EXIT
 # --- operator -------------------------------------------------------------------------------
 export SIMPTU_KEK_CREATE_IF_MISSING=true            # development: create the local KEK Secret
 export SIMPTU_APP_ROLE_PASSWORD=${SIMPTU_APP_ROLE_PASSWORD:-simptu-app-dev}
-export SIMPTU_AGENT_READINESS=applied                 # no kubelet here: dedicated agents never run Pods
+export SIMPTU_DEDICATED_AGENT_READINESS=applied                 # no kubelet here: dedicated agents never run Pods
 export SIMPTU_METRICS_PORT=${SIMPTU_METRICS_PORT:-8080} SIMPTU_PROBE_PORT=${SIMPTU_PROBE_PORT:-8081}
 export SIMPTU_ENDPOINT_API=${SIMPTU_ENDPOINT_API:-http://127.0.0.1:3003/v1}
 export SIMPTU_ENDPOINT_WEBSOCKET=${SIMPTU_ENDPOINT_WEBSOCKET:-ws://127.0.0.1:4000/socket/websocket}

@@ -207,7 +207,7 @@ async function startOperatorProcess(
       SIMPTU_KEK_SECRET: KEK_SECRET,
       SIMPTU_KEK_CREATE_IF_MISSING: 'true',
       SIMPTU_APP_ROLE: APP_ROLE,
-      SIMPTU_AGENT_READINESS: 'applied',
+      SIMPTU_DEDICATED_AGENT_READINESS: 'applied',
       SIMPTU_WORKERS: String(WORKERS),
       SIMPTU_METRICS_PORT: '0',
       SIMPTU_PROBE_PORT: '0',

@@ -12,7 +12,7 @@ describe('operator config', () => {
   });
 
   it('fails fast naming every bad field', () => {
-    expect(() => parseConfig(fromEnv({ SIMPTU_WORKERS: '0', SIMPTU_AGENT_READINESS: 'soon' }))).toThrow(ConfigError);
+    expect(() => parseConfig(fromEnv({ SIMPTU_WORKERS: '0', SIMPTU_DEDICATED_AGENT_READINESS: 'soon' }))).toThrow(ConfigError);
     try {
       parseConfig(fromEnv({ SIMPTU_WORKERS: '0' }));
     } catch (e) {

@@ -123,7 +123,8 @@ export function fromEnv(env: NodeJS.ProcessEnv): unknown {
     },
     metricsPort: int(env.SIMPTU_METRICS_PORT),
     probePort: int(env.SIMPTU_PROBE_PORT),
-    agent: { image: env.SIMPTU_AGENT_IMAGE, readiness: env.SIMPTU_AGENT_READINESS },
+    // not SIMPTU_AGENT_*: that prefix belongs to the agent service's own configuration
+    agent: { image: env.SIMPTU_DEDICATED_AGENT_IMAGE, readiness: env.SIMPTU_DEDICATED_AGENT_READINESS },
     endpoints: { api: env.SIMPTU_ENDPOINT_API, websocket: env.SIMPTU_ENDPOINT_WEBSOCKET, issuer: env.SIMPTU_ENDPOINT_ISSUER },
     logLevel: env.SIMPTU_LOG_LEVEL,
     tenantSelector: env.SIMPTU_TENANT_SELECTOR,

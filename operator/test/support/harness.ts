@@ -125,7 +125,7 @@ export class Harness {
         SIMPTU_APP_ROLE_PASSWORD: c.appRolePassword!,
         SIMPTU_KEK_SECRET: c.kms.secretName,
         SIMPTU_KEK_CREATE_IF_MISSING: 'true',
-        SIMPTU_AGENT_READINESS: 'applied',
+        SIMPTU_DEDICATED_AGENT_READINESS: 'applied',
         SIMPTU_METRICS_PORT: '0',
         SIMPTU_PROBE_PORT: '0',
         SIMPTU_LEASE_NAME: c.leaderElection.leaseName,
