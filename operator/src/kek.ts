@@ -8,7 +8,26 @@ import { randomBytes } from 'node:crypto';
 import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { LocalKms, type KmsProvider } from '@simptu/common';
 
+/** the 32 raw key bytes (what `--from-file=kek=<(openssl rand 32)` stores) */
 export const KEK_SECRET_KEY = 'kek';
+/** the same key as base64 text, for services that take it from an environment variable */
+export const KEK_SECRET_BASE64_KEY = 'kek-base64';
+
+/**
+ * The KEK from a Secret's data (values base64-encoded by Kubernetes): `kek` holding 32 raw
+ * bytes, or — a common mistake made easy to recover from — `kek` holding the base64 text of
+ * 32 bytes; else `kek-base64`. Anything else is refused rather than guessed.
+ */
+export function kekFromSecretData(data: Record<string, string> | undefined): Buffer | undefined {
+  const candidates = [data?.[KEK_SECRET_KEY], data?.[KEK_SECRET_BASE64_KEY]].filter((v): v is string => !!v);
+  for (const b64 of candidates) {
+    const bytes = Buffer.from(b64, 'base64');
+    if (bytes.length === 32) return bytes;
+    const text = bytes.toString('utf8').trim();
+    if (/^[A-Za-z0-9+/]{43}=$/.test(text)) return Buffer.from(text, 'base64');
+  }
+  return undefined;
+}
 
 export interface KekOptions {
   namespace: string;
@@ -23,15 +42,18 @@ export async function loadKms(kc: KubeConfig, opts: KekOptions): Promise<KmsProv
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const secret = await core.readNamespacedSecret({ name: opts.secretName, namespace: opts.namespace });
-      const b64 = secret.data?.[KEK_SECRET_KEY];
-      if (!b64) throw new Error(`Secret ${opts.namespace}/${opts.secretName} has no '${KEK_SECRET_KEY}' key`);
-      return new LocalKms(Buffer.from(b64, 'base64'));
+      const kek = kekFromSecretData(secret.data);
+      if (!kek)
+        throw new Error(
+          `Secret ${opts.namespace}/${opts.secretName} holds no 256-bit key under '${KEK_SECRET_KEY}' or '${KEK_SECRET_BASE64_KEY}'`,
+        );
+      return new LocalKms(kek);
     } catch (e) {
       if (code(e) !== 404) throw e;
       if (!opts.createIfMissing) {
         throw new Error(
           `KEK Secret ${opts.namespace}/${opts.secretName} not found; create it with ` +
-            `kubectl -n ${opts.namespace} create secret generic ${opts.secretName} --from-literal=${KEK_SECRET_KEY}=$(openssl rand -base64 32)`,
+            `K=$(openssl rand -base64 32); kubectl -n ${opts.namespace} create secret generic ${opts.secretName} --from-file=${KEK_SECRET_KEY}=<(echo "$K" | base64 -d) --from-literal=${KEK_SECRET_BASE64_KEY}="$K"`,
           { cause: e },
         );
       }
@@ -45,9 +67,18 @@ export async function loadKms(kc: KubeConfig, opts: KekOptions): Promise<KmsProv
       .createNamespacedSecret({
         namespace: opts.namespace,
         body: {
-          metadata: { name: opts.secretName, labels: { 'app.kubernetes.io/part-of': 'simptu', 'app.kubernetes.io/component': 'kms' } },
+          metadata: {
+            name: opts.secretName,
+            labels: { 'app.kubernetes.io/part-of': 'simptu', 'app.kubernetes.io/component': 'kms' },
+          },
           type: 'Opaque',
-          data: { [KEK_SECRET_KEY]: randomBytes(32).toString('base64') },
+          data: (() => {
+            const key = randomBytes(32);
+            return {
+              [KEK_SECRET_KEY]: key.toString('base64'),
+              [KEK_SECRET_BASE64_KEY]: Buffer.from(key.toString('base64')).toString('base64'),
+            };
+          })(),
         },
       })
       .catch((e) => {
