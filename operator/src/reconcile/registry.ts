@@ -285,11 +285,9 @@ async function reconcileRegistry(tenant: Tenant, deps: RegistryDeps): Promise<St
   try {
     let row = await readRow(deps.pg, desired.name);
     const firstPublication = !row || row.published_hash === null || row.state === 'archived';
-    let wrote = false;
     if (!row || row.spec_hash !== desired.spec_hash) {
       deps.writes.inc(BACKEND);
       row = await upsertRow(deps.pg, desired);
-      wrote = true;
     }
     if (row.published_hash !== row.spec_hash) {
       const type: TenantEventType = firstPublication
