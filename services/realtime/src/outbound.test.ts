@@ -28,6 +28,23 @@ describe('OutboundQueue', () => {
     expect(s.sent.map((f) => (f[4] as { delta: string }).delta)).toEqual(['a', 'b']);
   });
 
+  it('sends a pre-encoded text as is, and queues and coalesces pre-encoded frames like any other', () => {
+    const s = new FakeSocket();
+    const q = new OutboundQueue(s, { highWaterBytes: 1000, onOverflow: () => undefined });
+    const f = token('a', 1);
+    q.push(f, JSON.stringify(['1', null, f.topic, f.event, { pre: 'encoded' }]));
+    expect(s.sent[0]![4]).toEqual({ pre: 'encoded' });
+    s.bufferedAmount = 5000;
+    const b = token('b', 2);
+    const c = token('c', 3);
+    q.push(b, JSON.stringify([b.joinRef, null, b.topic, b.event, b.payload]));
+    q.push(c, JSON.stringify([c.joinRef, null, c.topic, c.event, c.payload]));
+    expect(q.queued).toBe(1);
+    s.bufferedAmount = 0;
+    q.flush();
+    expect(s.sent[1]![4]).toMatchObject({ delta: 'bc', seq: 3, coalesced: 2 });
+  });
+
   it('coalesces consecutive token deltas of a session while the buffer is high, keeping order', () => {
     const s = new FakeSocket();
     let coalesced = 0;

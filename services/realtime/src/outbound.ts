@@ -81,10 +81,14 @@ export class OutboundQueue {
     return this.#queuedBytes;
   }
 
-  push(frame: Frame): void {
+  /**
+   * Sends or queues `frame`. `text`, when given, must be `encodeFrame(frame)`: the fan-out encodes
+   * one event once for all its subscribers instead of once per socket.
+   */
+  push(frame: Frame, text?: string): void {
     if (this.#closed) return;
     if (this.#items.length === 0 && this.#sink.bufferedAmount < this.#o.highWaterBytes) {
-      this.#write(frame, encodeFrame(frame));
+      this.#write(frame, text ?? encodeFrame(frame));
       return;
     }
     const key = coalesceKeyOf(frame);
@@ -97,9 +101,9 @@ export class OutboundQueue {
       last.text = text;
       this.#o.onCoalesced?.(1);
     } else {
-      const text = encodeFrame(frame);
-      this.#items.push({ frame, text, coalesceKey: key });
-      this.#queuedBytes += text.length;
+      const encoded = text ?? encodeFrame(frame);
+      this.#items.push({ frame, text: encoded, coalesceKey: key });
+      this.#queuedBytes += encoded.length;
     }
     if (this.#queuedBytes + this.#sink.bufferedAmount > this.#o.maxBytes) {
       this.close();

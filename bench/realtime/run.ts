@@ -1,0 +1,865 @@
+/**
+ * `node bench/realtime/run.ts` (or `bash bench/run.sh realtime`) — the realtime hub benchmark
+ * (docs/benchmarks.md "Realtime"). In one run, against a bare `ws` server doing the same socket
+ * work (`bare.ts`) as the baseline:
+ *
+ *   1. memory per idle connection: hub RSS delta / connections at N connections (50k where the
+ *      open-files limit allows, else as many as it allows), each socket joined to its own
+ *      `user:<sub>` topic with a valid token, heartbeating every 30 s — vs the bare server's;
+ *   2. fan-out of one event to 10k sockets joined to one topic (`user:<X>`, 10k devices of one
+ *      user): (a) produced the production way, a CloudEvent on the tenant's Kafka domain topic →
+ *      ingest → Redis stream (Lua) → pub/sub → fan-out, and (b) the hub's in-process fan-out
+ *      alone (`Hub.onBusMessage`) — vs the bare server sending the same frame text to 10k;
+ *   3. Kafka → client latency of `agent.token` deltas at 200 concurrent streaming conversations
+ *      (20 tokens/s each, `sent_at` in the payload), beside a bare kafkajs consumer of the same
+ *      topic in the same window (the Kafka floor).
+ *
+ * Servers and clients are child processes (`hub.ts`, `bare.ts`, `clients.ts`): RSS is the
+ * server's own, and client sockets are spread over several 127.0.0.x source addresses. A real
+ * tenant is provisioned the way services/realtime/test/support.ts does (scratch platform
+ * database, tenant role + schema, wrapped DEK, Kafka topics) and removed at the end, with the
+ * run's Redis keys and Kafka consumer groups.
+ *
+ * Environment (besides DATABASE_URL, REDIS_URL, KAFKA_BROKERS):
+ *   BENCH_CONNECTIONS        idle connections wanted @default 50000 (capped by the open-files limit)
+ *   BENCH_FANOUT             subscribers of the fan-out topic @default 10000
+ *   BENCH_ROUNDS             fan-out rounds per variant (median reported) @default 5
+ *   BENCH_CONVERSATIONS      streaming conversations @default 200
+ *   BENCH_TOKENS_PER_SECOND  token deltas per conversation per second @default 20
+ *   BENCH_LATENCY_SECONDS    latency measurement window (after a 3 s warm-up) @default 20
+ *   BENCH_CLIENT_PROCESSES   client processes (at least; more if the limit requires) @default 4
+ *   BENCH_PARTITIONS         partitions of the tenant's topics @default 3
+ *   BENCH_TIMEOUT_SECONDS    budget of the measurements (cleanup has 120 s more) @default 900
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import type { Consumer } from 'kafkajs';
+import { newCloudEvent, startTestIssuer, tenantTopics, type TestIssuer } from '@simptu/common';
+import { createPlatform, hubConfig, uniqueTenantName, type Platform } from '../../services/realtime/test/support.ts';
+import type { RealtimeConfig } from '../../services/realtime/src/config.ts';
+import { fmt, parsePrometheus, percentile, readCpuSeconds, readRss, sumMetric, table } from '../operator/lib.ts';
+import { Child, nofileLimits, now, sleep } from './rpc.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = dirname(fileURLToPath(import.meta.url));
+const env = process.env;
+const int = (name: string, d: number) => {
+  const v = env[name];
+  const n = v === undefined || v === '' ? d : Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`${name}: invalid positive integer ${JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return n;
+};
+
+const WANT_CONNECTIONS = int('BENCH_CONNECTIONS', 50_000);
+const FANOUT = int('BENCH_FANOUT', 10_000);
+const ROUNDS = int('BENCH_ROUNDS', 5);
+const CONVERSATIONS = int('BENCH_CONVERSATIONS', 200);
+const TOKENS_PER_SECOND = int('BENCH_TOKENS_PER_SECOND', 20);
+const LATENCY_SECONDS = int('BENCH_LATENCY_SECONDS', 20);
+const MIN_CLIENT_PROCESSES = int('BENCH_CLIENT_PROCESSES', 4);
+const PARTITIONS = int('BENCH_PARTITIONS', 3);
+const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 900);
+const WARMUP_SECONDS = 3;
+/** open files a server needs besides its sockets (listener, Postgres, Redis, Kafka, stdio, epoll…) */
+const SERVER_FD_RESERVE = 256;
+const CLIENT_FD_RESERVE = 64;
+const HEARTBEAT_MS = 30_000;
+
+const RUN = randomBytes(3).toString('hex');
+const log = (msg: string) => console.log(`[bench:realtime ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+for (const v of ['DATABASE_URL', 'REDIS_URL', 'KAFKA_BROKERS']) {
+  if (!env[v]) {
+    console.error(`${v} is not set: run 'make bench', or 'set -a; source .testenv/env; set +a' first`);
+    process.exit(2);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits: how many connections fit
+
+const limits = nofileLimits();
+const N = Math.min(WANT_CONNECTIONS, limits.hard - SERVER_FD_RESERVE);
+const perClientMax = limits.hard - CLIENT_FD_RESERVE;
+const CLIENT_PROCESSES = Math.max(MIN_CLIENT_PROCESSES, Math.ceil(Math.max(N, FANOUT) / perClientMax));
+const nofileFor = (n: number) => Math.min(limits.hard, Math.max(limits.soft, n));
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+interface Stats {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+function stats(values: ArrayLike<number>): Stats {
+  const s = Float64Array.from(values).sort();
+  const arr = Array.from(s);
+  return {
+    n: arr.length,
+    p50: percentile(arr, 50),
+    p90: percentile(arr, 90),
+    p99: percentile(arr, 99),
+    p999: percentile(arr, 99.9),
+    max: arr.length ? arr[arr.length - 1]! : NaN,
+    mean: arr.length ? arr.reduce((a, b) => a + b, 0) / arr.length : NaN,
+  };
+}
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const MiB = 2 ** 20;
+const load = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
+
+/** Splits `items` into `k` nearly equal consecutive slices. */
+function split<T>(items: readonly T[], k: number): T[][] {
+  const out: T[][] = [];
+  const size = Math.ceil(items.length / k);
+  for (let i = 0; i < k; i++) out.push(items.slice(i * size, (i + 1) * size));
+  return out;
+}
+
+async function readyOrExit(c: Child, timeoutMs: number): Promise<void> {
+  const r = await Promise.race([
+    c.ready.then(() => 'ready' as const),
+    c.exited.then(() => 'exited' as const),
+    sleep(timeoutMs).then(() => 'timeout' as const),
+  ]);
+  if (r !== 'ready') throw new Error(`${c.name} did not start (${r}): ${c.stderrTail()}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+interface Entry {
+  token: string;
+  topic: string;
+}
+interface ConnectResult {
+  joined: number;
+  failed: number;
+  errors: Record<string, number>;
+  ms: number;
+}
+interface Collected {
+  count: number;
+  first: number;
+  last: number;
+  maxStreamSeq: number;
+  sample?: string;
+}
+
+class ClientPool {
+  readonly procs: Child[];
+  /** per group (server), the sockets each process holds now */
+  readonly counts = new Map<string, number[]>();
+  constructor(k: number, perProcess: number) {
+    this.procs = Array.from(
+      { length: k },
+      (_, i) =>
+        new Child(`clients-${i}`, join(HERE, 'clients.ts'), {
+          nofile: nofileFor(perProcess + CLIENT_FD_RESERVE),
+        }),
+    );
+  }
+  async ready() {
+    await Promise.all(this.procs.map((p) => readyOrExit(p, 30_000)));
+  }
+  /** Opens and joins `entries`, spread over the processes (one 127.0.0.x source address each). */
+  async connect(group: string, url: string, entries: Entry[], concurrencyPerProcess = 64): Promise<ConnectResult> {
+    const parts = split(entries, this.procs.length);
+    const t0 = now();
+    const rs = await Promise.all(
+      this.procs.map((p, i) =>
+        p.call<ConnectResult>(
+          'connect',
+          {
+            url,
+            group,
+            entries: parts[i],
+            localAddress: `127.0.0.${2 + (i % 250)}`,
+            concurrency: concurrencyPerProcess,
+            timeoutMs: 60_000,
+            heartbeatMs: HEARTBEAT_MS,
+          },
+          30 * 60_000,
+        ),
+      ),
+    );
+    const counts = this.counts.get(group) ?? this.procs.map(() => 0);
+    rs.forEach((r, i) => (counts[i] = (counts[i] ?? 0) + r.joined));
+    this.counts.set(group, counts);
+    const errors: Record<string, number> = {};
+    for (const r of rs) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+    return {
+      joined: rs.reduce((a, r) => a + r.joined, 0),
+      failed: rs.reduce((a, r) => a + r.failed, 0),
+      errors,
+      ms: now() - t0,
+    };
+  }
+  async arm(group: string, event: string) {
+    const counts = this.counts.get(group) ?? [];
+    await Promise.all(this.procs.map((p, i) => p.call('arm', { event, group, expected: counts[i] ?? 0 })));
+  }
+  async collect(timeoutMs = 30_000): Promise<Collected & { samples: string[] }> {
+    const rs = await Promise.all(this.procs.map((p) => p.call<Collected>('collect', { timeoutMs }, timeoutMs + 10_000)));
+    const got = rs.filter((r) => r.count > 0);
+    return {
+      count: rs.reduce((a, r) => a + r.count, 0),
+      first: Math.min(...got.map((r) => r.first)),
+      last: Math.max(...got.map((r) => r.last)),
+      maxStreamSeq: Math.max(0, ...rs.map((r) => r.maxStreamSeq)),
+      samples: rs.map((r) => r.sample).filter((s): s is string => s !== undefined),
+    };
+  }
+  async closeAll(group: string) {
+    await Promise.all(this.procs.map((p) => p.call('closeAll', { timeoutMs: 10_000, group }, 120_000)));
+    this.counts.delete(group);
+  }
+  async stop() {
+    await Promise.all(this.procs.map((p) => p.stop(5000)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+interface ServerInfo {
+  port: number;
+  connections: number;
+  nofile: { soft: number; hard: number };
+  mem: NodeJS.MemoryUsage;
+}
+
+async function waitConnections(server: Child, n: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const i = await server.call<ServerInfo>('info');
+    if (i.connections === n || Date.now() > deadline) return i.connections;
+    await sleep(200);
+  }
+}
+
+interface MemoryResult {
+  connections: number;
+  failed: number;
+  errors: Record<string, number>;
+  connectSeconds: number;
+  connectsPerSecond: number;
+  rssBeforeMiB: number;
+  rssAfterMiB: number;
+  heapUsedBeforeMiB: number;
+  heapUsedAfterMiB: number;
+  externalDeltaMiB: number;
+  perConnectionKiB: number;
+  heapPerConnectionKiB: number;
+  serverCpuSecondsConnecting: number;
+  loadavg: number[];
+}
+
+/** RSS after a full GC (twice): the same procedure before and after the connections. */
+async function settledMemory(server: Child): Promise<{ rss: number; heapUsed: number; external: number }> {
+  await server.call('gc');
+  await sleep(1000);
+  const mem = await server.call<NodeJS.MemoryUsage>('gc');
+  const rss = readRss(server.pid)?.rssMiB ?? mem.rss / MiB;
+  return { rss, heapUsed: mem.heapUsed / MiB, external: (mem.external + mem.arrayBuffers) / MiB };
+}
+
+async function measureMemory(name: string, server: Child, clients: ClientPool, url: string, entries: Entry[]) {
+  await sleep(2000);
+  const before = await settledMemory(server);
+  const cpu0 = readCpuSeconds(server.pid) ?? NaN;
+  log(`${name}: RSS ${fmt(before.rss)} MiB before; connecting ${entries.length} sockets`);
+  const c = await clients.connect(name, url, entries);
+  const cpu1 = readCpuSeconds(server.pid) ?? NaN;
+  log(
+    `${name}: ${c.joined} joined, ${c.failed} failed in ${fmt(c.ms / 1000)} s` +
+      (c.failed ? ` (${JSON.stringify(c.errors)})` : ''),
+  );
+  await sleep(5000);
+  const after = await settledMemory(server);
+  const loadavg = load();
+  log(`${name}: RSS ${fmt(after.rss)} MiB with ${c.joined} connections (load ${loadavg.join(' ')})`);
+  const r: MemoryResult = {
+    connections: c.joined,
+    failed: c.failed,
+    errors: c.errors,
+    connectSeconds: c.ms / 1000,
+    connectsPerSecond: c.joined / (c.ms / 1000),
+    rssBeforeMiB: before.rss,
+    rssAfterMiB: after.rss,
+    heapUsedBeforeMiB: before.heapUsed,
+    heapUsedAfterMiB: after.heapUsed,
+    externalDeltaMiB: after.external - before.external,
+    perConnectionKiB: ((after.rss - before.rss) * 1024) / c.joined,
+    heapPerConnectionKiB: ((after.heapUsed - before.heapUsed) * 1024) / c.joined,
+    serverCpuSecondsConnecting: cpu1 - cpu0,
+    loadavg,
+  };
+  await clients.closeAll(name);
+  const left = await waitConnections(server, 0, 60_000);
+  if (left !== 0) log(`${name}: ${left} connections still open after closing all clients`);
+  return r;
+}
+
+interface FanoutRound {
+  received: number;
+  /** trigger → last delivery */
+  ms: number;
+  /** first → last delivery */
+  windowMs: number;
+  /** trigger → first delivery */
+  firstMs: number;
+  deliveriesPerSecond: number;
+  windowDeliveriesPerSecond: number;
+  /** the server's synchronous send loop (in-process variants) */
+  syncMs?: number;
+  serverCpuMs: number;
+}
+
+/** One fan-out: arm the group's clients, trigger, wait until every subscriber got the frame. */
+async function fanoutRound(
+  server: Child,
+  clients: ClientPool,
+  group: string,
+  event: string,
+  trigger: () => Promise<{ t0: number; syncMs?: number }>,
+): Promise<FanoutRound & { sample?: string }> {
+  await clients.arm(group, event);
+  const cpu0 = readCpuSeconds(server.pid) ?? NaN;
+  const t = await trigger();
+  const c = await clients.collect();
+  const cpu1 = readCpuSeconds(server.pid) ?? NaN;
+  const ms = c.last - t.t0;
+  return {
+    received: c.count,
+    ms,
+    windowMs: c.last - c.first,
+    firstMs: c.first - t.t0,
+    deliveriesPerSecond: (c.count / ms) * 1000,
+    windowDeliveriesPerSecond: (c.count / Math.max(0.001, c.last - c.first)) * 1000,
+    ...(t.syncMs !== undefined ? { syncMs: t.syncMs } : {}),
+    serverCpuMs: (cpu1 - cpu0) * 1000,
+    sample: c.samples[0],
+  };
+}
+
+function summarizeRounds(rounds: FanoutRound[]) {
+  return {
+    medianDeliveriesPerSecond: median(rounds.map((r) => r.deliveriesPerSecond)),
+    medianMs: median(rounds.map((r) => r.ms)),
+    medianFirstMs: median(rounds.map((r) => r.firstMs)),
+    medianWindowMs: median(rounds.map((r) => r.windowMs)),
+    medianWindowDeliveriesPerSecond: median(rounds.map((r) => r.windowDeliveriesPerSecond)),
+    medianSyncMs: rounds.some((r) => r.syncMs !== undefined) ? median(rounds.map((r) => r.syncMs ?? NaN)) : undefined,
+    received: rounds.map((r) => r.received),
+    rounds,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+interface Report {
+  benchmark: 'realtime';
+  run: string;
+  startedAt: string;
+  finishedAt?: string;
+  machine: Record<string, unknown>;
+  settings: Record<string, unknown>;
+  hub: Record<string, unknown>;
+  bare: Record<string, unknown>;
+  latency?: Record<string, unknown>;
+  ratios?: Record<string, number>;
+  targets?: Record<string, { value: number; target: string; met: boolean }>;
+  cleanup?: Record<string, unknown>;
+  error?: string;
+}
+
+async function main(): Promise<void> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const resultsDir = join(ROOT, 'bench/results');
+  mkdirSync(resultsDir, { recursive: true });
+  const report: Report = {
+    benchmark: 'realtime',
+    run: RUN,
+    startedAt: new Date().toISOString(),
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      kernel: os.release(),
+      nofile: limits,
+      loadavg: { start: load() } as Record<string, number[]>,
+    },
+    settings: {
+      wantConnections: WANT_CONNECTIONS,
+      connections: N,
+      connectionsCappedBy: N < WANT_CONNECTIONS ? `open-files hard limit ${limits.hard}` : undefined,
+      fanout: FANOUT,
+      rounds: ROUNDS,
+      conversations: CONVERSATIONS,
+      tokensPerSecond: TOKENS_PER_SECOND,
+      latencySeconds: LATENCY_SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      clientProcesses: CLIENT_PROCESSES,
+      partitions: PARTITIONS,
+      heartbeatMs: HEARTBEAT_MS,
+    },
+    hub: {},
+    bare: {},
+  };
+  const loadAt = (k: string) => ((report.machine.loadavg as Record<string, number[]>)[k] = load());
+
+  let issuer: TestIssuer | undefined;
+  let platform: Platform | undefined;
+  let clients: ClientPool | undefined;
+  let hub: Child | undefined;
+  let bare: Child | undefined;
+  let floor: Consumer | undefined;
+  let hubCfg: RealtimeConfig | undefined;
+  const floorGroup = `bench-rt-floor-${RUN}`;
+  const tenant = uniqueTenantName('brt');
+  let failure: unknown;
+
+  let timedOut = false;
+  const budget = setTimeout(() => {
+    timedOut = true;
+    log(`budget of ${TIMEOUT_SECONDS} s exhausted: stopping`);
+    // Kill the children: every pending call rejects and main() unwinds into the cleanup.
+    for (const c of [hub, bare, ...(clients?.procs ?? [])]) c?.proc.kill('SIGKILL');
+  }, TIMEOUT_SECONDS * 1000);
+  process.once('SIGINT', () => {
+    log('interrupted: cleaning up (Ctrl-C again exits at once)');
+    process.once('SIGINT', () => process.exit(130));
+    for (const c of [hub, bare, ...(clients?.procs ?? [])]) c?.proc.kill('SIGKILL');
+  });
+
+  try {
+    log(
+      `run ${RUN}: ${N} idle connections (wanted ${WANT_CONNECTIONS}; open files hard limit ${limits.hard}), ` +
+        `fan-out to ${FANOUT}, ${CONVERSATIONS} conversations × ${TOKENS_PER_SECOND} tokens/s; ` +
+        `${CLIENT_PROCESSES} client processes; load ${load().join(' ')}`,
+    );
+    issuer = await startTestIssuer();
+    platform = await createPlatform([tenant], { partitions: PARTITIONS });
+    const p = platform;
+    const fanUser = await p.createCustomer(tenant);
+    const conversations: Array<{ customer: string; session: string }> = [];
+    for (let i = 0; i < CONVERSATIONS; i += 10) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(10, CONVERSATIONS - i) }, async () => {
+          const customer = await p.createCustomer(tenant);
+          return { customer, session: await p.createSession(tenant, customer) };
+        }),
+      );
+      conversations.push(...batch);
+    }
+    const sign = (sub: string) =>
+      issuer!.signAccessToken({ tenant, sub, roles: ['customer'] }, { expiresIn: '2h' });
+    const idleEntries: Entry[] = [];
+    for (let i = 0; i < N; i += 500) {
+      const subs = Array.from({ length: Math.min(500, N - i) }, () => randomUUID());
+      const tokens = await Promise.all(subs.map(sign));
+      subs.forEach((s, j) => idleEntries.push({ token: tokens[j]!, topic: `user:${s}` }));
+    }
+    const fanToken = await sign(fanUser);
+    const fanTopic = `user:${fanUser}`;
+    const fanEntries: Entry[] = Array.from({ length: FANOUT }, () => ({ token: fanToken, topic: fanTopic }));
+    const convEntries: Entry[] = await Promise.all(
+      conversations.map(async (c) => ({ token: await sign(c.customer), topic: `session:${c.session}` })),
+    );
+    log(`tenant ${tenant} provisioned, ${N + CONVERSATIONS + 1} tokens signed (load ${load().join(' ')})`);
+    loadAt('provisioned');
+
+    clients = new ClientPool(CLIENT_PROCESSES, Math.ceil(Math.max(N, FANOUT) / CLIENT_PROCESSES));
+    await clients.ready();
+
+    // ------------------------------------------------------------------ the servers
+    hubCfg = hubConfig(p, issuer, {
+      logLevel: 'warn',
+      databasePoolMax: 10,
+      // production defaults (support.ts shortens them for tests)
+      presence: { heartbeatMs: 5000, instanceTtlMs: 15_000 },
+      registryRefreshMs: 10_000,
+      history: { maxCount: 200, maxAgeMs: 600_000, streamTtlMs: 3600_000, dedupTtlMs: 3600_000 },
+    });
+    hub = new Child('hub', join(HERE, 'hub.ts'), {
+      // BENCH_HUB_CPU_PROF=1: a V8 CPU profile of the hub process in bench/results (on exit).
+      nodeArgs: ['--expose-gc', ...(env.BENCH_HUB_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : [])],
+      env: { BENCH_HUB_CONFIG: JSON.stringify(hubCfg) },
+      nofile: nofileFor(N + SERVER_FD_RESERVE),
+      log: (l) => {
+        if (/"level":(40|50|60)/.test(l)) log(`hub: ${l.slice(0, 300)}`);
+      },
+    });
+    bare = new Child('bare', join(HERE, 'bare.ts'), {
+      nodeArgs: ['--expose-gc'],
+      env: {
+        BENCH_BARE_CONFIG: JSON.stringify({
+          issuer: issuer.issuer,
+          audience: issuer.audience,
+          jwksUri: issuer.jwksUri,
+          maxPayload: hubCfg.limits.maxFrameBytes,
+        }),
+      },
+      nofile: nofileFor(N + SERVER_FD_RESERVE),
+    });
+    await readyOrExit(hub, 60_000);
+    await readyOrExit(bare, 30_000);
+    const hubInfo = await hub.call<ServerInfo>('info');
+    const bareInfo = await bare.call<ServerInfo>('info');
+    const hubUrl = `ws://127.0.0.1:${hubInfo.port}/socket/websocket?vsn=2.0.0`;
+    const bareUrl = `ws://127.0.0.1:${bareInfo.port}/socket/websocket?vsn=2.0.0`;
+    report.hub.nofile = hubInfo.nofile;
+    report.bare.nofile = bareInfo.nofile;
+    log(`hub started (pid ${hub.pid}, port ${hubInfo.port}), bare ws server (pid ${bare.pid}, port ${bareInfo.port})`);
+
+    // ------------------------------------------------------------------ 1. idle memory, one server at a time
+    report.hub.memory = await measureMemory('hub', hub, clients, hubUrl, idleEntries);
+    loadAt('hubMemory');
+    report.bare.memory = await measureMemory('bare', bare, clients, bareUrl, idleEntries);
+    loadAt('bareMemory');
+
+    // ------------------------------------------------------------------ 2. fan-out, rounds interleaved
+    // 10k sockets of one user on each server, open side by side; the variants take turns (the
+    // order rotating each round), so a load swing on this shared machine hits all of them alike.
+    const fc = await clients.connect('hub', hubUrl, fanEntries);
+    log(`hub: ${fc.joined} fan-out subscribers joined in ${fmt(fc.ms / 1000)} s`);
+    if (fc.failed) log(`hub: ${fc.failed} fan-out joins failed: ${JSON.stringify(fc.errors)}`);
+    const bfc = await clients.connect('bare', bareUrl, fanEntries);
+    log(`bare: ${bfc.joined} fan-out subscribers joined in ${fmt(bfc.ms / 1000)} s`);
+    await sleep(2000);
+    const booking = () => ({ booking_id: randomUUID(), customer_id: fanUser, status: 'confirmed' });
+    const viaKafka = () =>
+      fanoutRound(hub!, clients!, 'hub', 'booking.created', async () => {
+        const t0 = now();
+        await p.produce(tenant, 'domain', 'io.simptu.booking.created', booking());
+        return { t0 };
+      });
+    // The first event: a warm-up, and the frame the bare server sends (the same bytes).
+    const warm = await viaKafka();
+    const sample = warm.sample;
+    if (!sample || warm.received !== fc.joined) throw new Error(`warm-up fan-out reached ${warm.received} of ${fc.joined}`);
+    const redis = new Redis(env.REDIS_URL!);
+    const metaKey = `rt:{${tenant}/${fanTopic}}:m`; // streams.ts's stream position
+    const epoch = await redis.hget(metaKey, 'epoch');
+    const inProcess = () =>
+      fanoutRound(hub!, clients!, 'hub', 'booking.created', async () => {
+        // Take the next seq in Redis too, so the Kafka events after it keep numbering on.
+        const seq = await redis.hincrby(metaKey, 'seq', 1);
+        return hub!.call<{ t0: number; syncMs: number }>('localFanout', {
+          tenant,
+          topic: fanTopic,
+          epoch,
+          seq,
+          event: 'booking.created',
+          data: booking(),
+        });
+      });
+    const viaBare = () =>
+      fanoutRound(bare!, clients!, 'bare', 'booking.created', () =>
+        bare!.call<{ t0: number; syncMs: number }>('broadcast', { topic: fanTopic, text: sample }),
+      );
+    const variants = { kafkaPath: viaKafka, inProcess, bare: viaBare };
+    const rounds: Record<keyof typeof variants, FanoutRound[]> = { kafkaPath: [], inProcess: [], bare: [] };
+    const names = Object.keys(variants) as Array<keyof typeof variants>;
+    try {
+      for (let r = 0; r < ROUNDS; r++) {
+        for (let k = 0; k < names.length; k++) {
+          const name = names[(r + k) % names.length]!;
+          const { sample: _s, ...round } = await variants[name]();
+          rounds[name].push(round);
+          await sleep(500);
+        }
+        log(
+          `fan-out round ${r + 1}: ` +
+            names.map((n) => `${n} ${rounds[n].at(-1)!.received}/${fmt(rounds[n].at(-1)!.ms, 0)} ms`).join(', '),
+        );
+      }
+    } finally {
+      redis.disconnect();
+    }
+    report.hub.fanout = {
+      subscribers: fc.joined,
+      joinSeconds: fc.ms / 1000,
+      frameBytes: Buffer.byteLength(sample),
+      kafkaPath: summarizeRounds(rounds.kafkaPath),
+      inProcess: summarizeRounds(rounds.inProcess),
+    };
+    report.bare.fanout = { subscribers: bfc.joined, frameBytes: Buffer.byteLength(sample), ...summarizeRounds(rounds.bare) };
+    await clients.closeAll('hub');
+    await clients.closeAll('bare');
+    await waitConnections(hub, 0, 60_000);
+    await bare.stop();
+    bare = undefined;
+    loadAt('fanout');
+
+    // ------------------------------------------------------------------ 3. latency
+    const cc = await clients.connect('hub', hubUrl, convEntries, 16);
+
+    if (cc.failed) log(`latency: ${cc.failed} conversation joins failed: ${JSON.stringify(cc.errors)}`);
+    log(`latency: ${cc.joined} conversation sockets joined`);
+    const floorLat: number[] = [];
+    let floorOn = false;
+    floor = p.kafka.consumer({ groupId: floorGroup, allowAutoTopicCreation: false });
+    let joinedFloor!: () => void;
+    const floorJoined = new Promise<void>((r) => (joinedFloor = r));
+    floor.on(floor.events.GROUP_JOIN, () => joinedFloor());
+    await floor.connect();
+    await floor.subscribe({ topics: [tenantTopics(tenant).agent], fromBeginning: false });
+    await floor.run({
+      eachMessage: async ({ message }) => {
+        if (!floorOn || !message.value) return;
+        const t = now();
+        const e = JSON.parse(message.value.toString('utf8')) as { data?: { sent_at?: number } };
+        if (typeof e.data?.sent_at === 'number') floorLat.push(t - e.data.sent_at);
+      },
+    });
+    await floorJoined;
+    await sleep(1000);
+
+    const agentTopic = tenantTopics(tenant).agent;
+    const period = 1000 / TOKENS_PER_SECOND;
+    const start = now();
+    const due = conversations.map((_, i) => start + (i / conversations.length) * period);
+    const tokenSeq = conversations.map(() => 0);
+    const messageIds = conversations.map(() => randomUUID());
+    const end = start + (WARMUP_SECONDS + LATENCY_SECONDS) * 1000;
+    let produced = 0;
+    let producedInWindow = 0;
+    let sendMs: number[] = [];
+    let measuring = false;
+    const cpuHub0 = { t: 0, cpu: 0 };
+    while (now() < end) {
+      const t = now();
+      if (!measuring && t >= start + WARMUP_SECONDS * 1000) {
+        measuring = true;
+        await Promise.all(clients.procs.map((c) => c.call('latencyStart')));
+        floorOn = true;
+        cpuHub0.t = now();
+        cpuHub0.cpu = readCpuSeconds(hub.pid) ?? NaN;
+        sendMs = [];
+      }
+      const batch = [];
+      for (let i = 0; i < conversations.length; i++) {
+        if (due[i]! > t) continue;
+        due[i]! += period;
+        const session = conversations[i]!.session;
+        batch.push({
+          topic: agentTopic,
+          key: session,
+          event: newCloudEvent({
+            type: 'io.simptu.agent.token',
+            source: '/simptu/agent',
+            tenant,
+            data: {
+              session_id: session,
+              message_id: messageIds[i],
+              seq: ++tokenSeq[i]!,
+              delta: 'lorem ',
+              sent_at: now(),
+            },
+          }),
+        });
+      }
+      if (batch.length === 0) {
+        await sleep(1);
+        continue;
+      }
+      const s0 = now();
+      await p.producer.sendBatch(batch);
+      sendMs.push(now() - s0);
+      produced += batch.length;
+      if (measuring) producedInWindow += batch.length;
+    }
+    const producedSeconds = (now() - start) / 1000;
+    await sleep(3000);
+    const cpuHubSeconds = (readCpuSeconds(hub.pid) ?? NaN) - cpuHub0.cpu;
+    const windowSeconds = (now() - cpuHub0.t) / 1000;
+    floorOn = false;
+    const per = await Promise.all(
+      clients.procs.map((c) =>
+        c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>('latencyStop'),
+      ),
+    );
+    const all: number[] = [];
+    for (const r of per) for (const v of r.values) all.push(v);
+    const metrics = parsePrometheus(await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text());
+    report.latency = {
+      sockets: cc.joined,
+      produced,
+      producedPerSecond: produced / producedSeconds,
+      producedInWindow,
+      framesReceived: per.reduce((a, r) => a + r.frames, 0),
+      tokensReceived: per.reduce((a, r) => a + r.tokens, 0),
+      coalescedFrames: per.reduce((a, r) => a + r.coalescedFrames, 0),
+      hubMs: stats(all),
+      kafkaFloorMs: stats(floorLat),
+      producerSendBatchMs: stats(sendMs),
+      hubCpuCoresBusy: cpuHubSeconds / windowSeconds,
+      hubEventsStored: sumMetric(metrics, 'simptu_realtime_events_stored_total'),
+      hubEventsDropped: sumMetric(metrics, 'simptu_realtime_events_dropped_total'),
+      hubGaps: sumMetric(metrics, 'simptu_realtime_stream_gaps_total'),
+      loadavg: load(),
+    };
+    log(
+      `latency: hub p50 ${fmt(stats(all).p50)} p99 ${fmt(stats(all).p99)} ms over ${all.length} frames; ` +
+        `Kafka floor p50 ${fmt(stats(floorLat).p50)} p99 ${fmt(stats(floorLat).p99)} ms (load ${load().join(' ')})`,
+    );
+    await floor.disconnect();
+    floor = undefined;
+    await clients.closeAll('hub');
+    await hub.stop(30_000);
+    hub = undefined;
+    loadAt('end');
+
+
+    // ------------------------------------------------------------------ ratios
+    const hm = report.hub.memory as MemoryResult;
+    const bm = report.bare.memory as MemoryResult;
+    const hf = report.hub.fanout as { kafkaPath: { medianDeliveriesPerSecond: number }; inProcess: { medianDeliveriesPerSecond: number } };
+    const bf = report.bare.fanout as { medianDeliveriesPerSecond: number };
+    const lat = report.latency as { hubMs: Stats };
+    report.ratios = {
+      memoryPerConnection: hm.perConnectionKiB / bm.perConnectionKiB,
+      fanoutInProcess: hf.inProcess.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond,
+      fanoutKafkaPath: hf.kafkaPath.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond,
+    };
+    report.targets = {
+      memoryPerConnection: { value: report.ratios.memoryPerConnection!, target: '≤ 1.5× bare', met: report.ratios.memoryPerConnection! <= 1.5 },
+      fanoutInProcess: { value: report.ratios.fanoutInProcess!, target: '≥ 0.7× bare', met: report.ratios.fanoutInProcess! >= 0.7 },
+      fanoutKafkaPath: { value: report.ratios.fanoutKafkaPath!, target: '≥ 0.7× bare', met: report.ratios.fanoutKafkaPath! >= 0.7 },
+      latencyP99Ms: { value: lat.hubMs.p99, target: '< 25 ms', met: lat.hubMs.p99 < 25 },
+    };
+  } catch (err) {
+    failure = timedOut ? new Error(`timed out after ${TIMEOUT_SECONDS} s (BENCH_TIMEOUT_SECONDS)`) : err;
+  } finally {
+    clearTimeout(budget);
+    report.cleanup = await cleanup({ hub, bare, clients, floor, platform, issuer, tenant, hubCfg, floorGroup });
+  }
+  report.finishedAt = new Date().toISOString();
+  if (failure) report.error = failure instanceof Error ? (failure.stack ?? failure.message) : String(failure);
+  const file = join(resultsDir, `realtime-${stamp}.json`);
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  if (!failure) printTable(report);
+  log(`results: ${file}`);
+  if (failure) {
+    console.error(`bench:realtime failed: ${failure instanceof Error ? failure.message : String(failure)}`);
+    process.exit(1);
+  }
+  process.exit(0);
+}
+
+async function cleanup(r: {
+  hub?: Child;
+  bare?: Child;
+  clients?: ClientPool;
+  floor?: Consumer;
+  platform?: Platform;
+  issuer?: TestIssuer;
+  tenant: string;
+  hubCfg?: RealtimeConfig;
+  floorGroup: string;
+}): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const step = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await Promise.race([fn(), sleep(60_000).then(() => Promise.reject(new Error('timed out')))]);
+    } catch (err) {
+      out[what] = `failed: ${err instanceof Error ? err.message : String(err)}`;
+      log(`cleanup: ${what} failed: ${String(err)}`);
+    }
+  };
+  await step('floorConsumer', async () => r.floor?.disconnect());
+  await step('hub', async () => r.hub?.stop(20_000));
+  await step('bare', async () => r.bare?.stop(5000));
+  await step('clients', async () => r.clients?.stop());
+  // Redis: the run's stream, history, dedup and presence keys (all hash-tagged by tenant).
+  await step('redis', async () => {
+    const redis = new Redis(env.REDIS_URL!);
+    try {
+      let deleted = 0;
+      for (const pattern of [`rt:{${r.tenant}/*`, `rt:i:${r.hubCfg?.instanceId ?? '-'}*`]) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length) deleted += await redis.del(...keys);
+        } while (cursor !== '0');
+      }
+      out.redisKeysDeleted = deleted;
+    } finally {
+      redis.disconnect();
+    }
+  });
+  await step('kafkaGroups', async () => {
+    if (!r.platform) return;
+    const admin = r.platform.kafka.admin();
+    await admin.connect();
+    try {
+      const groups = [r.floorGroup];
+      if (r.hubCfg) groups.push(`${r.hubCfg.kafkaGroupPrefix}-${r.hubCfg.instanceId}`);
+      const existing = new Set((await admin.listGroups()).groups.map((g) => g.groupId));
+      const del = groups.filter((g) => existing.has(g));
+      if (del.length) await admin.deleteGroups(del);
+      out.kafkaGroupsDeleted = del.length;
+    } finally {
+      await admin.disconnect();
+    }
+  });
+  await step('platform', async () => r.platform?.close());
+  await step('issuer', async () => r.issuer?.close());
+  return out;
+}
+
+function printTable(report: Report): void {
+  const hm = report.hub.memory as MemoryResult;
+  const bm = report.bare.memory as MemoryResult;
+  const hf = report.hub.fanout as Record<string, ReturnType<typeof summarizeRounds>> & { subscribers: number };
+  const bf = report.bare.fanout as ReturnType<typeof summarizeRounds> & { subscribers: number };
+  const lat = report.latency as { hubMs: Stats; kafkaFloorMs: Stats; producedPerSecond: number; sockets: number; hubCpuCoresBusy: number };
+  const r = report.ratios!;
+  const t = report.targets!;
+  const ok = (k: string) => (t[k]!.met ? 'met' : 'NOT met');
+  const kps = (x: number) => `${fmt(x / 1000, 1)}k/s`;
+  console.log(
+    '\n' +
+      table(
+        ['Figure', 'Hub', 'Bare ws', 'Ratio', 'Target'],
+        [
+          [`Idle connections (joined)`, String(hm.connections), String(bm.connections), '', ''],
+          [`Connect + join rate`, `${fmt(hm.connectsPerSecond, 0)}/s`, `${fmt(bm.connectsPerSecond, 0)}/s`, '', ''],
+          [`RSS before → after (MiB)`, `${fmt(hm.rssBeforeMiB, 0)} → ${fmt(hm.rssAfterMiB, 0)}`, `${fmt(bm.rssBeforeMiB, 0)} → ${fmt(bm.rssAfterMiB, 0)}`, '', ''],
+          [`Memory per idle connection (RSS)`, `${fmt(hm.perConnectionKiB, 2)} KiB`, `${fmt(bm.perConnectionKiB, 2)} KiB`, `${fmt(r.memoryPerConnection, 2)}×`, `≤ 1.5× ${ok('memoryPerConnection')}`],
+          [`  of which JS heap`, `${fmt(hm.heapPerConnectionKiB, 2)} KiB`, `${fmt(bm.heapPerConnectionKiB, 2)} KiB`, '', ''],
+          [`Fan-out to ${hf.subscribers}: in-process (median)`, kps(hf.inProcess!.medianDeliveriesPerSecond), kps(bf.medianDeliveriesPerSecond), `${fmt(r.fanoutInProcess, 2)}×`, `≥ 0.7× ${ok('fanoutInProcess')}`],
+          [`  trigger → last delivery`, `${fmt(hf.inProcess!.medianMs, 0)} ms`, `${fmt(bf.medianMs, 0)} ms`, '', ''],
+          [`  server send loop (sync)`, `${fmt(hf.inProcess!.medianSyncMs, 0)} ms`, `${fmt(bf.medianSyncMs, 0)} ms`, '', ''],
+          [`Fan-out: Kafka→ingest→Redis→fan-out`, kps(hf.kafkaPath!.medianDeliveriesPerSecond), kps(bf.medianDeliveriesPerSecond), `${fmt(r.fanoutKafkaPath, 2)}×`, `≥ 0.7× ${ok('fanoutKafkaPath')}`],
+          [`  produce → first / last delivery`, `${fmt(hf.kafkaPath!.medianFirstMs, 0)} / ${fmt(hf.kafkaPath!.medianMs, 0)} ms`, '', '', ''],
+          [`Token latency, ${lat.sockets} conv. @ ${fmt(lat.producedPerSecond, 0)} ev/s p50/p99`, `${fmt(lat.hubMs.p50, 1)} / ${fmt(lat.hubMs.p99, 1)} ms`, `Kafka alone ${fmt(lat.kafkaFloorMs.p50, 1)} / ${fmt(lat.kafkaFloorMs.p99, 1)} ms`, '', `p99 < 25 ms ${ok('latencyP99Ms')}`],
+          [`  p99.9 / max`, `${fmt(lat.hubMs.p999, 1)} / ${fmt(lat.hubMs.max, 1)} ms`, `${fmt(lat.kafkaFloorMs.p999, 1)} / ${fmt(lat.kafkaFloorMs.max, 1)} ms`, '', ''],
+          [`  hub CPU (cores busy)`, fmt(lat.hubCpuCoresBusy, 2), '', '', ''],
+        ],
+      ) +
+      `\nload average: ${JSON.stringify(report.machine.loadavg)}\n`,
+  );
+}
+
+await main();
