@@ -22,7 +22,7 @@ import type { ApiConfig } from './config.ts';
 import authPlugin from './plugins/auth.ts';
 import cryptoPlugin from './plugins/crypto.ts';
 import dbPlugin from './plugins/db.ts';
-import errorsPlugin from './plugins/errors.ts';
+import errorsPlugin, { frameworkErrorHandler } from './plugins/errors.ts';
 import eventsPlugin from './plugins/events.ts';
 import observabilityPlugin from './plugins/observability.ts';
 import openapiPlugin from './plugins/openapi.ts';
@@ -30,6 +30,7 @@ import rateLimitPlugin from './plugins/rate-limit.ts';
 import redisPlugin from './plugins/redis.ts';
 import registryPlugin from './plugins/registry.ts';
 import routes from './routes/index.ts';
+import { AJV_OPTIONS, buildValidatorFactory } from './validation.ts';
 import './types.ts';
 
 export interface AppDeps {
@@ -57,16 +58,13 @@ export async function buildApp(config: ApiConfig, deps: AppDeps = {}): Promise<F
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
     },
     bodyLimit: 1_048_576,
-    ajv: {
-      customOptions: {
-        // Report every problem, and refuse unknown properties instead of silently dropping them.
-        allErrors: true,
-        removeAdditional: false,
-        coerceTypes: 'array',
-        useDefaults: true,
-      },
-    },
+    // Pre-routing errors (414 param too long, 400 bad URL) in our error format (plugins/errors.ts).
+    frameworkErrors: frameworkErrorHandler,
+    // Coercion for querystring/params/headers only; JSON bodies are validated strictly (validation.ts).
+    ajv: { customOptions: AJV_OPTIONS },
+    schemaController: { compilersFactory: { buildValidator: buildValidatorFactory() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  app.decorate('config', config);
 
   // Every request runs in a request context (request id now; the tenant is added by
   // `request.withTenant`), so log lines from library code carry it.
@@ -87,6 +85,7 @@ export async function buildApp(config: ApiConfig, deps: AppDeps = {}): Promise<F
   await app.register(rateLimitPlugin, {
     perPrincipal: config.rateLimit.perPrincipal,
     perTenant: config.rateLimit.perTenant,
+    anonymous: config.rateLimit.anonymous,
   });
   await app.register(authPlugin, { ...config.auth, ...(deps.verifier ? { verifier: deps.verifier } : {}) });
   await app.register(openapiPlugin, config.publicUrl ? { publicUrl: config.publicUrl } : {});

@@ -25,7 +25,11 @@ import type { FieldCipher } from '@simptu/common';
 export const CACHE_AREAS = ['catalog', 'availability'] as const;
 export type CacheArea = (typeof CACHE_AREAS)[number];
 
-/** Seconds a cached value lives; writes invalidate earlier. */
+/**
+ * Default seconds a cached value lives; writes invalidate earlier. The app uses the configured
+ * `cache.catalogTtlSec` / `cache.availabilityTtlSec` (`configuredTtls`) — these are only the
+ * fallback of `readThrough` callers that pass no TTLs.
+ */
 export const CACHE_TTL_SECONDS: Readonly<Record<CacheArea, number>> = {
   catalog: 300,
   // Short: slots also expire with the clock (a slot in the past is no slot), and bookings made
@@ -62,6 +66,14 @@ export interface CacheDeps {
   log?: CacheLogger;
   /** per-area TTL overrides (config `cache.catalogTtlSec`, `cache.availabilityTtlSec`) */
   ttlSeconds?: Partial<Record<CacheArea, number>>;
+}
+
+/** The per-area TTLs of the configuration (`SIMPTU_API_CACHE_*_TTL_SEC`). */
+export function configuredTtls(cache: {
+  catalogTtlSec: number;
+  availabilityTtlSec: number;
+}): Record<CacheArea, number> {
+  return { catalog: cache.catalogTtlSec, availability: cache.availabilityTtlSec };
 }
 
 function location(redisKey: string) {

@@ -38,7 +38,10 @@ export const ApiConfigSchema = ConfigObject({
     perPrincipal: Type.Integer({ minimum: 1, default: 600 }),
     /** requests per minute for a whole tenant */
     perTenant: Type.Integer({ minimum: 1, default: 6000 }),
-    /** requests per minute for unauthenticated callers, per IP */
+    /**
+     * requests per minute per client IP that fail authentication or read the public docs
+     * (`/v1/openapi.json`, `/docs`); requests with a valid token never count (plugins/rate-limit.ts)
+     */
     anonymous: Type.Integer({ minimum: 1, default: 120 }),
   }),
   cache: ConfigObject({
@@ -54,7 +57,7 @@ export const ApiConfigSchema = ConfigObject({
   events: ConfigObject({
     /** run the outbox relay in this process */
     relay: Type.Boolean({ default: true }),
-    /** run the agent-replies consumer in this process */
+    /** run the consumers (agent replies → history; domain events → cache invalidation) in this process */
     consumers: Type.Boolean({ default: true }),
     /** how often the tenant list of relays/consumers is refreshed */
     tenantRefreshMs: Type.Integer({ minimum: 100, default: 15_000 }),

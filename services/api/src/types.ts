@@ -2,10 +2,11 @@
  * The contract between the API's plugins and its routes: what the plugins decorate the fastify
  * instance and requests with. Routes only use these; plugins provide them (CONVENTIONS 8).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { AccessTokenClaims, DomainContext, FieldCipher, Role } from '@simptu/common';
+import type { ApiConfig } from './config.ts';
 
 /** What the API knows about a tenant, from the operator's registry (`platform.tenants`). */
 export interface TenantInfo {
@@ -33,6 +34,8 @@ export type WithTenant = <T>(fn: (ctx: DomainContext) => Promise<T>) => Promise<
 
 declare module 'fastify' {
   interface FastifyInstance {
+    /** the validated configuration the app was built with (cache TTLs, limits, …) */
+    config: ApiConfig;
     /** pool of the services' NOINHERIT login role on the platform database */
     db: pg.Pool;
     /** pool for a tenant's database (the platform pool for shared tenants) */

@@ -1,6 +1,10 @@
 /**
  * Persists the agent's final messages (`io.simptu.agent.message` on `simptu.t.<name>.agent`) as
  * `assistant` messages of their session, so a session's history shows both sides (DESIGN §7).
+ * The stored message keeps the agent's `message_id` as its id (when it is a UUID, as the agent's
+ * deterministic ids are), so the realtime hub — which pushes the event as it is — and the
+ * history show the same message under the same id; a second event with an id already stored
+ * is acknowledged without writing.
  *
  * Exactly once: `EventConsumer` inserts the event id into the tenant's `processed_events` in the
  * same transaction as the message, so a redelivered record (Kafka rebalance, relay re-publish)
@@ -74,7 +78,11 @@ class TypeFilteringConsumer extends EventConsumer {
 export type ApplyOutcome = 'stored' | 'skipped';
 
 /** The handler: one agent message → one assistant message (in the consumer's transaction). */
-export function agentMessageHandler(deps: { ciphers: CipherSource; timeZoneOf: (tenant: string) => string; logger?: Logger }) {
+export function agentMessageHandler(deps: {
+  ciphers: CipherSource;
+  timeZoneOf: (tenant: string) => string;
+  logger?: Logger;
+}) {
   return async (event: CloudEvent, ctx: EventContext): Promise<ApplyOutcome> => {
     const log = deps.logger?.child({ eventId: event.id, tenant: event.tenant });
     const data = event.data as Partial<AgentMessageData> | null;
@@ -85,7 +93,8 @@ export function agentMessageHandler(deps: { ciphers: CipherSource; timeZoneOf: (
     const cipher = await deps.ciphers.cipher(event.tenant);
     let body: string;
     try {
-      if (typeof data.body_enc === 'string') body = cipher.decryptText(data.body_enc, messageBodyLocation(data.message_id));
+      if (typeof data.body_enc === 'string')
+        body = cipher.decryptText(data.body_enc, messageBodyLocation(data.message_id));
       else if (typeof data.body === 'string') body = data.body;
       else {
         log?.warn({ sessionId: data.session_id }, 'agent message without body skipped');
@@ -93,15 +102,21 @@ export function agentMessageHandler(deps: { ciphers: CipherSource; timeZoneOf: (
       }
     } catch (err) {
       if (!(err instanceof DecryptionError)) throw err;
-      log?.error({ err, sessionId: data.session_id }, 'agent message body does not decrypt for this tenant/message: skipped');
+      log?.error(
+        { err, sessionId: data.session_id },
+        'agent message body does not decrypt for this tenant/message: skipped',
+      );
       return 'skipped';
     }
     const sessionId = data.session_id;
+    // Not a UUID (a development producer): the message gets a new id; the hub's id won't match.
+    const id = isUuid(data.message_id) ? data.message_id : undefined;
+    if (id === undefined) log?.warn({ sessionId }, 'agent message_id is not a UUID: stored under a new id');
     const r = await attempt(ctx.client, () =>
       appendMessage(
         { client: ctx.client, cipher, timeZone: deps.timeZoneOf(event.tenant), source: '/simptu/api' },
         sessionId,
-        { role: 'assistant', body },
+        { role: 'assistant', body, ...(id !== undefined ? { id } : {}) },
       ),
     );
     if (!r.ok) {

@@ -7,12 +7,56 @@
  *   - other errors that carry a 4xx (bad JSON, wrong content type, body too large) → that status;
  *   - anything else → 500 with a generic message and the request id, logged at error.
  * 4xx are logged at info (the client's problem, not ours). Unknown routes → 404 in the same shape.
+ *
+ * Errors fastify raises BEFORE routing (a URL parameter over `maxParamLength` → 414, a URL that
+ * is not valid percent-encoding → 400) bypass the error handler; `frameworkErrors` (a server
+ * option, set in app.ts to `frameworkErrorHandler`) answers them in the same format. Fastify's
+ * default body for them quotes the whole path, which would echo whatever a caller (or a log
+ * scraper) put in it; ours names only the problem.
+ * @see https://fastify.dev/docs/latest/Reference/Server/#frameworkerrors
  * @see https://fastify.dev/docs/latest/Reference/Server/#seterrorhandler
  * @see https://fastify.dev/docs/latest/Reference/Validation-and-Serialization/#error-handling
  */
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyInstance } from 'fastify';
-import { NotFoundError, toErrorBody, ValidationError, type ValidationIssue } from '@simptu/common';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  defineErrors,
+  NotFoundError,
+  toErrorBody,
+  ValidationError,
+  type ValidationIssue,
+} from '@simptu/common';
+
+export const FrameworkErrors = defineErrors({
+  URI_TOO_LONG: { status: 414, message: 'A URL path parameter is too long' },
+  BAD_URL: { status: 400, message: 'The URL is not valid (bad percent-encoding)' },
+});
+
+/**
+ * The `frameworkErrors` server option: fastify's pre-routing errors in our format. The request
+ * never reached the onRequest hooks, so the request id header is set here.
+ */
+export function frameworkErrorHandler(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  const mapped =
+    error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? new FrameworkErrors.URI_TOO_LONG()
+      : error.code === 'FST_ERR_BAD_URL'
+        ? new FrameworkErrors.BAD_URL()
+        : error;
+  const { statusCode, body } = toErrorBody(mapped, request.id);
+  // Log the code, not the URL (it is what was wrong, and may be huge or hostile).
+  if (statusCode >= 500) request.log.error({ code: error.code }, 'framework error');
+  else request.log.info({ code: body.error.code, statusCode, fastifyCode: error.code }, body.error.message);
+  void reply
+    .code(statusCode)
+    .header('x-request-id', request.id)
+    .type('application/json; charset=utf-8')
+    .send(body);
+}
 
 interface AjvIssue {
   instancePath?: string;
@@ -22,7 +66,10 @@ interface AjvIssue {
 }
 
 /** `/a/0/b` → `a.0.b`, prefixed by where it was (`body`, `query`, `params`, `headers`). */
-export function validationIssues(context: string | undefined, issues: readonly AjvIssue[]): ValidationIssue[] {
+export function validationIssues(
+  context: string | undefined,
+  issues: readonly AjvIssue[],
+): ValidationIssue[] {
   return issues.map((i) => {
     const segments = (i.instancePath ?? '')
       .split('/')
@@ -58,7 +105,9 @@ export default fp(
 
     app.setNotFoundHandler((request, reply) => {
       const { statusCode, body } = toErrorBody(
-        new NotFoundError('Route not found', { details: { method: request.method, url: request.url.split('?')[0] } }),
+        new NotFoundError('Route not found', {
+          details: { method: request.method, url: request.url.split('?')[0] },
+        }),
       );
       return reply.code(statusCode).send(body);
     });

@@ -1,7 +1,8 @@
 /**
  * Kafka for the API (DESIGN §6): one idempotent `EventProducer`, an `OutboxRelay` per database
  * (the platform database for shared tenants, one per dedicated database) publishing the
- * tenants' outbox rows, and the agent-replies consumer. The tenant set comes from the registry
+ * tenants' outbox rows, the agent-replies consumer and the cache-invalidation consumer of the
+ * domain topics (consumers/domain-events.ts). The tenant set comes from the registry
  * (`active` tenants) and is refreshed periodically, so a tenant provisioned while the API runs is
  * picked up without a restart. Started when the app is ready, stopped on close (relays finish
  * their batch; consumers leave their groups).
@@ -11,6 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Kafka } from 'kafkajs';
 import { createKafka, EventProducer, OutboxRelay, type Logger, type TenantDbRef } from '@simptu/common';
 import { AgentRepliesConsumer } from '../consumers/agent-replies.ts';
+import { DomainEventsConsumer } from '../consumers/domain-events.ts';
 import type { TenantInfo } from '../types.ts';
 
 export interface EventsPluginOptions {
@@ -18,6 +20,7 @@ export interface EventsPluginOptions {
   clientId: string;
   groupPrefix: string;
   relay: boolean;
+  /** run the agent-replies and the cache-invalidation (domain events) consumers */
   consumers: boolean;
   tenantRefreshMs: number;
   /** outbox relay fallback poll; @default 1000 */
@@ -56,6 +59,9 @@ export default fp(
           logger,
         })
       : undefined;
+    const domain = opts.consumers
+      ? new DomainEventsConsumer({ kafka, groupPrefix: opts.groupPrefix, redis: app.redis, logger })
+      : undefined;
     let timer: NodeJS.Timeout | undefined;
     let closing = false;
 
@@ -81,7 +87,8 @@ export default fp(
           entry.relay.start();
         }
       }
-      if (replies && !closing) await replies.sync(tenants);
+      if (closing) return;
+      await Promise.all([replies?.sync(tenants), domain?.sync(tenants)]);
     };
 
     const tick = () => {
@@ -115,13 +122,13 @@ export default fp(
       closing = true;
       clearTimeout(timer);
       await Promise.all([...relays.values()].map((e) => e.relay.stop()));
-      await replies?.stop();
+      await Promise.all([replies?.stop(), domain?.stop()]);
       await producer.disconnect();
     });
   },
   {
     name: 'simptu-events',
     fastify: '5.x',
-    dependencies: ['simptu-db', 'simptu-registry', 'simptu-crypto', 'simptu-observability'],
+    dependencies: ['simptu-db', 'simptu-redis', 'simptu-registry', 'simptu-crypto', 'simptu-observability'],
   },
 );

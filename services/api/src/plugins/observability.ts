@@ -6,7 +6,7 @@
  * @see https://prometheus.io/docs/practices/naming/
  */
 import fp from 'fastify-plugin';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { createMetrics, Health, type HealthCheck, type Metrics } from '@simptu/common';
 
 declare module 'fastify' {
@@ -50,7 +50,7 @@ export default fp(
       duration.observe(labels, reply.elapsedTime / 1000);
     });
 
-    const probe = (which: 'live' | 'ready') => async (_req: unknown, reply: import('fastify').FastifyReply) => {
+    const probe = (which: 'live' | 'ready') => async (_req: unknown, reply: FastifyReply) => {
       const r = await (which === 'live' ? health.live() : health.ready());
       return reply.code(r.status === 'ok' ? 200 : 503).send(r);
     };

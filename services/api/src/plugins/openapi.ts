@@ -34,11 +34,17 @@ export default fp(
         security: [{ bearerAuth: [] }],
       },
     });
-    await app.register(swaggerUi, {
-      routePrefix: '/docs',
-      uiConfig: { url: '/v1/openapi.json', deepLinking: true },
+    // The public documentation is unauthenticated: in a child context whose onRequest hook
+    // counts every request against the caller IP's anonymous rate limit (plugins/rate-limit.ts).
+    // @fastify/swagger itself stays at the root: its onRoute hook must see every route.
+    await app.register(async (docs) => {
+      docs.addHook('onRequest', docs.enforceAnonymousRateLimit);
+      await docs.register(swaggerUi, {
+        routePrefix: '/docs',
+        uiConfig: { url: '/v1/openapi.json', deepLinking: true },
+      });
+      docs.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     });
-    app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   },
-  { name: 'simptu-openapi', fastify: '5.x' },
+  { name: 'simptu-openapi', fastify: '5.x', dependencies: ['simptu-rate-limit'] },
 );

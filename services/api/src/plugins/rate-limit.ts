@@ -6,6 +6,14 @@
  * onRequest hook that would have to trust an unverified token. Exceeding either answers 429 in
  * our error format with `Retry-After` (seconds). When Redis is unreachable the limit is skipped
  * (`skipOnError`) rather than failing every request.
+ *
+ * Unauthenticated traffic has a third budget, per client IP (`anonymous`): every request that
+ * FAILS authentication (no, bad or expired token, unknown tenant — token guessing, scanners)
+ * and every request to the public documentation (`/v1/openapi.json`, `/docs`). Over it, such a
+ * request is 429 instead of its 401/200. Requests with a valid token never count against it
+ * (a clinic's staff behind one NAT share an IP), nor do probes (`/healthz`, `/readyz`,
+ * `/metrics`). The IP is fastify's `request.ip`: behind a proxy, the proxy's address unless
+ * fastify's `trustProxy` is set.
  * @see https://github.com/fastify/fastify-rate-limit#manual-rate-limit
  */
 import fp from 'fastify-plugin';
@@ -18,6 +26,8 @@ export interface RateLimitPluginOptions {
   perPrincipal: number;
   /** requests per minute per tenant */
   perTenant: number;
+  /** unauthenticated requests (failed authentication, public docs) per minute per client IP */
+  anonymous: number;
   /** @default 60_000 */
   windowMs?: number;
 }
@@ -26,6 +36,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** counts the authenticated request against its principal's and tenant's budgets; throws 429 */
     enforceRateLimit(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+    /** counts an unauthenticated request against its IP's budget; throws 429 */
+    enforceAnonymousRateLimit(request: FastifyRequest, reply: FastifyReply): Promise<void>;
   }
 }
 
@@ -50,14 +62,21 @@ export default fp(
       keyGenerator: (req) => `t:${req.auth.tenant}`,
     });
 
-    app.decorate('enforceRateLimit', async (request: FastifyRequest, reply: FastifyReply) => {
-      for (const [scope, limiter] of [
-        ['principal', perPrincipal],
-        ['tenant', perTenant],
-      ] as const) {
+    const anonymous = app.createRateLimit({
+      max: opts.anonymous,
+      timeWindow: windowMs,
+      keyGenerator: (req) => `a:${req.ip}`,
+    });
+
+    const enforce = async (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      limiters: ReadonlyArray<readonly ['principal' | 'tenant' | 'anonymous', typeof perTenant]>,
+    ) => {
+      for (const [scope, limiter] of limiters) {
         const r = await limiter(request);
         if (r.isAllowed) continue;
-        if (scope === 'principal') {
+        if (scope !== 'tenant') {
           reply.header('x-ratelimit-limit', r.max);
           reply.header('x-ratelimit-remaining', r.remaining);
           reply.header('x-ratelimit-reset', r.ttlInSeconds);
@@ -65,12 +84,28 @@ export default fp(
         if (r.isExceeded) {
           const retryAfter = Math.max(1, r.ttlInSeconds);
           reply.header('retry-after', retryAfter);
-          throw new RateLimitedError(retryAfter, `Rate limit of the ${scope} exceeded, retry in ${retryAfter} s`, {
-            details: { scope, limit: r.max },
-          });
+          throw new RateLimitedError(
+            retryAfter,
+            `Rate limit of the ${scope} exceeded, retry in ${retryAfter} s`,
+            {
+              details: { scope, limit: r.max },
+            },
+          );
         }
       }
-    });
+    };
+    const authenticated = [
+      ['principal', perPrincipal],
+      ['tenant', perTenant],
+    ] as const;
+    const unauthenticated = [['anonymous', anonymous]] as const;
+
+    app.decorate('enforceRateLimit', (request: FastifyRequest, reply: FastifyReply) =>
+      enforce(request, reply, authenticated),
+    );
+    app.decorate('enforceAnonymousRateLimit', (request: FastifyRequest, reply: FastifyReply) =>
+      enforce(request, reply, unauthenticated),
+    );
   },
   { name: 'simptu-rate-limit', fastify: '5.x', dependencies: ['simptu-redis'] },
 );

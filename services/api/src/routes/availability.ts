@@ -21,7 +21,7 @@ import {
   type Role,
 } from '@simptu/common';
 import { errorResponses, Uuid } from '../schemas.ts';
-import { readThrough } from '../cache.ts';
+import { configuredTtls, readThrough } from '../cache.ts';
 
 const ALL_ROLES: Role[] = ['owner', 'admin', 'staff', 'customer'];
 
@@ -63,6 +63,7 @@ type SlotDto = Static<typeof Slot>;
 
 export default async function availabilityRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const ttls = configuredTtls(app.config.cache);
 
   app.get(
     '/availability',
@@ -92,7 +93,7 @@ export default async function availabilityRoutes(fastify: FastifyInstance): Prom
         step,
       ].join('|');
       const slots = await readThrough<SlotDto[]>(
-        { redis: app.redis, cipherFor: (t) => app.cipherFor(t), log: request.log },
+        { redis: app.redis, cipherFor: (t) => app.cipherFor(t), log: request.log, ttlSeconds: ttls },
         request.tenant.name,
         'availability',
         key,

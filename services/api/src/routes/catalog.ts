@@ -50,7 +50,7 @@ import {
   type Service as DomainService,
 } from '@simptu/common';
 import { errorResponses, IdParams, Uuid } from '../schemas.ts';
-import { invalidate, readThrough, type CacheDeps } from '../cache.ts';
+import { configuredTtls, invalidate, readThrough, type CacheDeps } from '../cache.ts';
 import { isStaff } from '../plugins/auth.ts';
 
 const ALL_ROLES: Role[] = ['owner', 'admin', 'staff', 'customer'];
@@ -224,10 +224,12 @@ export default async function catalogRoutes(fastify: FastifyInstance): Promise<v
   const anyRole = [app.authenticate, app.requireRole(...ALL_ROLES)];
   const managers = [app.authenticate, app.requireRole(...MANAGERS)];
 
+  const ttls = configuredTtls(app.config.cache);
   const deps = (request: FastifyRequest): CacheDeps => ({
     redis: app.redis,
     cipherFor: (t) => app.cipherFor(t),
     log: request.log,
+    ttlSeconds: ttls,
   });
   const cached = <T>(request: FastifyRequest, key: string, load: () => Promise<T>) =>
     readThrough(deps(request), request.tenant.name, 'catalog', key, load);

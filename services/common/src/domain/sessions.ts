@@ -265,7 +265,7 @@ export async function appendMessage(
   if (input.id !== undefined && !isUuid(input.id)) issues.add('id', 'must be a UUID');
   issues.throwIfAny();
   const sid = assertUuid(sessionId, 'sessionId');
-  const id = newId();
+  const id = input.id === undefined ? newId() : input.id.toLowerCase();
   if (input.id !== undefined) {
     // Checked before the seq is taken, so a duplicate leaves no gap in the session's seqs.
     const dup = await ctx.client.query('SELECT 1 FROM messages WHERE id = $1', [id]);
@@ -336,19 +336,25 @@ export async function listMessages(
   if (q.afterSeq !== undefined && q.beforeSeq !== undefined)
     issues.add('beforeSeq', 'give afterSeq or beforeSeq, not both');
   issues.throwIfAny();
-  const session = await getSession(ctx, sessionId, scope);
+  const sid = assertUuid(sessionId, 'sessionId');
+  const customerId = scope.customerId === undefined ? null : assertUuid(scope.customerId, 'customerId');
   const forward = q.afterSeq !== undefined;
+  // One round trip in the common case: the scope check (the session exists and, for a
+  // customer, is theirs) is part of the messages query; only an empty page pays a second query
+  // to tell "no messages" from "no such session" (404).
+  const visible = `EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($4::uuid IS NULL OR s.customer_id = $4))`;
   const { rows } = forward
     ? await ctx.client.query<MessageRow>(
         `SELECT id, session_id, seq, role, body, author, created_at FROM messages
-          WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-        [session.id, q.afterSeq, limit + 1],
+          WHERE session_id = $1 AND seq > $2 AND ${visible} ORDER BY seq LIMIT $3`,
+        [sid, q.afterSeq, limit + 1, customerId],
       )
     : await ctx.client.query<MessageRow>(
         `SELECT id, session_id, seq, role, body, author, created_at FROM messages
-          WHERE session_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3`,
-        [session.id, q.beforeSeq ?? null, limit + 1],
+          WHERE session_id = $1 AND ($2::bigint IS NULL OR seq < $2) AND ${visible} ORDER BY seq DESC LIMIT $3`,
+        [sid, q.beforeSeq ?? null, limit + 1, customerId],
       );
+  if (rows.length === 0) await getSession(ctx, sid, scope); // 404 when missing or not theirs
   const hasMore = rows.length > limit;
   const page = rows.slice(0, limit);
   if (!forward) page.reverse();
