@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { PLATFORM_NAMESPACE } from '@simptu/common';
 import { DEFAULT_REFS, KEK_SECRET } from './backends.ts';
 import { intToString, isPlaceholder } from './placeholders.ts';
+import { isCidr } from './tenant-agent.ts';
 import {
   checkBrokers,
   checkDnsLabel,
@@ -80,9 +81,10 @@ export const OPERATOR_CLUSTER_RULES: readonly PolicyRule[] = [
     resources: ['services', 'configmaps'],
     verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
   },
-  // The model credentials Secret is read where the admin put it and mirrored into the tenant
-  // namespace (direct reads, no informer: no list/watch); the KEK is read from the platform
-  // namespace (kek.ts).
+  // Dedicated agents (reconcile/agent.ts): the platform Secrets their runtime Secret is composed
+  // from (database URL, Redis URL, KEK) and the credentials Secrets the spec references are read
+  // with direct gets (no informer: no list/watch, so no reading every Secret of the cluster); the
+  // copies are applied into and deleted from the tenant namespace. The KMS reads the KEK (kek.ts).
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'patch', 'delete'] },
   // controller/events.ts: events.k8s.io/v1 create, then merge-patch the series.
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
@@ -131,6 +133,25 @@ export interface OperatorProps {
   readonly kekSecretName?: string;
   /** Image of dedicated tenant agents. @default 'simptu/agent:latest' */
   readonly agentImage?: string;
+  /**
+   * Database URL (the services' login role) the operator copies into each dedicated agent's
+   * runtime Secret. In `namespace`. @default simptu-database / app-url
+   */
+  readonly agentDatabaseUrl?: SecretKeyRef;
+  /** Redis URL for dedicated agents. In `namespace`. @default simptu-redis / url */
+  readonly agentRedisUrl?: SecretKeyRef;
+  /** Kafka bootstrap servers as dedicated agent pods reach them. @default `kafkaBrokers` */
+  readonly agentKafkaBrokers?: readonly string[];
+  /**
+   * NetworkPolicy egress of dedicated agents to backends outside the cluster (managed
+   * PostgreSQL, Redis, Kafka). @default none: backends in the platform namespace only
+   */
+  readonly agentEgress?: {
+    /** e.g. ['10.20.0.0/16'] */
+    readonly cidrs: readonly string[];
+    /** @default [5432, 6379, 9092] */
+    readonly ports?: readonly number[];
+  };
   /** Concurrent reconciles. @default 4 */
   readonly workers?: number;
   /** @default 'simptu-operator' */
@@ -201,6 +222,17 @@ export class Operator extends Construct {
       { name: 'SIMPTU_METRICS_PORT', value: String(OPERATOR_METRICS_PORT) },
       { name: 'SIMPTU_PROBE_PORT', value: String(OPERATOR_PROBE_PORT) },
       { name: 'SIMPTU_DEDICATED_AGENT_IMAGE', value: props.agentImage ?? 'simptu/agent:latest' },
+      ...refEnv('SIMPTU_DEDICATED_AGENT_DATABASE_URL', props.agentDatabaseUrl ?? DEFAULT_REFS.appUrl),
+      ...refEnv('SIMPTU_DEDICATED_AGENT_REDIS_URL', props.agentRedisUrl ?? DEFAULT_REFS.redisUrl),
+      ...(props.agentKafkaBrokers
+        ? [{ name: 'SIMPTU_DEDICATED_AGENT_KAFKA_BROKERS', value: props.agentKafkaBrokers.join(',') }]
+        : []),
+      ...(props.agentEgress && props.agentEgress.cidrs.length > 0
+        ? [{ name: 'SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS', value: props.agentEgress.cidrs.join(',') }]
+        : []),
+      ...(props.agentEgress?.ports
+        ? [{ name: 'SIMPTU_DEDICATED_AGENT_EGRESS_PORTS', value: props.agentEgress.ports.map(intToString).join(',') }]
+        : []),
       { name: 'SIMPTU_ENDPOINT_API', value: endpoints.api ?? 'https://api.simptu.io/v1' },
       {
         name: 'SIMPTU_ENDPOINT_WEBSOCKET',
@@ -295,6 +327,14 @@ export class Operator extends Construct {
   }
 }
 
+/** The name and key of a Secret the operator reads (not an env var from a Secret: it reads it itself). */
+function refEnv(prefix: string, ref: SecretKeyRef): k8s.EnvVar[] {
+  return [
+    { name: `${prefix}_SECRET`, value: ref.name },
+    { name: `${prefix}_KEY`, value: ref.key },
+  ];
+}
+
 function copyRule(r: PolicyRule): k8s.PolicyRule {
   return { apiGroups: [...r.apiGroups], resources: [...r.resources], verbs: [...r.verbs] };
 }
@@ -314,6 +354,13 @@ function validate(props: OperatorProps): void {
   checkSecretKeyRef(who, 'adminDatabaseUrl', props.adminDatabaseUrl);
   checkSecretKeyRef(who, 'appRolePassword', props.appRolePassword);
   checkSecretName(who, 'kekSecretName', props.kekSecretName);
+  checkSecretKeyRef(who, 'agentDatabaseUrl', props.agentDatabaseUrl);
+  checkSecretKeyRef(who, 'agentRedisUrl', props.agentRedisUrl);
+  if (props.agentKafkaBrokers) checkBrokers(who, props.agentKafkaBrokers);
+  for (const cidr of props.agentEgress?.cidrs ?? [])
+    if (!isPlaceholder(cidr) && !isCidr(cidr)) fail(who, `agentEgress.cidrs ${JSON.stringify(cidr)} is not a CIDR`);
+  if (props.agentEgress?.ports?.length === 0) fail(who, 'agentEgress.ports must not be empty');
+  for (const port of props.agentEgress?.ports ?? []) checkInt(who, 'agentEgress.ports[]', port, 1, 65535);
   checkDnsLabel(who, 'leaseName', props.leaseName);
   if (
     props.appRole !== undefined &&

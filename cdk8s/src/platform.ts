@@ -77,6 +77,16 @@ export interface PlatformConfig {
         readonly postgresPassword?: string;
         readonly appPassword?: string;
       };
+  /** Dedicated tenant agents (`isolation.agent: dedicated`), which the operator creates. */
+  readonly dedicatedAgents?: {
+    /** Kafka bootstrap servers as agent pods reach them. @default kafkaBrokers */
+    readonly kafkaBrokers?: readonly string[];
+    /**
+     * Egress to backends outside the cluster (managed PostgreSQL/Redis/Kafka): their CIDRs and
+     * ports. @default none (the backends run in the platform namespace)
+     */
+    readonly egress?: { readonly cidrs: readonly string[]; readonly ports?: readonly number[] };
+  };
   /** @default 'info' */
   readonly logLevel?: string;
   readonly operator?: Omit<ComponentConfig, 'enabled' | 'maxReplicas'>;
@@ -194,6 +204,11 @@ export class Platform extends Construct {
       appRolePassword: { name: secrets.database, key: 'app-password' },
       kekSecretName: secrets.kek,
       agentImage: image('agent'),
+      // Dedicated agents get the same backends as the pooled agent (their runtime Secret).
+      agentDatabaseUrl: backends.databaseUrl,
+      agentRedisUrl: backends.redisUrl,
+      ...(config.dedicatedAgents?.kafkaBrokers ? { agentKafkaBrokers: config.dedicatedAgents.kafkaBrokers } : {}),
+      ...(config.dedicatedAgents?.egress ? { agentEgress: config.dedicatedAgents.egress } : {}),
       endpoints: {
         api: `${scheme}://api.${config.domain}/v1`,
         websocket: `${wsScheme}://rt.${config.domain}/socket/websocket`,

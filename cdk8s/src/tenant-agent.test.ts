@@ -1,13 +1,19 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it, expect } from 'vitest';
 import { Testing } from 'cdk8s';
 import { TENANT_LABEL } from '@simptu/common';
 import {
   TenantAgent,
   synthTenantAgent,
-  AGENT_CONFIGMAP_NAME,
   AGENT_OBJECT_NAME,
+  AGENT_RUNTIME_KEYS,
+  AGENT_RUNTIME_SECRET,
+  AGENT_SECRETS_CHECKSUM_ANNOTATION,
   type TenantAgentProps,
 } from './tenant-agent.ts';
+import { AGENT_SECRETS_DIR } from './pooled-agent.ts';
 
 // Synthesized manifests are untyped JSON; the assertions dig into them by path.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
@@ -32,9 +38,9 @@ const envOf = (d: Obj): Record<string, string> =>
   Object.fromEntries(container(d).env.map((e: Obj) => [e.name, e.value]));
 
 describe('TenantAgent', () => {
-  it('produces Deployment, Service, ConfigMap and NetworkPolicy in the tenant namespace with tenant labels', () => {
+  it('produces Deployment, Service and NetworkPolicy in the tenant namespace with tenant labels', () => {
     const { all } = synth({ tenant: 'smile-dental' });
-    expect(all.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'NetworkPolicy', 'Service']);
+    expect(all.map((o) => o.kind).sort()).toEqual(['Deployment', 'NetworkPolicy', 'Service']);
     for (const o of all) {
       expect(o.metadata.namespace).toBe('tenant-smile-dental');
       expect(o.metadata.labels).toMatchObject({
@@ -71,7 +77,7 @@ describe('TenantAgent', () => {
       SIMPTU_AGENT_MODE: 'dedicated',
       SIMPTU_AGENT_TENANT: 'smile-dental',
       SIMPTU_AGENT_METRICS_PORT: '8080',
-      SIMPTU_MODEL_PROVIDER: 'builtin',
+      SIMPTU_AGENT_GROUP_ID: 'simptu-agent-smile-dental',
     });
     expect(c.envFrom).toBeUndefined();
     expect(c.resources).toEqual({
@@ -106,41 +112,120 @@ describe('TenantAgent', () => {
     ]);
   });
 
-  it('passes the model config as env and the secretRef as envFrom', () => {
+  it('takes the backends from the runtime Secret and mounts credentials where the agent looks', () => {
     const { byKind } = synth({
       tenant: 'hotel-x',
-      model: {
-        provider: 'openai',
-        name: 'gpt-4o-mini',
-        baseURL: 'http://llm.local/v1',
-        secretRef: { name: 'openai-creds' },
-      },
+      model: { provider: 'openai' },
+      credentials: [
+        { secretName: 'simptu-agent-model-credentials', mountName: 'openai-creds' },
+        { secretName: 'simptu-agent-twilio-credentials', mountName: 'twilio' },
+      ],
+      secretsChecksum: 'ab'.repeat(32),
     });
     const d = byKind('Deployment');
-    expect(envOf(d)).toMatchObject({
-      SIMPTU_MODEL_PROVIDER: 'openai',
-      SIMPTU_MODEL_NAME: 'gpt-4o-mini',
-      SIMPTU_MODEL_BASE_URL: 'http://llm.local/v1',
+    const c = container(d);
+    const ref = (key: string) => ({ valueFrom: { secretKeyRef: { name: AGENT_RUNTIME_SECRET, key } } });
+    expect(c.env).toEqual(
+      expect.arrayContaining([
+        { name: 'SIMPTU_AGENT_DATABASE_URL', ...ref(AGENT_RUNTIME_KEYS.databaseUrl) },
+        { name: 'SIMPTU_AGENT_REDIS_URL', ...ref(AGENT_RUNTIME_KEYS.redisUrl) },
+        { name: 'SIMPTU_AGENT_KAFKA_BROKERS', ...ref(AGENT_RUNTIME_KEYS.kafkaBrokers) },
+        { name: 'SIMPTU_AGENT_KEK', ...ref(AGENT_RUNTIME_KEYS.kekBase64) },
+        { name: 'SIMPTU_AGENT_SECRETS_DIR', value: AGENT_SECRETS_DIR },
+      ]),
+    );
+    expect(c.envFrom).toBeUndefined();
+    expect(c.volumeMounts).toEqual([
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'credentials-0', mountPath: `${AGENT_SECRETS_DIR}/openai-creds`, readOnly: true },
+      { name: 'credentials-1', mountPath: `${AGENT_SECRETS_DIR}/twilio`, readOnly: true },
+    ]);
+    expect(d.spec.template.spec.volumes).toContainEqual({
+      name: 'credentials-0',
+      secret: { secretName: 'simptu-agent-model-credentials', defaultMode: 0o440 },
     });
-    expect(container(d).envFrom).toEqual([{ secretRef: { name: 'openai-creds' } }]);
+    expect(d.spec.template.metadata.annotations).toEqual({
+      [AGENT_SECRETS_CHECKSUM_ANNOTATION]: 'ab'.repeat(32),
+    });
+    // without credentials: no secrets dir, no extra volumes, no annotation
+    const plain = synth({ tenant: 'hotel-x' }).byKind('Deployment');
+    expect(envOf(plain).SIMPTU_AGENT_SECRETS_DIR).toBeUndefined();
+    expect(plain.spec.template.spec.volumes).toHaveLength(1);
+    expect(plain.spec.template.metadata.annotations).toBeUndefined();
   });
 
-  it('puts the instructions in the ConfigMap, mounts it, and rolls pods when they change', () => {
-    const a = synth({ tenant: 'smile-dental', instructions: 'Be kind.' });
-    const b = synth({ tenant: 'smile-dental', instructions: 'Be brief.' });
-    const cm = a.byKind('ConfigMap');
-    expect(cm.metadata.name).toBe(AGENT_CONFIGMAP_NAME);
-    expect(cm.data).toEqual({ 'instructions.md': 'Be kind.' });
-    const d = a.byKind('Deployment');
-    expect(d.spec.template.spec.volumes).toContainEqual({
-      name: 'config',
-      configMap: { name: AGENT_CONFIGMAP_NAME },
+  it("the agent's own config loader accepts the container env (Secret refs resolved as the kubelet would)", async () => {
+    const props: TenantAgentProps = {
+      tenant: 'hotel-x',
+      port: 8090,
+      credentials: [{ secretName: 'simptu-agent-model-credentials', mountName: 'openai-creds' }],
+    };
+    const d = synth(props).byKind('Deployment');
+    const runtime: Record<string, string> = {
+      [AGENT_RUNTIME_KEYS.databaseUrl]: 'postgres://simptu_app:pw@db:5432/simptu',
+      [AGENT_RUNTIME_KEYS.redisUrl]: 'redis://redis:6379',
+      [AGENT_RUNTIME_KEYS.kafkaBrokers]: 'k1:9092,k2:9092',
+      [AGENT_RUNTIME_KEYS.kekBase64]: Buffer.alloc(32, 7).toString('base64'),
+    };
+    const env: Record<string, string> = {};
+    for (const e of container(d).env as Obj[]) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      else {
+        expect(e.valueFrom.secretKeyRef.name).toBe(AGENT_RUNTIME_SECRET);
+        env[e.name] = runtime[e.valueFrom.secretKeyRef.key] ?? `missing ${e.valueFrom.secretKeyRef.key}`;
+      }
+    }
+    // cdk8s/tsconfig.json does not reference services/agent: loaded by path, typed here.
+    const configPath = '../../services/agent/src/config.ts';
+    const secretsPath = '../../services/agent/src/secrets.ts';
+    const { loadAgentConfig } = (await import(configPath)) as {
+      loadAgentConfig: (env: Record<string, string>) => {
+        mode: string;
+        tenant?: string;
+        groupId: string;
+        databaseUrl: string;
+        redisUrl: string;
+        kafkaBrokers: string[];
+        kek: string;
+        metricsPort: number;
+        secrets: { dir?: string };
+      };
+    };
+    const config = loadAgentConfig(env);
+    expect(config).toMatchObject({
+      mode: 'dedicated',
+      tenant: 'hotel-x',
+      groupId: 'simptu-agent-hotel-x',
+      databaseUrl: runtime[AGENT_RUNTIME_KEYS.databaseUrl],
+      redisUrl: 'redis://redis:6379',
+      kafkaBrokers: ['k1:9092', 'k2:9092'],
+      kek: runtime[AGENT_RUNTIME_KEYS.kekBase64],
+      metricsPort: 8090,
     });
-    expect(envOf(d).SIMPTU_INSTRUCTIONS_FILE).toBe('/etc/simptu/agent/instructions.md');
-    expect(d.spec.template.metadata.annotations['simptu.io/instructions-sha256']).not.toBe(
-      b.byKind('Deployment').spec.template.metadata.annotations['simptu.io/instructions-sha256'],
-    );
-    expect(synth({ tenant: 'smile-dental' }).byKind('ConfigMap').data).toEqual({ 'instructions.md': '' });
+    // The probes hit the port the agent serves health on.
+    expect(container(d).ports[0].containerPort).toBe(config.metricsPort);
+
+    // The mounted Secret, laid out as the kubelet does (<mountPath>/<key>), is what the agent's
+    // secret lookup finds under the name the tenant spec uses.
+    const { secretSource } = (await import(secretsPath)) as {
+      secretSource: (o: { dir?: string }) => { get(name: string, key: string): string | undefined };
+    };
+    const root = mkdtempSync(join(tmpdir(), 'tenant-agent-'));
+    try {
+      for (const m of container(d).volumeMounts as Obj[]) {
+        if (!m.name.startsWith('credentials-')) continue;
+        mkdirSync(join(root, m.mountPath), { recursive: true });
+        writeFileSync(join(root, m.mountPath, 'apiKey'), 'sk-test\n');
+      }
+      expect(secretSource({ dir: join(root, config.secrets.dir!) }).get('openai-creds', 'apiKey')).toBe('sk-test');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('sets no variable outside the agent configuration (no SIMPTU_MODEL_*, no instructions file)', () => {
+    const names = Object.keys(envOf(synth({ tenant: 'smile-dental', model: { provider: 'openai' } }).byKind('Deployment')));
+    expect(names.filter((n) => !n.startsWith('SIMPTU_AGENT_'))).toEqual(['TMPDIR']);
   });
 
   it('NetworkPolicy: ingress only from the platform namespace, egress to it and DNS', () => {
@@ -160,6 +245,31 @@ describe('TenantAgent', () => {
         ],
       },
     ]);
+  });
+
+  it('opens egress to external backends by CIDR on the backend ports (PostgreSQL, Redis, Kafka by default)', () => {
+    const np = synth({ tenant: 'smile-dental', backendEgress: { cidrs: ['10.20.0.0/16', '192.168.7.10/32'] } }).byKind(
+      'NetworkPolicy',
+    );
+    expect(np.spec.egress).toHaveLength(3);
+    expect(np.spec.egress[2]).toEqual({
+      to: [{ ipBlock: { cidr: '10.20.0.0/16' } }, { ipBlock: { cidr: '192.168.7.10/32' } }],
+      ports: [
+        { protocol: 'TCP', port: 5432 },
+        { protocol: 'TCP', port: 6379 },
+        { protocol: 'TCP', port: 9092 },
+      ],
+    });
+    const custom = synth({
+      tenant: 'smile-dental',
+      backendEgress: { cidrs: ['fd00:10::/64'], ports: [6380, 9094] },
+    }).byKind('NetworkPolicy');
+    expect(custom.spec.egress[2].ports).toEqual([
+      { protocol: 'TCP', port: 6380 },
+      { protocol: 'TCP', port: 9094 },
+    ]);
+    // no CIDRs: no rule
+    expect(synth({ tenant: 'smile-dental', backendEgress: { cidrs: [] } }).byKind('NetworkPolicy').spec.egress).toHaveLength(2);
   });
 
   it('opens HTTPS egress to public addresses for hosted model providers only', () => {
@@ -187,11 +297,25 @@ describe('TenantAgent', () => {
     [{ tenant: 'okay-name', image: ' ' }, /image/],
     [{ tenant: 'okay-name', namespace: 'Bad_NS' }, /namespace/],
     [{ tenant: 'okay-name', model: { provider: 'gpt' as never } }, /provider/],
-    [{ tenant: 'okay-name', model: { provider: 'openai' as const, baseURL: 'not a url' } }, /baseURL/],
+    [{ tenant: 'okay-name', runtimeSecret: 'Bad Name' }, /runtimeSecret/],
+    [{ tenant: 'okay-name', credentials: [{ secretName: 'ok', mountName: 'Bad Name' }] }, /mountName/],
     [
-      { tenant: 'okay-name', model: { provider: 'openai' as const, secretRef: { name: 'Bad Name' } } },
-      /secretRef/,
+      {
+        tenant: 'okay-name',
+        credentials: [
+          { secretName: 'a', mountName: 'same' },
+          { secretName: 'b', mountName: 'same' },
+        ],
+      },
+      /twice/,
     ],
+    [{ tenant: 'okay-name', secretsChecksum: 'not hex' }, /secretsChecksum/],
+    [{ tenant: 'okay-name', logLevel: 'loud' as never }, /logLevel/],
+    [{ tenant: 'okay-name', backendEgress: { cidrs: ['db.example.com'] } }, /cidrs/],
+    [{ tenant: 'okay-name', backendEgress: { cidrs: ['10.0.0.0/33'] } }, /cidrs/],
+    [{ tenant: 'okay-name', backendEgress: { cidrs: ['300.0.0.0/8'] } }, /cidrs/],
+    [{ tenant: 'okay-name', backendEgress: { cidrs: ['10.0.0.0/8'], ports: [] } }, /ports/],
+    [{ tenant: 'okay-name', backendEgress: { cidrs: ['10.0.0.0/8'], ports: [70000] } }, /ports/],
     [{ tenant: 'okay-name', resources: { limits: { memory: 'lots' } } }, /resources\.limits\.memory/],
   ])('rejects invalid props %j', (props, message) => {
     expect(() => new TenantAgent(Testing.chart(), 'agent', props as TenantAgentProps)).toThrow(message);
@@ -200,7 +324,6 @@ describe('TenantAgent', () => {
   it('synthTenantAgent returns the manifests in memory with stable names', () => {
     const objs = synthTenantAgent({ tenant: 'smile-dental', replicas: 2 });
     expect(objs.map((o) => `${o.kind}/${(o.metadata as Obj).name}`)).toEqual([
-      'ConfigMap/simptu-agent-config',
       'Deployment/simptu-agent',
       'Service/simptu-agent',
       'NetworkPolicy/simptu-agent',

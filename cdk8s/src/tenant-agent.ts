@@ -1,14 +1,23 @@
 /**
- * `TenantAgent`: the dedicated agent of one tenant (DESIGN §5.5, §8) — Deployment, Service,
- * ConfigMap and NetworkPolicy in the tenant namespace. The operator builds a tenant's agent from
- * this very construct (`synthTenantAgent`), so what the Helm chart documents and what the
- * operator applies can never drift apart.
+ * `TenantAgent`: the dedicated agent of one tenant (DESIGN §5.5, §8) — Deployment, Service and
+ * NetworkPolicy in the tenant namespace. The operator builds a tenant's agent from this very
+ * construct (`synthTenantAgent`), so what the docs describe and what the operator applies can
+ * never drift apart.
+ *
+ * The container's environment is exactly what the agent's strict config loader accepts
+ * (`services/agent/src/config.ts`, unknown `SIMPTU_AGENT_*` names are refused): mode
+ * `dedicated`, the tenant, a consumer group of its own, the metrics/probe port, and the
+ * backends from the runtime Secret (`AGENT_RUNTIME_KEYS`) the operator writes into the tenant
+ * namespace — a pod can only read Secrets of its own namespace. Everything else about the tenant
+ * (model provider and name, instructions, tools, channels) the agent reads from the registry at
+ * run time, so it is not part of the Deployment. Credentials Secrets (model, Twilio, Meta) are
+ * mounted at `/etc/simptu/secrets/<name the tenant spec uses>/<key>`, where the agent's
+ * `secrets.dir` lookup (`services/agent/src/secrets.ts`) expects them.
  *
  * Raw `k8s.Kube*` objects (re-exported by cdk8s-plus-27) rather than cdk8s-plus' high-level
  * `Deployment`: the operator diffs and hashes the synthesized objects, so every field must be
  * one we chose, not a default a library version adds.
  */
-import { createHash } from 'node:crypto';
 import { App, Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-27';
 import { Construct } from 'constructs';
@@ -19,31 +28,52 @@ import {
   tenantLabels,
   tenantNamespace,
 } from '@simptu/common';
+// Where credentials Secrets are mounted (`SIMPTU_AGENT_SECRETS_DIR`): `<dir>/<name>/<key>`, as for the pool.
+import { AGENT_SECRETS_DIR } from './pooled-agent.ts';
 
 export const AGENT_APP_NAME = 'simptu-agent';
 export const AGENT_DEFAULT_IMAGE = 'simptu/agent:latest';
 /** Name of the Deployment, Service and NetworkPolicy in the tenant namespace. */
 export const AGENT_OBJECT_NAME = 'simptu-agent';
+/**
+ * ConfigMap of earlier versions (instructions.md), which the agent never read: it takes the
+ * instructions from the registry. No longer created; the operator deletes a leftover one.
+ */
 export const AGENT_CONFIGMAP_NAME = 'simptu-agent-config';
-/** Where the ConfigMap is mounted; the agent reads `instructions.md` from here. */
-export const AGENT_CONFIG_DIR = '/etc/simptu/agent';
+/** Secret in the tenant namespace with the agent's backends (keys: `AGENT_RUNTIME_KEYS`). */
+export const AGENT_RUNTIME_SECRET = 'simptu-agent-runtime';
+/** Keys of the runtime Secret. */
+export const AGENT_RUNTIME_KEYS = {
+  /** URL of the services' NOINHERIT login role on the platform database */
+  databaseUrl: 'database-url',
+  redisUrl: 'redis-url',
+  /** comma-separated host:port */
+  kafkaBrokers: 'kafka-brokers',
+  /** the 256-bit KEK of the `local` KMS as base64 text */
+  kekBase64: 'kek-base64',
+} as const;
+/** Pod template annotation carrying `secretsChecksum`: a changed Secret rolls the pods. */
+export const AGENT_SECRETS_CHECKSUM_ANNOTATION = 'simptu.io/secrets-sha256';
+/** Ports allowed to `backendEgress.cidrs` by default: PostgreSQL, Redis, Kafka. */
+export const AGENT_DEFAULT_BACKEND_PORTS: readonly number[] = [5432, 6379, 9092];
 export const AGENT_MAX_REPLICAS = 50;
 
 export type TenantAgentModelProvider = 'builtin' | 'bedrock' | 'openai' | 'anthropic';
 
 export interface TenantAgentModel {
+  /** Decides the default of `allowModelEgress`; the agent reads the model itself from the registry. */
   readonly provider: TenantAgentModelProvider;
-  /** Model name/id passed to the provider. @default the agent's default for the provider */
-  readonly name?: string;
-  /** Base URL of an OpenAI-compatible (or other) endpoint. @default the provider's public URL */
-  readonly baseURL?: string;
+}
+
+export interface TenantAgentCredentials {
+  /** Secret in the tenant namespace (pods can only mount their own namespace's Secrets). */
+  readonly secretName: string;
   /**
-   * Secret in the tenant namespace whose keys become environment variables of the agent
-   * (e.g. `OPENAI_API_KEY`). Pods can only read Secrets of their own namespace, so this names a
-   * Secret in `namespace`; the operator mirrors the admin's Secret there.
-   * @default no credentials
+   * Directory name under `/etc/simptu/secrets`: the Secret name the tenant spec uses
+   * (`agent.model.secretRef.name`, `integrations.*.credentialsSecretRef.name`), which is what
+   * the agent looks up.
    */
-  readonly secretRef?: { readonly name: string };
+  readonly mountName: string;
 }
 
 export interface TenantAgentResources {
@@ -51,6 +81,16 @@ export interface TenantAgentResources {
   readonly requests?: { readonly cpu?: string; readonly memory?: string };
   /** @default { cpu: '1', memory: '1Gi' } */
   readonly limits?: { readonly cpu?: string; readonly memory?: string };
+}
+
+export interface TenantAgentBackendEgress {
+  /**
+   * CIDRs of backends outside the cluster (managed PostgreSQL, Redis, Kafka), e.g.
+   * `['10.20.0.0/16']`. Backends in the platform namespace need nothing here.
+   */
+  readonly cidrs: readonly string[];
+  /** TCP ports allowed to those CIDRs. @default [5432, 6379, 9092] */
+  readonly ports?: readonly number[];
 }
 
 export interface TenantAgentProps {
@@ -64,13 +104,24 @@ export interface TenantAgentProps {
   readonly imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   /** Number of pods; 0 is allowed (a suspended tenant). @default 1 */
   readonly replicas?: number;
-  /** Model provider configuration. @default { provider: 'builtin' } */
+  /** Model provider. @default { provider: 'builtin' } */
   readonly model?: TenantAgentModel;
-  /** Persona / house rules, written to the ConfigMap as `instructions.md`. @default '' */
-  readonly instructions?: string;
+  /**
+   * Secret in `namespace` with the backends, keys `AGENT_RUNTIME_KEYS`; the operator writes it.
+   * @default 'simptu-agent-runtime'
+   */
+  readonly runtimeSecret?: string;
+  /** Credentials Secrets mounted for the agent's `secrets.dir`. @default none */
+  readonly credentials?: readonly TenantAgentCredentials[];
+  /**
+   * A digest of the Secrets' content, set as a pod template annotation: env vars from Secrets
+   * are read at container start (and the agent caches its models), so a rotated credential must
+   * roll the pods. @default no annotation
+   */
+  readonly secretsChecksum?: string;
   /** Container resources; each missing value takes its default. @default see TenantAgentResources */
   readonly resources?: TenantAgentResources;
-  /** Namespace of the platform (Kafka, Postgres, the services): the only peer allowed in and out. @default 'simptu-system' */
+  /** Namespace of the platform (Kafka, Postgres, the services): allowed in and out. @default 'simptu-system' */
   readonly platformNamespace?: string;
   /** HTTP port for health, readiness and metrics. @default 8080 */
   readonly port?: number;
@@ -79,6 +130,10 @@ export interface TenantAgentProps {
    * @default true unless the provider is 'builtin'
    */
   readonly allowModelEgress?: boolean;
+  /** Egress to backends outside the cluster. @default none (backends in the platform namespace) */
+  readonly backendEgress?: TenantAgentBackendEgress;
+  /** @default 'info' */
+  readonly logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
 const DEFAULT_REQUESTS = { cpu: '100m', memory: '256Mi' };
@@ -87,12 +142,13 @@ const DEFAULT_LIMITS = { cpu: '1', memory: '1Gi' };
 const QUANTITY_RE = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/;
 const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const IPV4_CIDR_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const PROVIDERS: readonly string[] = ['builtin', 'bedrock', 'openai', 'anthropic'];
+const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class TenantAgent extends Construct {
   readonly deployment: k8s.KubeDeployment;
   readonly service: k8s.KubeService;
-  readonly configMap: k8s.KubeConfigMap;
   readonly networkPolicy: k8s.KubeNetworkPolicy;
   /** The namespace every object went to. */
   readonly namespace: string;
@@ -111,6 +167,8 @@ export class TenantAgent extends Construct {
     const port = props.port ?? 8080;
     const platformNamespace = props.platformNamespace ?? PLATFORM_NAMESPACE;
     const allowModelEgress = props.allowModelEgress ?? model.provider !== 'builtin';
+    const runtimeSecret = props.runtimeSecret ?? AGENT_RUNTIME_SECRET;
+    const credentials = props.credentials ?? [];
     const requests = { ...DEFAULT_REQUESTS, ...definedOnly(props.resources?.requests) };
     const limits = { ...DEFAULT_LIMITS, ...definedOnly(props.resources?.limits) };
 
@@ -119,20 +177,24 @@ export class TenantAgent extends Construct {
     const labels = { ...tenantLabels(tenant, 'agent'), 'app.kubernetes.io/name': AGENT_APP_NAME };
     const meta = (name: string) => ({ name, namespace, labels });
 
-    this.configMap = new k8s.KubeConfigMap(this, 'config', {
-      metadata: meta(AGENT_CONFIGMAP_NAME),
-      data: { 'instructions.md': props.instructions ?? '' },
+    const fromRuntime = (name: string, key: string): k8s.EnvVar => ({
+      name,
+      valueFrom: { secretKeyRef: { name: runtimeSecret, key } },
     });
-
+    // Names: services/agent/src/config.ts (SIMPTU_AGENT_ + the schema path in SNAKE_CASE).
     const env: k8s.EnvVar[] = [
       { name: 'SIMPTU_AGENT_MODE', value: 'dedicated' },
-      // the agent's own configuration names (services/agent/src/config.ts)
       { name: 'SIMPTU_AGENT_TENANT', value: tenant },
-      { name: 'SIMPTU_MODEL_PROVIDER', value: model.provider },
-      ...(model.name ? [{ name: 'SIMPTU_MODEL_NAME', value: model.name }] : []),
-      ...(model.baseURL ? [{ name: 'SIMPTU_MODEL_BASE_URL', value: model.baseURL }] : []),
-      { name: 'SIMPTU_INSTRUCTIONS_FILE', value: `${AGENT_CONFIG_DIR}/instructions.md` },
+      // A consumer group of its own: sharing the pool's group would let Kafka hand this
+      // tenant's partitions to pooled agents and other tenants' partitions to this one.
+      { name: 'SIMPTU_AGENT_GROUP_ID', value: `${AGENT_APP_NAME}-${tenant}` },
       { name: 'SIMPTU_AGENT_METRICS_PORT', value: String(port) },
+      { name: 'SIMPTU_AGENT_LOG_LEVEL', value: props.logLevel ?? 'info' },
+      fromRuntime('SIMPTU_AGENT_DATABASE_URL', AGENT_RUNTIME_KEYS.databaseUrl),
+      fromRuntime('SIMPTU_AGENT_REDIS_URL', AGENT_RUNTIME_KEYS.redisUrl),
+      fromRuntime('SIMPTU_AGENT_KAFKA_BROKERS', AGENT_RUNTIME_KEYS.kafkaBrokers),
+      fromRuntime('SIMPTU_AGENT_KEK', AGENT_RUNTIME_KEYS.kekBase64),
+      ...(credentials.length > 0 ? [{ name: 'SIMPTU_AGENT_SECRETS_DIR', value: AGENT_SECRETS_DIR }] : []),
       // The root filesystem is read-only; anything that needs scratch space uses /tmp.
       { name: 'TMPDIR', value: '/tmp' },
     ];
@@ -159,12 +221,15 @@ export class TenantAgent extends Construct {
         template: {
           metadata: {
             labels,
-            // A changed ConfigMap must roll the pods: the instructions are read at start.
-            annotations: { 'simptu.io/instructions-sha256': sha256Hex(props.instructions ?? '') },
+            ...(props.secretsChecksum
+              ? { annotations: { [AGENT_SECRETS_CHECKSUM_ANNOTATION]: props.secretsChecksum } }
+              : {}),
           },
           spec: {
             automountServiceAccountToken: false,
             enableServiceLinks: false,
+            // A run in progress finishes and commits on SIGTERM (services/agent/src/main.ts).
+            terminationGracePeriodSeconds: 60,
             // Pod Security "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
             securityContext: {
               runAsNonRoot: true,
@@ -180,7 +245,6 @@ export class TenantAgent extends Construct {
                 imagePullPolicy: props.imagePullPolicy ?? 'IfNotPresent',
                 ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
                 env,
-                ...(model.secretRef ? { envFrom: [{ secretRef: { name: model.secretRef.name } }] } : {}),
                 resources: {
                   requests: quantities(requests),
                   limits: quantities(limits),
@@ -195,14 +259,22 @@ export class TenantAgent extends Construct {
                   capabilities: { drop: ['ALL'] },
                 },
                 volumeMounts: [
-                  { name: 'config', mountPath: AGENT_CONFIG_DIR, readOnly: true },
                   { name: 'tmp', mountPath: '/tmp' },
+                  ...credentials.map((c, i) => ({
+                    name: `credentials-${i}`,
+                    mountPath: `${AGENT_SECRETS_DIR}/${c.mountName}`,
+                    readOnly: true,
+                  })),
                 ],
               },
             ],
             volumes: [
-              { name: 'config', configMap: { name: AGENT_CONFIGMAP_NAME } },
               { name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') } },
+              // 0440 + fsGroup: readable by the agent's group only.
+              ...credentials.map((c, i) => ({
+                name: `credentials-${i}`,
+                secret: { secretName: c.secretName, defaultMode: 0o440 },
+              })),
             ],
           },
         },
@@ -221,7 +293,9 @@ export class TenantAgent extends Construct {
     const platformPeer: k8s.NetworkPolicyPeer = {
       namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': platformNamespace } },
     };
+    const tcp = (p: number): k8s.NetworkPolicyPort => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(p) });
     const egress: k8s.NetworkPolicyEgressRule[] = [
+      // Backends and services running in the platform namespace (any port).
       { to: [platformPeer] },
       // DNS to whatever namespace runs it (kube-system on most clusters, not on all).
       {
@@ -232,6 +306,13 @@ export class TenantAgent extends Construct {
         ],
       },
     ];
+    const backend = props.backendEgress;
+    if (backend && backend.cidrs.length > 0) {
+      egress.push({
+        to: backend.cidrs.map((cidr) => ({ ipBlock: { cidr } })),
+        ports: (backend.ports ?? AGENT_DEFAULT_BACKEND_PORTS).map(tcp),
+      });
+    }
     if (allowModelEgress) {
       egress.push({
         to: [
@@ -242,7 +323,7 @@ export class TenantAgent extends Construct {
             },
           },
         ],
-        ports: [{ protocol: 'TCP', port: k8s.IntOrString.fromNumber(443) }],
+        ports: [tcp(443)],
       });
     }
     this.networkPolicy = new k8s.KubeNetworkPolicy(this, 'network-policy', {
@@ -250,9 +331,7 @@ export class TenantAgent extends Construct {
       spec: {
         podSelector: { matchLabels: this.selectorLabels },
         policyTypes: ['Ingress', 'Egress'],
-        ingress: [
-          { from: [platformPeer], ports: [{ protocol: 'TCP', port: k8s.IntOrString.fromNumber(port) }] },
-        ],
+        ingress: [{ from: [platformPeer], ports: [tcp(port)] }],
         egress,
       },
     });
@@ -261,7 +340,7 @@ export class TenantAgent extends Construct {
 
 /**
  * Synthesizes a TenantAgent in memory (no files written) and returns the manifests, in the order
- * ConfigMap, Deployment, Service, NetworkPolicy. Used by the operator's agent reconciler.
+ * Deployment, Service, NetworkPolicy. Used by the operator's agent reconciler.
  */
 export function synthTenantAgent(props: TenantAgentProps): Array<Record<string, unknown>> {
   // `outdir` is only used by `app.synth()`, which we never call.
@@ -298,21 +377,39 @@ function validate(props: TenantAgentProps): void {
   if (p !== undefined && (!Number.isInteger(p) || p < 1 || p > 65535)) {
     throw new RangeError(`TenantAgent: port must be an integer from 1 to 65535, got ${p}`);
   }
-  if (props.model) {
-    if (!PROVIDERS.includes(props.model.provider)) {
-      throw new TypeError(
-        `TenantAgent: model.provider must be one of ${PROVIDERS.join(', ')}, got ${JSON.stringify(props.model.provider)}`,
-      );
-    }
-    if (props.model.baseURL !== undefined && !URL.canParse(props.model.baseURL)) {
-      throw new TypeError(`TenantAgent: model.baseURL ${JSON.stringify(props.model.baseURL)} is not a URL`);
-    }
-    const s = props.model.secretRef;
-    if (s && (!DNS_SUBDOMAIN_RE.test(s.name) || s.name.length > 253)) {
-      throw new TypeError(
-        `TenantAgent: model.secretRef.name ${JSON.stringify(s.name)} is not a valid Secret name`,
-      );
-    }
+  if (props.model && !PROVIDERS.includes(props.model.provider)) {
+    throw new TypeError(
+      `TenantAgent: model.provider must be one of ${PROVIDERS.join(', ')}, got ${JSON.stringify(props.model.provider)}`,
+    );
+  }
+  const secretName = (what: string, v: string) => {
+    if (!DNS_SUBDOMAIN_RE.test(v) || v.length > 253)
+      throw new TypeError(`TenantAgent: ${what} ${JSON.stringify(v)} is not a valid Secret name`);
+  };
+  if (props.runtimeSecret !== undefined) secretName('runtimeSecret', props.runtimeSecret);
+  const mounts = new Set<string>();
+  for (const c of props.credentials ?? []) {
+    secretName('credentials[].secretName', c.secretName);
+    secretName('credentials[].mountName', c.mountName);
+    if (mounts.has(c.mountName))
+      throw new TypeError(`TenantAgent: credentials mount ${JSON.stringify(c.mountName)} twice`);
+    mounts.add(c.mountName);
+  }
+  if (props.secretsChecksum !== undefined && !/^[0-9a-f]{16,128}$/.test(props.secretsChecksum)) {
+    throw new TypeError('TenantAgent: secretsChecksum must be a hex digest');
+  }
+  if (props.logLevel !== undefined && !LOG_LEVELS.includes(props.logLevel)) {
+    throw new TypeError(`TenantAgent: logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  for (const cidr of props.backendEgress?.cidrs ?? []) {
+    if (!isCidr(cidr)) throw new TypeError(`TenantAgent: backendEgress.cidrs ${JSON.stringify(cidr)} is not a CIDR`);
+  }
+  const ports = props.backendEgress?.ports;
+  if (ports !== undefined) {
+    if (ports.length === 0) throw new TypeError('TenantAgent: backendEgress.ports must not be empty');
+    for (const bp of ports)
+      if (!Number.isInteger(bp) || bp < 1 || bp > 65535)
+        throw new RangeError(`TenantAgent: backendEgress.ports must be integers from 1 to 65535, got ${bp}`);
   }
   for (const kind of ['requests', 'limits'] as const) {
     for (const [res, q] of Object.entries(props.resources?.[kind] ?? {})) {
@@ -325,14 +422,18 @@ function validate(props: TenantAgentProps): void {
   }
 }
 
+/** An IPv4 (`a.b.c.d/n`) or IPv6 (`x:y::/n`) CIDR, as NetworkPolicy `ipBlock.cidr` takes. */
+export function isCidr(s: string): boolean {
+  const v4 = IPV4_CIDR_RE.exec(s);
+  if (v4) return v4.slice(1, 5).every((o) => Number(o) <= 255) && Number(v4[5]) <= 32;
+  const v6 = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(s);
+  return !!v6 && v6[1]!.includes(':') && Number(v6[2]) <= 128;
+}
+
 function definedOnly(o: Record<string, string | undefined> | undefined): Record<string, string> {
   return Object.fromEntries(Object.entries(o ?? {}).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
 function quantities(o: Record<string, string>): Record<string, k8s.Quantity> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, k8s.Quantity.fromString(v)]));
-}
-
-function sha256Hex(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
 }

@@ -81,6 +81,50 @@ describe('Operator construct', () => {
     });
   });
 
+  it('dedicated agents: runtime Secret sources and egress reach the operator config', async () => {
+    // cdk8s/tsconfig.json does not reference the operator: loaded by path, typed here.
+    const configPath = '../../operator/src/config.ts';
+    const { fromEnv, parseConfig } = (await import(configPath)) as {
+      fromEnv: (env: Record<string, string>) => unknown;
+      parseConfig: (input: unknown) => { agent: { runtime: unknown; egress: unknown } };
+    };
+    const plain = (objs: ReturnType<typeof synth>) =>
+      Object.fromEntries(
+        (container(objs).env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value ?? 'from-secret']),
+      );
+    const defaults = parseConfig(fromEnv(plain(synth((s) => new Operator(s, 'op', base)))));
+    expect(defaults.agent.runtime).toEqual({
+      databaseUrl: { name: 'simptu-database', key: 'app-url' },
+      redisUrl: { name: 'simptu-redis', key: 'url' },
+    });
+    expect(defaults.agent.egress).toEqual({ cidrs: [], ports: [5432, 6379, 9092] });
+    const custom = parseConfig(
+      fromEnv(
+        plain(
+          synth(
+            (s) =>
+              new Operator(s, 'op', {
+                ...base,
+                agentDatabaseUrl: { name: 'agent-db', key: 'url' },
+                agentRedisUrl: { name: 'agent-redis', key: 'url' },
+                agentKafkaBrokers: ['kafka.ext:9094'],
+                agentEgress: { cidrs: ['10.20.0.0/16'], ports: [5432, 9094] },
+              }),
+          ),
+        ),
+      ),
+    );
+    expect(custom.agent).toMatchObject({
+      runtime: {
+        databaseUrl: { name: 'agent-db', key: 'url' },
+        redisUrl: { name: 'agent-redis', key: 'url' },
+        kafkaBrokers: ['kafka.ext:9094'],
+      },
+      egress: { cidrs: ['10.20.0.0/16'], ports: [5432, 9094] },
+    });
+    expect(() => synth((s) => new Operator(s, 'op', { ...base, agentEgress: { cidrs: ['nope'] } }))).toThrow(/agentEgress/);
+  });
+
   it('RBAC: a ClusterRole with exactly the rules the operator uses, leases only in a namespaced Role', () => {
     const objs = synth((s) => new Operator(s, 'op', { ...base, namespace: 'plat' }));
     const cr = find(objs, 'ClusterRole');

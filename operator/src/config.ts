@@ -6,6 +6,19 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { PLATFORM_NAMESPACE } from '@simptu/common';
 
+// IPv4 a.b.c.d/n or IPv6 x:y::/n; the TenantAgent construct checks the ranges.
+const CIDR_PATTERN = '^([0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9a-fA-F:]*:[0-9a-fA-F:]*/[0-9]{1,3})$';
+const SECRET_NAME_PATTERN = '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$';
+
+const SecretKeyRefSchema = (def: { name: string; key: string }) =>
+  Type.Object(
+    {
+      name: Type.String({ pattern: SECRET_NAME_PATTERN, default: def.name }),
+      key: Type.String({ pattern: '^[-._a-zA-Z0-9]+$', default: def.key }),
+    },
+    { additionalProperties: false, default: {} },
+  );
+
 export const OperatorConfigSchema = Type.Object(
   {
     databaseUrl: Type.String({ minLength: 1, description: 'admin (migrator) connection to the platform database' }),
@@ -38,11 +51,33 @@ export const OperatorConfigSchema = Type.Object(
     ),
     metricsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
     probePort: Type.Integer({ minimum: 0, maximum: 65535, default: 8081 }),
+    /** dedicated agents (reconcile/agent.ts) */
     agent: Type.Object(
       {
         image: Type.String({ default: 'simptu/agent:latest' }),
         /** 'rollout': AgentReady waits for available replicas; 'applied': ready once applied (clusters without nodes) */
         readiness: Type.Union([Type.Literal('rollout'), Type.Literal('applied')], { default: 'rollout' }),
+        /**
+         * Secrets of the platform namespace the runtime Secret of each dedicated agent is composed
+         * from (the KEK comes from `kms.secretName`), and the brokers as the agent pods reach them.
+         */
+        runtime: Type.Object(
+          {
+            databaseUrl: SecretKeyRefSchema({ name: 'simptu-database', key: 'app-url' }),
+            redisUrl: SecretKeyRefSchema({ name: 'simptu-redis', key: 'url' }),
+            /** @default the operator's own `kafkaBrokers` */
+            kafkaBrokers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        /** NetworkPolicy egress of dedicated agents to backends outside the cluster */
+        egress: Type.Object(
+          {
+            cidrs: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
+            ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 1, default: [5432, 6379, 9092] }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -96,6 +131,12 @@ const bool = (v: string | undefined): boolean | string | undefined => {
   return v;
 };
 
+/** Comma-separated, blanks dropped; undefined when unset or empty. */
+const list = (v: string | undefined): string[] | undefined => {
+  const items = v?.split(',').map((x) => x.trim()).filter(Boolean);
+  return items && items.length > 0 ? items : undefined;
+};
+
 /** Maps SIMPTU_* (and the test environment's DATABASE_URL / KAFKA_BROKERS) onto the schema. */
 export function fromEnv(env: NodeJS.ProcessEnv): unknown {
   const prune = (o: Record<string, unknown>): Record<string, unknown> =>
@@ -124,7 +165,20 @@ export function fromEnv(env: NodeJS.ProcessEnv): unknown {
     metricsPort: int(env.SIMPTU_METRICS_PORT),
     probePort: int(env.SIMPTU_PROBE_PORT),
     // not SIMPTU_AGENT_*: that prefix belongs to the agent service's own configuration
-    agent: { image: env.SIMPTU_DEDICATED_AGENT_IMAGE, readiness: env.SIMPTU_DEDICATED_AGENT_READINESS },
+    agent: {
+      image: env.SIMPTU_DEDICATED_AGENT_IMAGE,
+      readiness: env.SIMPTU_DEDICATED_AGENT_READINESS,
+      runtime: {
+        databaseUrl: { name: env.SIMPTU_DEDICATED_AGENT_DATABASE_URL_SECRET, key: env.SIMPTU_DEDICATED_AGENT_DATABASE_URL_KEY },
+        redisUrl: { name: env.SIMPTU_DEDICATED_AGENT_REDIS_URL_SECRET, key: env.SIMPTU_DEDICATED_AGENT_REDIS_URL_KEY },
+        kafkaBrokers: list(env.SIMPTU_DEDICATED_AGENT_KAFKA_BROKERS),
+      },
+      egress: {
+        // set but empty means none (a chart value defaulting to '')
+        cidrs: env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS === undefined ? undefined : (list(env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS) ?? []),
+        ports: list(env.SIMPTU_DEDICATED_AGENT_EGRESS_PORTS)?.map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
+      },
+    },
     endpoints: { api: env.SIMPTU_ENDPOINT_API, websocket: env.SIMPTU_ENDPOINT_WEBSOCKET, issuer: env.SIMPTU_ENDPOINT_ISSUER },
     logLevel: env.SIMPTU_LOG_LEVEL,
     tenantSelector: env.SIMPTU_TENANT_SELECTOR,

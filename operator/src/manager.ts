@@ -162,6 +162,14 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
           platformNamespace: config.platformNamespace,
           agentImage: config.agent.image,
           agentReadiness: config.agent.readiness,
+          runtime: {
+            databaseUrl: config.agent.runtime.databaseUrl,
+            redisUrl: config.agent.runtime.redisUrl,
+            // the very Secret the KMS reads: agents and operator share one KEK by construction
+            kekSecret: config.kms.secretName,
+            kafkaBrokers: config.agent.runtime.kafkaBrokers ?? config.kafkaBrokers,
+          },
+          agentEgress: config.agent.egress,
         }),
         after: ['NamespaceReady'],
       },

@@ -2,7 +2,8 @@
  * RBAC minimal and sufficient: the operator runs authenticated as the ServiceAccount the
  * `Operator` construct synthesizes (its ClusterRole, Role and bindings applied to the test
  * cluster, a token minted with the TokenRequest API), provisions a tenant with a dedicated agent
- * and mirrored model credentials to Ready, deletes it again — and everything outside its rules
+ * (its runtime Secret composed from the platform Secrets) and mirrored model credentials to
+ * Ready, deletes it again — and everything outside its rules
  * is refused with 403.
  * @see https://kubernetes.io/docs/reference/kubernetes-api/authentication-resources/token-request-v1/
  */
@@ -93,8 +94,18 @@ beforeAll(async () => {
   // Model credentials the admin keeps in the platform namespace; the operator mirrors them.
   await kubeRequest(admin, `/api/v1/namespaces/${platformNs}/secrets`, {
     method: 'POST',
-    body: { metadata: { name: 'model-creds' }, stringData: { OPENAI_API_KEY: 'sk-test' } },
+    body: { metadata: { name: 'model-creds' }, stringData: { apiKey: 'sk-test' } },
   });
+  // The platform Secrets (backends.ts names and keys) the dedicated agent's runtime Secret is
+  // composed from.
+  for (const [name, stringData] of [
+    ['simptu-database', { 'app-url': 'postgres://simptu_app:pw@db:5432/simptu' }],
+    ['simptu-redis', { url: 'redis://redis:6379' }],
+  ] as const)
+    await kubeRequest(admin, `/api/v1/namespaces/${platformNs}/secrets`, {
+      method: 'POST',
+      body: { metadata: { name }, stringData },
+    });
 
   const token = await kubeRequest<{ status: { token: string } }>(
     admin,
@@ -219,6 +230,7 @@ describe('operator RBAC from the Operator construct', () => {
     // What only the operator could have written, with the ServiceAccount's rules.
     await kubeRequest(admin, `/apis/apps/v1/namespaces/${ns}/deployments/simptu-agent`);
     await kubeRequest(admin, `/api/v1/namespaces/${ns}/secrets/simptu-agent-model-credentials`);
+    await kubeRequest(admin, `/api/v1/namespaces/${ns}/secrets/simptu-agent-runtime`);
     const events = await kubeRequest<{ items: Array<{ regarding: { name: string } }> }>(
       admin,
       '/apis/events.k8s.io/v1/namespaces/default/events',

@@ -6,7 +6,13 @@ import {
   mirroredSecret,
   rolloutComplete,
   dedicatedAgentRefs,
+  credentialsSources,
+  runtimeSecret,
+  secretsChecksum,
   AGENT_CREDENTIALS_SECRET,
+  AGENT_CREDENTIALS_SECRETS,
+  AGENT_RUNTIME_KEYS,
+  AGENT_RUNTIME_SECRET,
 } from './agent.ts';
 import { SPEC_HASH_ANNOTATION, type KubeObject } from './namespace.ts';
 
@@ -43,7 +49,7 @@ const deployment = (objs: KubeObject[]) => objs.find((o) => o.kind === 'Deployme
 describe('desiredAgentObjects', () => {
   it('builds the TenantAgent objects in the tenant namespace, each hashed', () => {
     const objs = desiredAgentObjects(tenant(), { agentImage: 'simptu/agent:dev', platformNamespace: 'plat' });
-    expect(objs.map((o) => o.kind)).toEqual(['ConfigMap', 'Deployment', 'Service', 'NetworkPolicy']);
+    expect(objs.map((o) => o.kind)).toEqual(['Deployment', 'Service', 'NetworkPolicy']);
     for (const o of objs) {
       expect(o.metadata.namespace).toBe('tenant-smile-dental');
       expect(o.metadata.annotations?.[SPEC_HASH_ANNOTATION]).toMatch(/^[0-9a-f]{64}$/);
@@ -51,8 +57,11 @@ describe('desiredAgentObjects', () => {
     const d = deployment(objs);
     expect(d.spec.replicas).toBe(2);
     expect(d.spec.template.spec.containers[0]!.image).toBe('simptu/agent:dev');
-    expect(objs[0]).toMatchObject({ data: { 'instructions.md': 'Be kind.' } });
-    expect(objs[3]).toMatchObject({
+    expect(d.spec.template.spec.containers[0]!.env).toContainEqual({
+      name: 'SIMPTU_AGENT_DATABASE_URL',
+      valueFrom: { secretKeyRef: { name: AGENT_RUNTIME_SECRET, key: AGENT_RUNTIME_KEYS.databaseUrl } },
+    });
+    expect(objs[2]).toMatchObject({
       spec: {
         ingress: [
           { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'plat' } } }] },
@@ -73,16 +82,34 @@ describe('desiredAgentObjects', () => {
     expect(changed.map((o) => o.kind)).toEqual(['Deployment']);
   });
 
-  it('points envFrom at the mirrored credentials Secret when the model has a secretRef', () => {
-    const t = tenant({
-      agent: {
-        replicas: 1,
-        model: { provider: 'openai', name: 'gpt-4o', secretRef: { name: 'openai', namespace: 'plat' } },
-      },
+  it('instructions and model name are not part of the Deployment (the agent reads them from the registry)', () => {
+    const a = desiredAgentObjects(tenant());
+    const b = desiredAgentObjects(
+      tenant({ agent: { replicas: 2, model: { provider: 'builtin', name: 'other' }, instructions: 'Be brief.' } }),
+    );
+    expect(a.map((o) => o.metadata.annotations![SPEC_HASH_ANNOTATION])).toEqual(
+      b.map((o) => o.metadata.annotations![SPEC_HASH_ANNOTATION]),
+    );
+  });
+
+  it('mounts the credentials, sets the checksum, and opens configured backend egress', () => {
+    const objs = desiredAgentObjects(
+      tenant(),
+      { agentEgress: { cidrs: ['10.20.0.0/16'], ports: [5432] } },
+      { credentials: [{ secretName: AGENT_CREDENTIALS_SECRET, mountName: 'openai' }], checksum: 'f'.repeat(64) },
+    );
+    const d = deployment(objs) as unknown as {
+      spec: { template: { metadata: { annotations: Record<string, string> }; spec: { containers: Array<{ volumeMounts: unknown[] }> } } };
+    };
+    expect(d.spec.template.metadata.annotations['simptu.io/secrets-sha256']).toBe('f'.repeat(64));
+    expect(d.spec.template.spec.containers[0]!.volumeMounts).toContainEqual({
+      name: 'credentials-0',
+      mountPath: '/etc/simptu/secrets/openai',
+      readOnly: true,
     });
-    const c = deployment(desiredAgentObjects(t)).spec.template.spec.containers[0]!;
-    expect(c.envFrom).toEqual([{ secretRef: { name: AGENT_CREDENTIALS_SECRET } }]);
-    expect(c.env).toContainEqual({ name: 'SIMPTU_MODEL_NAME', value: 'gpt-4o' });
+    expect(objs[2]).toMatchObject({
+      spec: { egress: expect.arrayContaining([{ to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ protocol: 'TCP', port: 5432 }] }]) },
+    });
   });
 });
 
@@ -92,16 +119,86 @@ describe('mirroredSecret', () => {
       apiVersion: 'v1',
       kind: 'Secret',
       metadata: { name: 'openai', namespace: 'plat', uid: 'u', resourceVersion: '5' },
-      data: { OPENAI_API_KEY: 'c2s=' },
+      data: { apiKey: 'c2s=' },
     };
     const m = mirroredSecret(tenant(), src);
     expect(m.metadata).toMatchObject({ name: AGENT_CREDENTIALS_SECRET, namespace: 'tenant-smile-dental' });
     expect(m.metadata.uid).toBeUndefined();
-    expect(m.data).toEqual({ OPENAI_API_KEY: 'c2s=' });
-    const other = mirroredSecret(tenant(), { ...src, data: { OPENAI_API_KEY: 'b3RoZXI=' } });
+    expect(m.data).toEqual({ apiKey: 'c2s=' });
+    const other = mirroredSecret(tenant(), { ...src, data: { apiKey: 'b3RoZXI=' } });
     expect(other.metadata.annotations![SPEC_HASH_ANNOTATION]).not.toBe(
       m.metadata.annotations![SPEC_HASH_ANNOTATION],
     );
+    expect(mirroredSecret(tenant(), src, 'simptu-agent-twilio-credentials').metadata.name).toBe(
+      'simptu-agent-twilio-credentials',
+    );
+  });
+});
+
+describe('runtimeSecret', () => {
+  it('holds the four keys the TenantAgent env reads, the KEK as base64 text', () => {
+    const kek = Buffer.alloc(32, 9);
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const s = runtimeSecret(tenant(), {
+      databaseUrlB64: b64('postgres://app@db/simptu'),
+      redisUrlB64: b64('redis://r:6379'),
+      kafkaBrokers: ['k1:9092', 'k2:9092'],
+      kek,
+    });
+    expect(s.metadata).toMatchObject({ name: AGENT_RUNTIME_SECRET, namespace: 'tenant-smile-dental' });
+    const text = Object.fromEntries(
+      Object.entries(s.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+    );
+    expect(text).toEqual({
+      [AGENT_RUNTIME_KEYS.databaseUrl]: 'postgres://app@db/simptu',
+      [AGENT_RUNTIME_KEYS.redisUrl]: 'redis://r:6379',
+      [AGENT_RUNTIME_KEYS.kafkaBrokers]: 'k1:9092,k2:9092',
+      [AGENT_RUNTIME_KEYS.kekBase64]: kek.toString('base64'),
+    });
+  });
+
+  it('secretsChecksum changes with any value and not with order', () => {
+    const sec = (name: string, v: string): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, data: { k: v } });
+    const a = secretsChecksum([sec('a', 'x'), sec('b', 'y')]);
+    expect(secretsChecksum([sec('b', 'y'), sec('a', 'x')])).toBe(a);
+    expect(secretsChecksum([sec('a', 'x'), sec('b', 'z')])).not.toBe(a);
+  });
+});
+
+describe('credentialsSources', () => {
+  it('one copy per distinct source, mounted under the name the spec uses', () => {
+    const t = tenant({
+      agent: { replicas: 1, model: { provider: 'openai', secretRef: { name: 'creds' } } },
+      integrations: {
+        twilio: { phoneNumber: '+15550001', credentialsSecretRef: { name: 'creds' } },
+        meta: { pageId: 'p', credentialsSecretRef: { name: 'fb', namespace: 'other' } },
+      },
+    });
+    expect(credentialsSources(t, 'plat')).toEqual({
+      sources: [
+        {
+          roles: ['model', 'twilio'],
+          source: { apiVersion: 'v1', kind: 'Secret', name: 'creds', namespace: 'plat' },
+          mirror: AGENT_CREDENTIALS_SECRETS.model,
+          mountName: 'creds',
+        },
+        {
+          roles: ['meta'],
+          source: { apiVersion: 'v1', kind: 'Secret', name: 'fb', namespace: 'other' },
+          mirror: AGENT_CREDENTIALS_SECRETS.meta,
+          mountName: 'fb',
+        },
+      ],
+    });
+    expect(credentialsSources(tenant(), 'plat')).toEqual({ sources: [] });
+  });
+
+  it('refuses one name from two namespaces (the agent looks credentials up by name)', () => {
+    const t = tenant({
+      agent: { replicas: 1, model: { provider: 'openai', secretRef: { name: 'creds', namespace: 'a' } } },
+      integrations: { twilio: { phoneNumber: '+15550001', credentialsSecretRef: { name: 'creds', namespace: 'b' } } },
+    });
+    expect(credentialsSources(t, 'plat')).toMatchObject({ conflict: expect.stringContaining('creds') });
   });
 });
 
@@ -125,12 +222,15 @@ describe('rolloutComplete', () => {
   });
 });
 
-it('dedicatedAgentRefs lists every object a dedicated agent leaves behind', () => {
+it('dedicatedAgentRefs lists every object a dedicated agent leaves behind (and the legacy ConfigMap)', () => {
   expect(dedicatedAgentRefs('smile-dental').map((r) => `${r.kind}/${r.name}`)).toEqual([
     'Deployment/simptu-agent',
     'Service/simptu-agent',
     'NetworkPolicy/simptu-agent',
     'ConfigMap/simptu-agent-config',
-    `Secret/${AGENT_CREDENTIALS_SECRET}`,
+    `Secret/${AGENT_RUNTIME_SECRET}`,
+    'Secret/simptu-agent-model-credentials',
+    'Secret/simptu-agent-twilio-credentials',
+    'Secret/simptu-agent-meta-credentials',
   ]);
 });

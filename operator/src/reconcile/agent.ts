@@ -1,12 +1,22 @@
 /**
  * AgentReady (DESIGN §5.5).
  *
- *   dedicated  Deployment, Service, ConfigMap and NetworkPolicy in the tenant namespace, built
- *              from the cdk8s `TenantAgent` construct (the same one the chart uses) and applied
- *              with server-side apply plus the spec-hash skip (see namespace.ts). Replicas come
- *              from the spec, 0 while the tenant is suspended. A model `secretRef` names a Secret
- *              of the platform namespace (pods can only read their own namespace's Secrets), so
- *              it is mirrored into the tenant namespace as `simptu-agent-model-credentials`.
+ *   dedicated  Deployment, Service and NetworkPolicy in the tenant namespace, built from the
+ *              cdk8s `TenantAgent` construct and applied with server-side apply plus the
+ *              spec-hash skip (see namespace.ts), together with the Secrets the agent needs
+ *              there (pods can only read their own namespace's Secrets):
+ *                - `simptu-agent-runtime`: the agent's backends, composed from the platform's
+ *                  own Secrets — the services' database URL, the Redis URL, the KEK (from the
+ *                  very Secret the operator's KMS uses, so agent and operator cannot disagree
+ *                  on it) — and the Kafka brokers from the operator configuration;
+ *                - mirrors of the credentials Secrets the spec references (model, Twilio,
+ *                  Meta), mounted where the agent's `secrets.dir` looks them up by the name the
+ *                  spec uses.
+ *              A digest of those Secrets is a pod template annotation, so a rotated credential
+ *              rolls the pods. Source Secrets are read directly (no Secret informer: that would
+ *              need list/watch on every Secret of the cluster), so a rotation reaches the
+ *              tenant namespace at the next reconcile (at the latest the resync period).
+ *              Replicas come from the spec, 0 while the tenant is suspended.
  *   shared     the pooled agent serves the tenant from the registry; any dedicated objects left
  *              over are deleted (CEL forbids dedicated→shared, but the reconciler does not rely
  *              on it).
@@ -21,25 +31,64 @@ import {
   synthTenantAgent,
   AGENT_CONFIGMAP_NAME,
   AGENT_OBJECT_NAME,
+  AGENT_RUNTIME_KEYS,
+  AGENT_RUNTIME_SECRET,
+  type TenantAgentBackendEgress,
+  type TenantAgentCredentials,
   type TenantAgentResources,
 } from '@simptu/cdk8s';
 import { PLATFORM_NAMESPACE, TENANT_LABEL, tenantLabels, tenantNamespace } from '@simptu/common';
 import type { Tenant } from '../api/types.ts';
+import { kekFromSecretData } from '../kek.ts';
 import type { BackendReconciler, StepResult, WriteCounter } from './types.ts';
 import {
   applyObjects,
   describeRef,
   errorStep,
   refOf,
+  stableHash,
   withSpecHash,
   type KubeObject,
   type ObjectClient,
   type ObjectRef,
 } from './namespace.ts';
 
+export { AGENT_RUNTIME_SECRET, AGENT_RUNTIME_KEYS };
+
 export type AgentReadiness = 'rollout' | 'applied';
 
-export const AGENT_CREDENTIALS_SECRET = 'simptu-agent-model-credentials';
+/** Tenant-namespace copies of the credentials Secrets, one per role. */
+export const AGENT_CREDENTIALS_SECRETS = {
+  model: 'simptu-agent-model-credentials',
+  twilio: 'simptu-agent-twilio-credentials',
+  meta: 'simptu-agent-meta-credentials',
+} as const;
+export type CredentialsRole = keyof typeof AGENT_CREDENTIALS_SECRETS;
+/** The model credentials copy (kept for callers of earlier versions). */
+export const AGENT_CREDENTIALS_SECRET = AGENT_CREDENTIALS_SECRETS.model;
+
+export interface SecretKeyRef {
+  name: string;
+  key: string;
+}
+
+/** Where the runtime Secret's values come from (Secrets of the platform namespace). */
+export interface AgentRuntimeSources {
+  /** the services' NOINHERIT login role URL @default { name: 'simptu-database', key: 'app-url' } */
+  databaseUrl?: SecretKeyRef;
+  /** @default { name: 'simptu-redis', key: 'url' } */
+  redisUrl?: SecretKeyRef;
+  /** the KMS's KEK Secret (`kek` raw or `kek-base64`, as kek.ts reads it) @default 'simptu-kek' */
+  kekSecret?: string;
+  /** bootstrap servers as the agent pods reach them */
+  kafkaBrokers: string[];
+}
+
+export const DEFAULT_RUNTIME_REFS = {
+  databaseUrl: { name: 'simptu-database', key: 'app-url' },
+  redisUrl: { name: 'simptu-redis', key: 'url' },
+  kekSecret: 'simptu-kek',
+} as const;
 
 export interface AgentOptions {
   /** @default 'simptu/agent:latest' */
@@ -48,15 +97,25 @@ export interface AgentOptions {
   platformNamespace?: string;
   /** container resources of dedicated agents @default the TenantAgent defaults */
   agentResources?: TenantAgentResources;
+  /** egress of dedicated agents to backends outside the cluster @default none */
+  agentEgress?: TenantAgentBackendEgress;
 }
 
 export interface AgentDeps extends AgentOptions {
   kube: ObjectClient;
   writes: WriteCounter;
+  runtime: AgentRuntimeSources;
   /** @default 'rollout' — use 'applied' where no kubelet runs pods (test environment, make dev) */
   agentReadiness?: AgentReadiness;
   /** how soon to look again while rolling out @default 5000 */
   pollMs?: number;
+}
+
+/** What the Deployment gets from the Secrets the reconciler wrote beside it. */
+export interface AgentSecretsInfo {
+  credentials: TenantAgentCredentials[];
+  /** digest of every Secret the pods read (`secretsChecksum`) */
+  checksum?: string;
 }
 
 const BACKEND = 'agent';
@@ -67,49 +126,127 @@ export function desiredAgentReplicas(tenant: Tenant): number {
 }
 
 /**
- * The dedicated agent's objects (ConfigMap, Deployment, Service, NetworkPolicy), each with its
- * spec hash. Pure. The mirrored credentials Secret is not included: its content is read from
- * the cluster (see `mirroredSecret`).
+ * The dedicated agent's objects (Deployment, Service, NetworkPolicy), each with its spec hash.
+ * Pure. The Secrets are not included: their content is read from the cluster (see
+ * `runtimeSecret`, `mirroredSecret`); `secrets` says what to mount and the digest.
  */
-export function desiredAgentObjects(tenant: Tenant, opts: AgentOptions = {}): KubeObject[] {
+export function desiredAgentObjects(
+  tenant: Tenant,
+  opts: AgentOptions = {},
+  secrets: AgentSecretsInfo = { credentials: [] },
+): KubeObject[] {
   const name = tenant.metadata.name;
-  const model = tenant.spec.agent.model;
   const objs = synthTenantAgent({
     tenant: name,
     namespace: tenantNamespace(name),
     replicas: desiredAgentReplicas(tenant),
-    model: {
-      provider: model.provider,
-      ...(model.name ? { name: model.name } : {}),
-      ...(model.baseURL ? { baseURL: model.baseURL } : {}),
-      ...(model.secretRef ? { secretRef: { name: AGENT_CREDENTIALS_SECRET } } : {}),
-    },
-    ...(tenant.spec.agent.instructions !== undefined ? { instructions: tenant.spec.agent.instructions } : {}),
+    model: { provider: tenant.spec.agent.model.provider },
+    runtimeSecret: AGENT_RUNTIME_SECRET,
+    credentials: secrets.credentials,
+    ...(secrets.checksum ? { secretsChecksum: secrets.checksum } : {}),
     ...(opts.agentImage ? { image: opts.agentImage } : {}),
     ...(opts.agentResources ? { resources: opts.agentResources } : {}),
+    ...(opts.agentEgress && opts.agentEgress.cidrs.length > 0 ? { backendEgress: opts.agentEgress } : {}),
     platformNamespace: opts.platformNamespace ?? PLATFORM_NAMESPACE,
   });
   return objs.map((o) => withSpecHash(o as unknown as KubeObject));
 }
 
-/**
- * The tenant-namespace copy of the model credentials Secret. Pure: takes the source Secret.
- * Only `data` is copied (stringData is write-only and never read back).
- */
-export function mirroredSecret(tenant: Tenant, source: KubeObject): KubeObject {
-  const name = tenant.metadata.name;
-  const data = (source.data ?? {}) as Record<string, string>;
+function secretObject(tenant: Tenant, name: string, data: Record<string, string>): KubeObject {
+  const t = tenant.metadata.name;
   return withSpecHash({
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: {
-      name: AGENT_CREDENTIALS_SECRET,
-      namespace: tenantNamespace(name),
-      labels: { ...tenantLabels(name, 'agent'), 'app.kubernetes.io/name': 'simptu-agent' },
+      name,
+      namespace: tenantNamespace(t),
+      labels: { ...tenantLabels(t, 'agent'), 'app.kubernetes.io/name': 'simptu-agent' },
     },
     type: 'Opaque',
-    data: { ...data },
+    data,
   });
+}
+
+/**
+ * The tenant-namespace copy of a credentials Secret. Pure: takes the source Secret. Only `data`
+ * is copied (stringData is write-only and never read back).
+ */
+export function mirroredSecret(tenant: Tenant, source: KubeObject, name: string = AGENT_CREDENTIALS_SECRET): KubeObject {
+  return secretObject(tenant, name, { ...((source.data ?? {}) as Record<string, string>) });
+}
+
+export interface RuntimeValues {
+  /** `data` values as the API returns them (base64) */
+  databaseUrlB64: string;
+  redisUrlB64: string;
+  kafkaBrokers: readonly string[];
+  kek: Buffer;
+}
+
+/** The runtime Secret (keys `AGENT_RUNTIME_KEYS`). Pure. */
+export function runtimeSecret(tenant: Tenant, v: RuntimeValues): KubeObject {
+  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+  return secretObject(tenant, AGENT_RUNTIME_SECRET, {
+    [AGENT_RUNTIME_KEYS.databaseUrl]: v.databaseUrlB64,
+    [AGENT_RUNTIME_KEYS.redisUrl]: v.redisUrlB64,
+    [AGENT_RUNTIME_KEYS.kafkaBrokers]: b64(v.kafkaBrokers.join(',')),
+    [AGENT_RUNTIME_KEYS.kekBase64]: b64(v.kek.toString('base64')),
+  });
+}
+
+/** Digest of the Secrets the pods read (name and data only). Pure. */
+export function secretsChecksum(secrets: readonly KubeObject[]): string {
+  return stableHash(
+    [...secrets]
+      .map((s) => ({ name: s.metadata.name, data: s.data ?? {} }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+  );
+}
+
+export interface CredentialsSource {
+  /** the roles that reference this Secret (the first names the copy) */
+  roles: CredentialsRole[];
+  source: ObjectRef;
+  /** the copy in the tenant namespace */
+  mirror: string;
+  /** the name the spec uses: the directory the agent looks in */
+  mountName: string;
+}
+
+/**
+ * The credentials Secrets a tenant references, one entry per distinct source. Pure. Two refs
+ * with one name in different namespaces cannot both be mounted under that name: a conflict.
+ */
+export function credentialsSources(
+  tenant: Tenant,
+  platformNamespace: string = PLATFORM_NAMESPACE,
+): { sources: CredentialsSource[] } | { conflict: string } {
+  const refs: Array<[CredentialsRole, { name: string; namespace?: string } | undefined]> = [
+    ['model', tenant.spec.agent.model.secretRef],
+    ['twilio', tenant.spec.integrations?.twilio?.credentialsSecretRef],
+    ['meta', tenant.spec.integrations?.meta?.credentialsSecretRef],
+  ];
+  const sources: CredentialsSource[] = [];
+  for (const [role, ref] of refs) {
+    if (!ref) continue;
+    const namespace = ref.namespace ?? platformNamespace;
+    const same = sources.find((s) => s.mountName === ref.name);
+    if (same && same.source.namespace !== namespace)
+      return {
+        conflict: `Secret name ${JSON.stringify(ref.name)} is referenced in namespaces ${same.source.namespace} (${same.roles.join(', ')}) and ${namespace} (${role}); the agent looks credentials up by name only`,
+      };
+    if (same) {
+      same.roles.push(role);
+      continue;
+    }
+    sources.push({
+      roles: [role],
+      source: { apiVersion: 'v1', kind: 'Secret', name: ref.name, namespace },
+      mirror: AGENT_CREDENTIALS_SECRETS[role],
+      mountName: ref.name,
+    });
+  }
+  return { sources };
 }
 
 /** Every object a dedicated agent may leave in the tenant namespace. */
@@ -119,8 +256,10 @@ export function dedicatedAgentRefs(tenantName: string): ObjectRef[] {
     { apiVersion: 'apps/v1', kind: 'Deployment', name: AGENT_OBJECT_NAME, namespace },
     { apiVersion: 'v1', kind: 'Service', name: AGENT_OBJECT_NAME, namespace },
     { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', name: AGENT_OBJECT_NAME, namespace },
+    // created by earlier versions only
     { apiVersion: 'v1', kind: 'ConfigMap', name: AGENT_CONFIGMAP_NAME, namespace },
-    { apiVersion: 'v1', kind: 'Secret', name: AGENT_CREDENTIALS_SECRET, namespace },
+    { apiVersion: 'v1', kind: 'Secret', name: AGENT_RUNTIME_SECRET, namespace },
+    ...Object.values(AGENT_CREDENTIALS_SECRETS).map((name) => ({ apiVersion: 'v1', kind: 'Secret', name, namespace })),
   ];
 }
 
@@ -148,7 +287,7 @@ export function rolloutComplete(deployment: KubeObject, desired: number): { done
 
 async function deleteLeftovers(
   tenant: Tenant,
-  deps: AgentDeps,
+  deps: Pick<AgentDeps, 'kube' | 'writes'>,
   refs: readonly ObjectRef[] = dedicatedAgentRefs(tenant.metadata.name),
 ): Promise<string[]> {
   const deleted: string[] = [];
@@ -169,6 +308,75 @@ async function deleteLeftovers(
   return deleted;
 }
 
+type Read<T> = { ok: true; value: T } | { ok: false; step: StepResult };
+
+const blocked = (reason: string, message: string): { ok: false; step: StepResult } => ({
+  ok: false,
+  step: { kind: 'blocked', reason, message, requeueAfterMs: 60_000 },
+});
+
+/** A non-empty value of a Secret key, as base64 `data`. */
+async function readSecretValue(kube: ObjectClient, ref: ObjectRef, key: string, what: string): Promise<Read<string>> {
+  const secret = await kube.get(ref);
+  if (!secret)
+    return blocked('AgentRuntimeSecretNotFound', `${describeRef(ref)} (${what} of dedicated agents) does not exist`);
+  const value = ((secret.data ?? {}) as Record<string, string>)[key];
+  if (!value)
+    return blocked('AgentRuntimeSecretInvalid', `${describeRef(ref)} has no key '${key}' (${what} of dedicated agents)`);
+  return { ok: true, value };
+}
+
+/** The runtime Secret from the platform's Secrets; blocked naming the first thing missing. */
+async function readRuntime(tenant: Tenant, deps: AgentDeps): Promise<Read<KubeObject>> {
+  const namespace = deps.platformNamespace ?? PLATFORM_NAMESPACE;
+  const ref = (name: string): ObjectRef => ({ apiVersion: 'v1', kind: 'Secret', name, namespace });
+  const dbRef = deps.runtime.databaseUrl ?? DEFAULT_RUNTIME_REFS.databaseUrl;
+  const redisRef = deps.runtime.redisUrl ?? DEFAULT_RUNTIME_REFS.redisUrl;
+  const db = await readSecretValue(deps.kube, ref(dbRef.name), dbRef.key, 'the database URL');
+  if (!db.ok) return db;
+  const redis = await readSecretValue(deps.kube, ref(redisRef.name), redisRef.key, 'the Redis URL');
+  if (!redis.ok) return redis;
+  const kekRef = ref(deps.runtime.kekSecret ?? DEFAULT_RUNTIME_REFS.kekSecret);
+  const kekSecret = await deps.kube.get(kekRef);
+  if (!kekSecret)
+    return blocked('AgentRuntimeSecretNotFound', `${describeRef(kekRef)} (the KEK of dedicated agents) does not exist`);
+  const kek = kekFromSecretData(kekSecret.data as Record<string, string> | undefined);
+  if (!kek)
+    return blocked('AgentRuntimeSecretInvalid', `${describeRef(kekRef)} holds no 256-bit key under 'kek' or 'kek-base64'`);
+  if (deps.runtime.kafkaBrokers.length === 0)
+    return blocked('AgentRuntimeSecretInvalid', 'no Kafka brokers configured for dedicated agents');
+  return {
+    ok: true,
+    value: runtimeSecret(tenant, {
+      databaseUrlB64: db.value,
+      redisUrlB64: redis.value,
+      kafkaBrokers: deps.runtime.kafkaBrokers,
+      kek,
+    }),
+  };
+}
+
+/** Copies of the credentials Secrets; blocked when one is missing or two collide. */
+async function readCredentials(tenant: Tenant, deps: AgentDeps): Promise<Read<{ secrets: KubeObject[]; mounts: TenantAgentCredentials[] }>> {
+  const found = credentialsSources(tenant, deps.platformNamespace ?? PLATFORM_NAMESPACE);
+  if ('conflict' in found) return blocked('CredentialsSecretConflict', found.conflict);
+  const secrets: KubeObject[] = [];
+  const mounts: TenantAgentCredentials[] = [];
+  for (const s of found.sources) {
+    const source = await deps.kube.get(s.source);
+    if (!source) {
+      const field = s.roles.map((r) => (r === 'model' ? 'spec.agent.model.secretRef' : `spec.integrations.${r}.credentialsSecretRef`));
+      return blocked(
+        s.roles.includes('model') ? 'ModelSecretNotFound' : 'ChannelSecretNotFound',
+        `${describeRef(s.source)} (${field.join(', ')}) does not exist`,
+      );
+    }
+    secrets.push(mirroredSecret(tenant, source, s.mirror));
+    mounts.push({ secretName: s.mirror, mountName: s.mountName });
+  }
+  return { ok: true, value: { secrets, mounts } };
+}
+
 async function reconcileAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResult> {
   try {
     if (tenant.spec.isolation.agent === 'shared') {
@@ -180,37 +388,29 @@ async function reconcileAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResu
       };
     }
 
-    const objs: KubeObject[] = [];
-    const secretRef = tenant.spec.agent.model.secretRef;
-    if (secretRef) {
-      const sourceRef: ObjectRef = {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        name: secretRef.name,
-        namespace: secretRef.namespace ?? deps.platformNamespace ?? PLATFORM_NAMESPACE,
-      };
-      const source = await deps.kube.get(sourceRef);
-      if (!source) {
-        return {
-          kind: 'blocked',
-          reason: 'ModelSecretNotFound',
-          message: `${describeRef(sourceRef)} (spec.agent.model.secretRef) does not exist`,
-          requeueAfterMs: 60_000,
-        };
-      }
-      objs.push(mirroredSecret(tenant, source));
-    }
-    objs.push(...desiredAgentObjects(tenant, deps));
+    const runtime = await readRuntime(tenant, deps);
+    if (!runtime.ok) return runtime.step;
+    const credentials = await readCredentials(tenant, deps);
+    if (!credentials.ok) return credentials.step;
+    const secrets = [runtime.value, ...credentials.value.secrets];
+    // Secrets first: the pods of a new Deployment find them in place.
+    const objs: KubeObject[] = [
+      ...secrets,
+      ...desiredAgentObjects(tenant, deps, {
+        credentials: credentials.value.mounts,
+        checksum: secretsChecksum(secrets),
+      }),
+    ];
 
     const out = await applyObjects(objs, deps, BACKEND);
-    if (!secretRef) {
-      // the secretRef was removed from the spec: the credentials copy must not linger
-      await deleteLeftovers(
-        tenant,
-        deps,
-        dedicatedAgentRefs(tenant.metadata.name).filter((r) => r.kind === 'Secret'),
-      );
-    }
+    // What the spec no longer asks for (a removed secretRef, the ConfigMap of earlier
+    // versions), after the Deployment that stops mounting it.
+    const wanted = new Set(objs.map((o) => `${o.kind}/${o.metadata.name}`));
+    await deleteLeftovers(
+      tenant,
+      deps,
+      dedicatedAgentRefs(tenant.metadata.name).filter((r) => !wanted.has(`${r.kind}/${r.name}`)),
+    );
     if (out.terminating.length > 0) {
       return {
         kind: 'progressing',

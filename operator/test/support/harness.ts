@@ -79,8 +79,18 @@ export class Harness {
     return `${base}-${this.shard}`;
   }
 
+  /** Platform Secrets of this run that dedicated agents' runtime Secrets are composed from. */
+  readonly runtimeSecrets = { database: `agent-db-${this.shard}`, redis: `agent-redis-${this.shard}` };
+
   async setup(): Promise<this> {
     await installCrd();
+    const core = this.kc.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'simptu-system' } } }).catch(() => undefined);
+    for (const [name, stringData] of [
+      [this.runtimeSecrets.database, { 'app-url': 'postgres://simptu_app@db.invalid:5432/simptu' }],
+      [this.runtimeSecrets.redis, { url: 'redis://redis.invalid:6379' }],
+    ] as const)
+      await core.createNamespacedSecret({ namespace: 'simptu-system', body: { metadata: { name }, stringData } });
     this.db = await createScratchDatabase(this.adminUrl, 'simptu_op');
     this.pool = new pg.Pool({ connectionString: this.db.url, max: 4 });
     return this;
@@ -97,7 +107,13 @@ export class Harness {
       resyncPeriodMs: 600_000,
       metricsPort: 0,
       probePort: 0,
-      agent: { readiness: 'applied' },
+      agent: {
+        readiness: 'applied',
+        runtime: {
+          databaseUrl: { name: this.runtimeSecrets.database, key: 'app-url' },
+          redisUrl: { name: this.runtimeSecrets.redis, key: 'url' },
+        },
+      },
       leaderElection: { leaseName: `op-${this.shard}`, leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
       endpoints: { api: 'http://127.0.0.1:3003/t/{tenant}', websocket: 'ws://127.0.0.1:4000/socket/websocket', issuer: 'http://127.0.0.1:3001' },
       tenantSelector: `${SHARD_LABEL}=${this.shard}`,
@@ -126,6 +142,8 @@ export class Harness {
         SIMPTU_KEK_SECRET: c.kms.secretName,
         SIMPTU_KEK_CREATE_IF_MISSING: 'true',
         SIMPTU_DEDICATED_AGENT_READINESS: 'applied',
+        SIMPTU_DEDICATED_AGENT_DATABASE_URL_SECRET: this.runtimeSecrets.database,
+        SIMPTU_DEDICATED_AGENT_REDIS_URL_SECRET: this.runtimeSecrets.redis,
         SIMPTU_METRICS_PORT: '0',
         SIMPTU_PROBE_PORT: '0',
         SIMPTU_LEASE_NAME: c.leaderElection.leaseName,
@@ -254,6 +272,7 @@ export class Harness {
       await admin.end();
     }
     const core = this.kc.makeApiClient(CoreV1Api);
-    await core.deleteNamespacedSecret({ name: `kek-${this.shard}`, namespace: 'simptu-system' }).catch(() => undefined);
+    for (const name of [`kek-${this.shard}`, this.runtimeSecrets.database, this.runtimeSecrets.redis])
+      await core.deleteNamespacedSecret({ name, namespace: 'simptu-system' }).catch(() => undefined);
   }
 }

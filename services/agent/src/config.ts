@@ -24,6 +24,19 @@ export const AgentConfigSchema = ConfigObject({
   groupId: Type.String({ default: 'simptu-agent' }),
   /** Kafka consumer session timeout: how soon a dead agent's partitions move to another one */
   kafkaSessionTimeoutMs: Type.Integer({ minimum: 6000, maximum: 300_000, default: 30_000 }),
+  /**
+   * Inbound partitions of one database handled at the same time (a conversation's messages
+   * share a partition, so they stay in order). Each holds a database connection for its run:
+   * keep it below `databasePoolMax`.
+   */
+  kafkaPartitionsConcurrently: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+  /** heartbeat while a run is in progress, so a long LLM turn doesn't exceed the session timeout */
+  kafkaHeartbeatIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 3000 }),
+  /**
+   * `batch`: consumed offsets are committed once per fetched batch instead of after every
+   * message (safe: a redelivered message finds its processed marker and is skipped)
+   */
+  kafkaOffsetCommit: Type.Union([Type.Literal('record'), Type.Literal('batch')], { default: 'batch' }),
   /** base64 256-bit KEK of the `local` KMS */
   kek: Type.String({ minLength: 40 }),
   /** how often the registry is re-read for tenants joining or leaving the pool */

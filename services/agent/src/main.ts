@@ -77,7 +77,14 @@ async function main(): Promise<void> {
     tokenWindowMs: config.tokenWindowMs,
     retention: config.checkpoints,
     logger,
-    consumerConfig: { sessionTimeout: config.kafkaSessionTimeoutMs, rebalanceTimeout: config.kafkaSessionTimeoutMs * 2 },
+    consumerConfig: {
+      sessionTimeout: config.kafkaSessionTimeoutMs,
+      rebalanceTimeout: config.kafkaSessionTimeoutMs * 2,
+      heartbeatInterval: Math.min(config.kafkaHeartbeatIntervalMs, Math.floor(config.kafkaSessionTimeoutMs / 3)),
+    },
+    partitionsConsumedConcurrently: Math.min(config.kafkaPartitionsConcurrently, config.databasePoolMax),
+    heartbeatIntervalMs: config.kafkaHeartbeatIntervalMs,
+    offsetCommit: config.kafkaOffsetCommit,
     ...(killAfter
       ? {
           faults: {

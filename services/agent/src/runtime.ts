@@ -115,6 +115,15 @@ export interface AgentRuntimeOptions {
   faults?: RunFaults;
   /** kafkajs consumer settings (session timeout …) */
   consumerConfig?: ConstructorParameters<typeof EventConsumer>[0]['consumerConfig'];
+  /**
+   * Inbound partitions of one database handled at the same time (each run holds a connection of
+   * that database's pool); a session's messages share a partition and stay in order. @default 4
+   */
+  partitionsConsumedConcurrently?: number;
+  /** heartbeat the consumer group this often during a run; @default 3000 */
+  heartbeatIntervalMs?: number;
+  /** inbound offsets committed per message or per fetched batch (see EventConsumer); @default 'batch' */
+  offsetCommit?: 'record' | 'batch';
   /** outbox relay poll; @default 1000 */
   relayPollMs?: number;
 }
@@ -135,6 +144,7 @@ export class RunStream {
   #buffer = '';
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
+  #tokenSent = false;
   /** events sent, for metrics and tests */
   sent = 0;
 
@@ -167,7 +177,13 @@ export class RunStream {
 
   token(delta: string): void {
     this.#buffer += delta;
-    if (this.#windowMs === 0) return this.#flush();
+    // The first delta of a run goes out at once: time to first token is what the customer
+    // waits on, and with a fast model the whole run is shorter than one window (the first
+    // event would otherwise leave only at close(), after the checkpoint is written).
+    if (this.#windowMs === 0 || !this.#tokenSent) {
+      this.#tokenSent = true;
+      return this.#flush();
+    }
     this.#timer ??= setTimeout(() => this.#flush(), this.#windowMs);
   }
 
@@ -334,6 +350,9 @@ export class AgentRuntime {
           },
           ...(this.#o.logger ? { logger: this.#o.logger } : {}),
           consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
+          partitionsConsumedConcurrently: this.#o.partitionsConsumedConcurrently ?? 4,
+          heartbeatIntervalMs: this.#o.heartbeatIntervalMs ?? 3000,
+          offsetCommit: this.#o.offsetCommit ?? 'batch',
         },
         this.#after,
       );

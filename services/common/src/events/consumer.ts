@@ -16,7 +16,18 @@
  * be decoded) is rejected — logged, reported to `onRejected`, its offset committed, never
  * handled. A handler that throws rolls back and the record is retried (kafkajs retry, then a
  * consumer restart): a partition never skips past a record that failed transiently.
+ *
+ * Concurrency: `partitionsConsumedConcurrently` partitions are handled at the same time (each
+ * holds one pool connection for its transaction); records of ONE partition are always handled
+ * one after another in offset order, so per-key order (key → partition) is kept. While a handler
+ * runs, the consumer heartbeats the group every `heartbeatIntervalMs`: kafkajs only heartbeats
+ * between records by itself, so a handler longer than the session timeout (an LLM turn) would
+ * otherwise get the member evicted, its partitions reassigned and the record handled twice
+ * (the second time skipped as a duplicate, but the work and the rebalance are wasted). When the
+ * member did lose its membership anyway (a rebalance during the handler), the refused offset
+ * commit makes the consumer rejoin the group rather than crash.
  * @see https://kafka.js.org/docs/consuming#a-name-each-message-a-eachmessage
+ * @see https://kafka.js.org/docs/consuming#a-name-concurrent-processing-a-partition-aware-concurrency
  * @see https://kafka.js.org/docs/consuming#a-name-manual-commits-a-manual-committing
  */
 import type { Consumer, ConsumerConfig, Kafka, KafkaMessage } from 'kafkajs';
@@ -63,8 +74,46 @@ export interface EventConsumerOptions {
   resolveTenant?: (tenant: string) => TenantDbRef | undefined | Promise<TenantDbRef | undefined>;
   onRejected?: (r: RejectedRecord) => void;
   logger?: Logger;
-  /** extra kafkajs consumer settings */
+  /** extra kafkajs consumer settings (`sessionTimeout`, `heartbeatInterval`, `rebalanceTimeout` …) */
   consumerConfig?: Partial<ConsumerConfig>;
+  /**
+   * Partitions handled at the same time (kafkajs `partitionsConsumedConcurrently`); records of
+   * one partition stay sequential. Keep it at most the pool's size. @default 1
+   */
+  partitionsConsumedConcurrently?: number;
+  /**
+   * How often to heartbeat the group while a handler runs; 0 = only between records (kafkajs'
+   * own behaviour). kafkajs sends at most one heartbeat per `consumerConfig.heartbeatInterval`
+   * whatever this says. @default consumerConfig.heartbeatInterval ?? 3000
+   */
+  heartbeatIntervalMs?: number;
+  /**
+   * When the consumed offset is committed to Kafka, always only after the record's tenant
+   * transaction committed. `record`: after each record (one Kafka round trip per record, on the
+   * partition's critical path). `batch`: kafkajs auto-commit — after each fetched batch and at
+   * least every 5 s; a crash redelivers the rest of a batch, which the processed markers skip.
+   * @default 'record'
+   * @see https://kafka.js.org/docs/consuming#a-name-auto-commit-a-autocommit
+   */
+  offsetCommit?: 'record' | 'batch';
+}
+
+/** kafkajs' default `heartbeatInterval`. */
+const KAFKAJS_HEARTBEAT_INTERVAL_MS = 3000;
+
+const MEMBERSHIP_ERRORS: readonly string[] = ['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID'];
+
+/**
+ * The broker's error (kafkajs `KafkaJSProtocolError`, found through `cause`) when it says this
+ * member is no longer (or not yet again) part of the group's generation; undefined otherwise.
+ * @see https://github.com/tulios/kafkajs/blob/master/src/consumer/runner.js (rejoins on these types)
+ */
+function membershipError(err: unknown): (Error & { type: string }) | undefined {
+  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const type = (e as { type?: unknown }).type;
+    if (typeof type === 'string' && MEMBERSHIP_ERRORS.includes(type)) return e as Error & { type: string };
+  }
+  return undefined;
 }
 
 export class EventConsumer {
@@ -85,14 +134,34 @@ export class EventConsumer {
     try {
       await consumer.connect();
       await consumer.subscribe({ topics: this.#o.topics, fromBeginning: this.#o.fromBeginning ?? false });
+      const perRecord = (this.#o.offsetCommit ?? 'record') === 'record';
       await consumer.run({
-        autoCommit: false,
-        eachMessage: async ({ topic, partition, message }) => {
-          await this.process(topic, partition, message);
+        // `batch`: kafkajs resolves a record's offset only when eachMessage returned, i.e. after
+        // the tenant transaction committed, and commits resolved offsets after each batch.
+        autoCommit: !perRecord,
+        autoCommitInterval: 5000,
+        partitionsConsumedConcurrently: Math.max(1, this.#o.partitionsConsumedConcurrently ?? 1),
+        eachMessage: async ({ topic, partition, message, heartbeat }) => {
+          const stopBeating = this.#keepAlive(heartbeat, topic, partition, message.offset);
+          try {
+            await this.process(topic, partition, message);
+          } finally {
+            stopBeating();
+          }
+          if (!perRecord) return;
           // After the tenant transaction committed: the next offset to read.
-          await consumer.commitOffsets([
-            { topic, partition, offset: (BigInt(message.offset) + 1n).toString() },
-          ]);
+          await consumer
+            .commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }])
+            .catch((err: unknown) => {
+              // kafkajs wraps a commit refused for a lost membership (evicted after a session
+              // timeout, or a rebalance during the handler) in a KafkaJSNonRetriableError, which
+              // its runner treats as a crash and never restarts. Rethrown as the broker's error,
+              // the runner rejoins the group instead; the record is redelivered and skipped as a
+              // duplicate (its processed marker committed).
+              const cause = membershipError(err);
+              if (cause) this.#o.logger?.warn({ topic, partition, offset: message.offset, type: cause.type }, 'offset commit refused: rejoining the group');
+              throw cause ?? err;
+            });
         },
       });
     } catch (err) {
@@ -100,6 +169,32 @@ export class EventConsumer {
       await consumer.disconnect().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Heartbeats while one record is handled; returns the function that stops it. */
+  #keepAlive(heartbeat: () => Promise<void>, topic: string, partition: number, offset: string): () => void {
+    const every = this.#o.heartbeatIntervalMs ?? this.#o.consumerConfig?.heartbeatInterval ?? KAFKAJS_HEARTBEAT_INTERVAL_MS;
+    if (every <= 0) return () => undefined;
+    let stopped = false;
+    const timer = setInterval(() => {
+      // kafkajs shares one in-flight heartbeat among callers and skips it when the last one is
+      // younger than its heartbeatInterval, so concurrent partitions don't multiply requests.
+      heartbeat().catch((err: unknown) => {
+        if (stopped) return;
+        if (membershipError(err)) {
+          // The group is rebalancing: this member rejoins after the handler returns (the offset
+          // commit then fails and the record is redelivered, to be skipped as a duplicate).
+          stopped = true;
+          clearInterval(timer);
+          this.#o.logger?.warn({ topic, partition, offset, err }, 'rebalance while handling a record');
+        } else this.#o.logger?.debug({ topic, partition, offset, err }, 'heartbeat during a handler failed');
+      });
+    }, every);
+    timer.unref();
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
   }
 
   async stop(): Promise<void> {
