@@ -55,7 +55,7 @@ function run(spec: LoadSpec): void {
           headers: spec.headers,
           ...(spec.booking
             ? {
-                setupRequest: (req: Record<string, unknown>) => {
+                setupRequest: (req: autocannon.Request) => {
                   const b = spec.booking!;
                   const start = new Date(b.baseMs + next++ * b.slotMinutes * 60_000).toISOString();
                   return {
