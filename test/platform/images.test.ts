@@ -274,4 +274,23 @@ describe('images (built without Docker)', () => {
     },
     240_000,
   );
+
+  it('auth: COPY + npm ci --omit=dev, CMD starts, HEALTHCHECK passes', async () => {
+    const { app, spec } = build('services/auth/Dockerfile');
+    const db = await scratchDb();
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    await migratePlatform(pool);
+    await pool.end();
+    // The SSO migrates its own `auth` schema at start; here with the scratch database's owner.
+    await startAndCheck(app, spec, {
+      SIMPTU_AUTH_PORT: String(await freePort()),
+      SIMPTU_AUTH_DATABASE_URL: db.url,
+      SIMPTU_AUTH_REDIS_URL: process.env.REDIS_URL!,
+      SIMPTU_AUTH_REDIS_PREFIX: `img:${randomBytes(3).toString('hex')}:`,
+      SIMPTU_AUTH_ISSUER: 'http://127.0.0.1:3001',
+      SIMPTU_AUTH_KEK: kek,
+      SIMPTU_AUTH_COOKIE_KEYS: randomBytes(24).toString('hex'),
+      SIMPTU_AUTH_LOG_LEVEL: 'warn',
+    });
+  }, 240_000);
 });
