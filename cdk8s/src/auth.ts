@@ -1,12 +1,11 @@
 /**
- * `Auth`: the SSO issuer (DESIGN §7, oidc-provider). `services/auth` does not exist yet; its
- * variables follow the other services' convention (`SIMPTU_AUTH_*` mapped by path onto its
- * config schema) — re-check them against `services/auth/src/config.ts` when it lands.
+ * `Auth`: the SSO issuer (DESIGN §7, oidc-provider); variables are exactly what
+ * `services/auth/src/config.ts` reads (test/platform/env-contract.test.ts checks it).
  */
 import { Construct } from 'constructs';
 import { DEFAULT_REFS, checkBackends, type BackendProps } from './backends.ts';
 import { PlatformService, validateCommon, type PlatformServiceCommonProps } from './platform-service.ts';
-import { checkUrl, secretEnv } from './util.ts';
+import { checkUrl, secretEnv, type SecretKeyRef } from './util.ts';
 
 export const AUTH_NAME = 'simptu-auth';
 export const AUTH_PORT = 3001;
@@ -14,7 +13,20 @@ export const AUTH_PORT = 3001;
 export interface AuthProps extends PlatformServiceCommonProps, BackendProps {
   /** The issuer URL (`iss`), e.g. `https://auth.simptu.io`. */
   readonly issuer: string;
+  /**
+   * Keys signing the SSO's cookies (comma-separated, each ≥ 32 characters; the first signs).
+   * @default simptu-auth / cookie-keys
+   */
+  readonly cookieKeys?: SecretKeyRef;
+  /**
+   * The SSO's database URL. It owns and migrates the `auth` schema, so it needs CREATE on the
+   * platform database besides the services' rights (docs/install.md).
+   * @default simptu-database / admin-url
+   */
+  readonly databaseUrl?: SecretKeyRef;
 }
+
+export const AUTH_COOKIE_KEYS_REF: SecretKeyRef = { name: 'simptu-auth', key: 'cookie-keys' };
 
 export class Auth extends Construct {
   readonly service: PlatformService;
@@ -38,10 +50,10 @@ export class Auth extends Construct {
         { name: 'SIMPTU_AUTH_PORT', value: String(AUTH_PORT) },
         { name: 'SIMPTU_AUTH_LOG_LEVEL', value: props.logLevel ?? 'info' },
         { name: 'SIMPTU_AUTH_ISSUER', value: props.issuer },
-        secretEnv('SIMPTU_AUTH_DATABASE_URL', props.databaseUrl ?? DEFAULT_REFS.appUrl),
+        secretEnv('SIMPTU_AUTH_DATABASE_URL', props.databaseUrl ?? DEFAULT_REFS.adminUrl),
         secretEnv('SIMPTU_AUTH_REDIS_URL', props.redisUrl ?? DEFAULT_REFS.redisUrl),
-        { name: 'SIMPTU_AUTH_KAFKA_BROKERS', value: props.kafkaBrokers.join(',') },
         secretEnv('SIMPTU_AUTH_KEK', props.kekBase64 ?? DEFAULT_REFS.kekBase64),
+        secretEnv('SIMPTU_AUTH_COOKIE_KEYS', props.cookieKeys ?? AUTH_COOKIE_KEYS_REF),
       ],
     });
   }

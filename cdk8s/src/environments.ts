@@ -22,8 +22,7 @@ export const devKind: PlatformConfig = {
   operator: { replicas: 1 },
   api: { replicas: 1, maxReplicas: false },
   realtime: { replicas: 1, maxReplicas: false },
-  // No image yet (services/auth is not written): enable when it lands.
-  auth: { enabled: false, replicas: 1, maxReplicas: false },
+  auth: { replicas: 1, maxReplicas: false },
   agent: { replicas: 1, maxReplicas: false },
 };
 

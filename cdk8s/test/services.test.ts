@@ -241,9 +241,11 @@ describe('Auth', () => {
     expect(envOf(c)).toMatchObject({
       SIMPTU_AUTH_PORT: '3001',
       SIMPTU_AUTH_ISSUER: 'https://auth.example.com',
-      SIMPTU_AUTH_DATABASE_URL: 'secret:simptu-database/app-url',
+      SIMPTU_AUTH_DATABASE_URL: 'secret:simptu-database/admin-url',
       SIMPTU_AUTH_KEK: 'secret:simptu-kek/kek-base64',
+      SIMPTU_AUTH_COOKIE_KEYS: 'secret:simptu-auth/cookie-keys',
     });
+    expect(Object.keys(envOf(c)).filter((n) => n.includes('KAFKA'))).toEqual([]);
     expect(c.resources.limits.memory).toBe('768Mi');
     expect(() => synth((s) => new Auth(s, 'auth', { ...backends, issuer: '::' }))).toThrow(/issuer/);
   });

@@ -21,6 +21,11 @@ if ! kc -n "$NAMESPACE" get secret simptu-kek >/dev/null 2>&1; then
   echo "created the KEK Secret $NAMESPACE/simptu-kek (back it up: losing it loses every tenant's data)"
 fi
 
+if ! kc -n "$NAMESPACE" get secret simptu-auth >/dev/null 2>&1; then
+  # the SSO's cookie-signing keys (comma-separated; put a new one first to rotate)
+  kc -n "$NAMESPACE" create secret generic simptu-auth --from-literal=cookie-keys="$(openssl rand -hex 32)"
+fi
+
 "$HELM" upgrade --install simptu "$ROOT/charts/simptu" --kube-context "$KUBE_CONTEXT" \
   --namespace "$NAMESPACE" -f "$ROOT/charts/simptu/ci/dev-kind-values.yaml" \
   --set images.tag="$IMG_TAG" --wait --timeout 10m

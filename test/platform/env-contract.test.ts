@@ -16,6 +16,7 @@ const SAMPLE: Record<string, string> = {
   'app-password': 'app-password-1',
   url: 'redis://redis:6379',
   'kek-base64': Buffer.alloc(32, 7).toString('base64'),
+  'cookie-keys': 'cookie-key-0123456789abcdef0123456789',
 };
 
 interface EnvVar {
@@ -51,6 +52,23 @@ describe.each(Object.keys(ENVIRONMENTS))('%s', (env) => {
     expect(config.kek).toBe(SAMPLE['kek-base64']);
     expect(config.databaseUrl).toBe(SAMPLE['app-url']);
     expect(config.auth.issuer).toMatch(/^https?:\/\/auth\./);
+  });
+
+  it('the SSO accepts its environment', async () => {
+    const authConfig = '../../services/auth/src/config.ts';
+    const { loadAuthConfig } = (await import(authConfig)) as {
+      loadAuthConfig: (env: Record<string, string>) => {
+        port: number;
+        issuer: string;
+        kek: string;
+        cookieKeys: string[];
+      };
+    };
+    const config = loadAuthConfig(containerEnv(docs, 'simptu-auth'));
+    expect(config.port).toBe(3001);
+    expect(config.issuer).toMatch(/^https?:\/\/auth\./);
+    expect(config.kek).toBe(SAMPLE['kek-base64']);
+    expect(config.cookieKeys).toEqual([SAMPLE['cookie-keys']]);
   });
 
   it('the realtime hub accepts its environment', () => {
