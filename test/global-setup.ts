@@ -16,11 +16,13 @@ export default function setup(): void {
   }
   {
     const r = spawnSync('bash', [resolve(ROOT, 'hack/testenv/up.sh')], { stdio: 'inherit', cwd: ROOT });
-    if (r.status !== 0) throw new Error(`the test environment did not come up (exit ${r.status}); see .testenv/logs/`);
+    if (r.status !== 0)
+      throw new Error(`the test environment did not come up (exit ${r.status}); see .testenv/logs/`);
   }
   const env = readTestEnv();
   for (const key of REQUIRED_KEYS) {
-    if (!env[key]) throw new Error(`.testenv/env has no ${key}; run 'make testenv-up' and check .testenv/logs/`);
+    if (!env[key])
+      throw new Error(`.testenv/env has no ${key}; run 'make testenv-up' and check .testenv/logs/`);
   }
   Object.assign(process.env, env);
 }

@@ -8,6 +8,7 @@
  * Postgres, metrics, back-pressure queue, recovery or presence.
  * @see https://github.com/websockets/ws#server-broadcast
  */
+import type { Duplex } from 'node:stream';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -26,13 +27,17 @@ const cfg = JSON.parse(process.env.BENCH_BARE_CONFIG ?? '{}') as {
   jwksUri: string;
   maxPayload: number;
 };
-const verifier = createAccessTokenVerifier({ issuer: cfg.issuer, audience: [cfg.audience], jwksUri: cfg.jwksUri });
+const verifier = createAccessTokenVerifier({
+  issuer: cfg.issuer,
+  audience: [cfg.audience],
+  jwksUri: cfg.jwksUri,
+});
 const conns = new Set<Conn>();
 const subs = new Map<string, Set<Conn>>();
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: cfg.maxPayload });
 const server = createServer((_req, res) => res.writeHead(404).end());
 
-const refuse = (socket: import('node:stream').Duplex, status: number) =>
+const refuse = (socket: Duplex, status: number) =>
   socket.end(`HTTP/1.1 ${status} Refused\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 
 server.on('upgrade', (req, socket, head) => {

@@ -70,7 +70,8 @@ function onFrame(s: Sock, data: Buffer): void {
     }
     rec.count++;
     rec.last = t;
-    if (typeof payload.stream_seq === 'number') rec.maxStreamSeq = Math.max(rec.maxStreamSeq, payload.stream_seq);
+    if (typeof payload.stream_seq === 'number')
+      rec.maxStreamSeq = Math.max(rec.maxStreamSeq, payload.stream_seq);
     if (rec.count >= rec.expected) rec.done?.();
     return;
   }
@@ -83,7 +84,13 @@ function onFrame(s: Sock, data: Buffer): void {
   }
 }
 
-function openOne(url: string, topic: string, group: string, localAddress: string, timeoutMs: number): Promise<Sock> {
+function openOne(
+  url: string,
+  topic: string,
+  group: string,
+  localAddress: string,
+  timeoutMs: number,
+): Promise<Sock> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false, localAddress, handshakeTimeout: timeoutMs });
     const s: Sock = { ws, topic, group };
@@ -168,7 +175,15 @@ serve({
   },
   /** Starts counting frames of `event` on the `group`'s sockets; `collect` waits for `expected` of them. */
   arm(a: { event: string; group: string; expected: number }) {
-    rec = { event: a.event, group: a.group, count: 0, first: 0, last: 0, maxStreamSeq: 0, expected: a.expected };
+    rec = {
+      event: a.event,
+      group: a.group,
+      count: 0,
+      first: 0,
+      last: 0,
+      maxStreamSeq: 0,
+      expected: a.expected,
+    };
     return null;
   },
   async collect(a: { timeoutMs: number }) {
@@ -193,7 +208,12 @@ serve({
     const l = lat;
     lat = undefined;
     if (!l) throw new Error('not started');
-    return { values: Float64Array.from(l.values), frames: l.frames, tokens: l.tokens, coalescedFrames: l.coalescedFrames };
+    return {
+      values: Float64Array.from(l.values),
+      frames: l.frames,
+      tokens: l.tokens,
+      coalescedFrames: l.coalescedFrames,
+    };
   },
   async closeAll(a: { timeoutMs: number; group?: string }) {
     const all = [...socks].filter((s) => a.group === undefined || s.group === a.group);

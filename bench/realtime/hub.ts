@@ -14,7 +14,9 @@ import { topicKey } from '../../services/realtime/src/topics.ts';
 import { nofileLimits, now, serve } from './rpc.ts';
 
 const config = JSON.parse(process.env.BENCH_HUB_CONFIG ?? '{}') as RealtimeConfig;
-const app = await startRealtime(config, { logger: createLogger({ service: 'realtime', level: config.logLevel }) });
+const app = await startRealtime(config, {
+  logger: createLogger({ service: 'realtime', level: config.logLevel }),
+});
 await app.ingest.whenReady();
 
 // To encrypt the in-process event as the ingest would (the hub decrypts it once per event).
@@ -23,7 +25,12 @@ const keyrings = new KeyringCache({ db: keyPool, kms: LocalKms.fromBase64(config
 
 serve({
   info() {
-    return { port: app.port, connections: app.hub.connections, nofile: nofileLimits(), mem: process.memoryUsage() };
+    return {
+      port: app.port,
+      connections: app.hub.connections,
+      nofile: nofileLimits(),
+      mem: process.memoryUsage(),
+    };
   },
   gc() {
     (globalThis as { gc?: () => void }).gc?.();
@@ -48,7 +55,12 @@ serve({
     const payload: EntryPayload = { event: a.event, data: a.data, time: new Date().toISOString(), id };
     const data = encodeEntry(cipher, key, id, payload);
     const t0 = now();
-    app.hub.onBusMessage({ kind: 'stored', key, epoch: a.epoch, entry: { seq: a.seq, ts: Date.now(), eventId: id, data } });
+    app.hub.onBusMessage({
+      kind: 'stored',
+      key,
+      epoch: a.epoch,
+      entry: { seq: a.seq, ts: Date.now(), eventId: id, data },
+    });
     return { t0, syncMs: now() - t0, eventId: id };
   },
   async stop() {

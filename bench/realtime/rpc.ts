@@ -32,7 +32,11 @@ export function serve(handlers: Record<string, (args: never) => unknown>): void 
         if (!h) throw new Error(`unknown command ${m.cmd}`);
         reply = { id: m.id, ok: true, result: await h(m.args as never) };
       } catch (err) {
-        reply = { id: m.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) };
+        reply = {
+          id: m.id,
+          ok: false,
+          error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+        };
       }
       process.send?.(reply);
     })();
@@ -69,11 +73,17 @@ export class Child {
   constructor(
     name: string,
     script: string,
-    opts: { nodeArgs?: string[]; env?: Record<string, string | undefined>; nofile?: number; log?: (l: string) => void },
+    opts: {
+      nodeArgs?: string[];
+      env?: Record<string, string | undefined>;
+      nofile?: number;
+      log?: (l: string) => void;
+    },
   ) {
     this.name = name;
     const want = opts.nofile ?? 0;
-    const cmd = want > 0 ? `ulimit -n ${want} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"` : 'exec "$@"';
+    const cmd =
+      want > 0 ? `ulimit -n ${want} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"` : 'exec "$@"';
     this.proc = spawn('sh', ['-c', cmd, 'sh', process.execPath, ...(opts.nodeArgs ?? []), script], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',
@@ -82,7 +92,8 @@ export class Child {
     this.exited = new Promise((r) =>
       this.proc.once('exit', (code) => {
         this.#exitCode = code;
-        for (const w of this.#waiting.values()) w.reject(new Error(`${name} exited (code ${code}): ${this.stderrTail()}`));
+        for (const w of this.#waiting.values())
+          w.reject(new Error(`${name} exited (code ${code}): ${this.stderrTail()}`));
         this.#waiting.clear();
         r(code);
       }),
@@ -116,7 +127,9 @@ export class Child {
 
   call<T>(cmd: string, args: unknown = {}, timeoutMs = 120_000): Promise<T> {
     if (this.#exitCode !== undefined)
-      return Promise.reject(new Error(`${this.name} has exited (code ${this.#exitCode}): ${this.stderrTail()}`));
+      return Promise.reject(
+        new Error(`${this.name} has exited (code ${this.#exitCode}): ${this.stderrTail()}`),
+      );
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       const t = setTimeout(() => {

@@ -39,9 +39,22 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Consumer } from 'kafkajs';
 import { newCloudEvent, startTestIssuer, tenantTopics, type TestIssuer } from '@simptu/common';
-import { createPlatform, hubConfig, uniqueTenantName, type Platform } from '../../services/realtime/test/support.ts';
+import {
+  createPlatform,
+  hubConfig,
+  uniqueTenantName,
+  type Platform,
+} from '../../services/realtime/test/support.ts';
 import type { RealtimeConfig } from '../../services/realtime/src/config.ts';
-import { fmt, parsePrometheus, percentile, readCpuSeconds, readRss, sumMetric, table } from '../operator/lib.ts';
+import {
+  fmt,
+  parsePrometheus,
+  percentile,
+  readCpuSeconds,
+  readRss,
+  sumMetric,
+  table,
+} from '../operator/lib.ts';
 import { Child, nofileLimits, now, sleep } from './rpc.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -118,7 +131,11 @@ function stats(values: ArrayLike<number>): Stats {
 }
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+      ? s[(s.length - 1) / 2]!
+      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const MiB = 2 ** 20;
 const load = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
@@ -178,7 +195,12 @@ class ClientPool {
     await Promise.all(this.procs.map((p) => readyOrExit(p, 30_000)));
   }
   /** Opens and joins `entries`, spread over the processes (one 127.0.0.x source address each). */
-  async connect(group: string, url: string, entries: Entry[], concurrencyPerProcess = 64): Promise<ConnectResult> {
+  async connect(
+    group: string,
+    url: string,
+    entries: Entry[],
+    concurrencyPerProcess = 64,
+  ): Promise<ConnectResult> {
     const parts = split(entries, this.procs.length);
     const t0 = now();
     const rs = await Promise.all(
@@ -215,7 +237,9 @@ class ClientPool {
     await Promise.all(this.procs.map((p, i) => p.call('arm', { event, group, expected: counts[i] ?? 0 })));
   }
   async collect(timeoutMs = 30_000): Promise<Collected & { samples: string[] }> {
-    const rs = await Promise.all(this.procs.map((p) => p.call<Collected>('collect', { timeoutMs }, timeoutMs + 10_000)));
+    const rs = await Promise.all(
+      this.procs.map((p) => p.call<Collected>('collect', { timeoutMs }, timeoutMs + 10_000)),
+    );
     const got = rs.filter((r) => r.count > 0);
     return {
       count: rs.reduce((a, r) => a + r.count, 0),
@@ -279,7 +303,13 @@ async function settledMemory(server: Child): Promise<{ rss: number; heapUsed: nu
   return { rss, heapUsed: mem.heapUsed / MiB, external: (mem.external + mem.arrayBuffers) / MiB };
 }
 
-async function measureMemory(name: string, server: Child, clients: ClientPool, url: string, entries: Entry[]) {
+async function measureMemory(
+  name: string,
+  server: Child,
+  clients: ClientPool,
+  url: string,
+  entries: Entry[],
+) {
   await sleep(2000);
   const before = await settledMemory(server);
   const cpu0 = readCpuSeconds(server.pid) ?? NaN;
@@ -365,7 +395,9 @@ function summarizeRounds(rounds: FanoutRound[]) {
     medianFirstMs: median(rounds.map((r) => r.firstMs)),
     medianWindowMs: median(rounds.map((r) => r.windowMs)),
     medianWindowDeliveriesPerSecond: median(rounds.map((r) => r.windowDeliveriesPerSecond)),
-    medianSyncMs: rounds.some((r) => r.syncMs !== undefined) ? median(rounds.map((r) => r.syncMs ?? NaN)) : undefined,
+    medianSyncMs: rounds.some((r) => r.syncMs !== undefined)
+      ? median(rounds.map((r) => r.syncMs ?? NaN))
+      : undefined,
     received: rounds.map((r) => r.received),
     rounds,
   };
@@ -501,7 +533,10 @@ async function main(): Promise<void> {
     });
     hub = new Child('hub', join(HERE, 'hub.ts'), {
       // BENCH_HUB_CPU_PROF=1: a V8 CPU profile of the hub process in bench/results (on exit).
-      nodeArgs: ['--expose-gc', ...(env.BENCH_HUB_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : [])],
+      nodeArgs: [
+        '--expose-gc',
+        ...(env.BENCH_HUB_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
+      ],
       env: { BENCH_HUB_CONFIG: JSON.stringify(hubCfg) },
       nofile: nofileFor(N + SERVER_FD_RESERVE),
       log: (l) => {
@@ -528,7 +563,9 @@ async function main(): Promise<void> {
     const bareUrl = `ws://127.0.0.1:${bareInfo.port}/socket/websocket?vsn=2.0.0`;
     report.hub.nofile = hubInfo.nofile;
     report.bare.nofile = bareInfo.nofile;
-    log(`hub started (pid ${hub.pid}, port ${hubInfo.port}), bare ws server (pid ${bare.pid}, port ${bareInfo.port})`);
+    log(
+      `hub started (pid ${hub.pid}, port ${hubInfo.port}), bare ws server (pid ${bare.pid}, port ${bareInfo.port})`,
+    );
 
     // ------------------------------------------------------------------ 1. idle memory, one server at a time
     report.hub.memory = await measureMemory('hub', hub, clients, hubUrl, idleEntries);
@@ -555,7 +592,8 @@ async function main(): Promise<void> {
     // The first event: a warm-up, and the frame the bare server sends (the same bytes).
     const warm = await viaKafka();
     const sample = warm.sample;
-    if (!sample || warm.received !== fc.joined) throw new Error(`warm-up fan-out reached ${warm.received} of ${fc.joined}`);
+    if (!sample || warm.received !== fc.joined)
+      throw new Error(`warm-up fan-out reached ${warm.received} of ${fc.joined}`);
     const redis = new Redis(env.REDIS_URL!);
     const metaKey = `rt:{${tenant}/${fanTopic}}:m`; // streams.ts's stream position
     const epoch = await redis.hget(metaKey, 'epoch');
@@ -589,7 +627,9 @@ async function main(): Promise<void> {
         }
         log(
           `fan-out round ${r + 1}: ` +
-            names.map((n) => `${n} ${rounds[n].at(-1)!.received}/${fmt(rounds[n].at(-1)!.ms, 0)} ms`).join(', '),
+            names
+              .map((n) => `${n} ${rounds[n].at(-1)!.received}/${fmt(rounds[n].at(-1)!.ms, 0)} ms`)
+              .join(', '),
         );
       }
     } finally {
@@ -602,7 +642,11 @@ async function main(): Promise<void> {
       kafkaPath: summarizeRounds(rounds.kafkaPath),
       inProcess: summarizeRounds(rounds.inProcess),
     };
-    report.bare.fanout = { subscribers: bfc.joined, frameBytes: Buffer.byteLength(sample), ...summarizeRounds(rounds.bare) };
+    report.bare.fanout = {
+      subscribers: bfc.joined,
+      frameBytes: Buffer.byteLength(sample),
+      ...summarizeRounds(rounds.bare),
+    };
     await clients.closeAll('hub');
     await clients.closeAll('bare');
     await waitConnections(hub, 0, 60_000);
@@ -695,7 +739,9 @@ async function main(): Promise<void> {
     floorOn = false;
     const per = await Promise.all(
       clients.procs.map((c) =>
-        c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>('latencyStop'),
+        c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>(
+          'latencyStop',
+        ),
       ),
     );
     const all: number[] = [];
@@ -729,11 +775,13 @@ async function main(): Promise<void> {
     hub = undefined;
     loadAt('end');
 
-
     // ------------------------------------------------------------------ ratios
     const hm = report.hub.memory as MemoryResult;
     const bm = report.bare.memory as MemoryResult;
-    const hf = report.hub.fanout as { kafkaPath: { medianDeliveriesPerSecond: number }; inProcess: { medianDeliveriesPerSecond: number } };
+    const hf = report.hub.fanout as {
+      kafkaPath: { medianDeliveriesPerSecond: number };
+      inProcess: { medianDeliveriesPerSecond: number };
+    };
     const bf = report.bare.fanout as { medianDeliveriesPerSecond: number };
     const lat = report.latency as { hubMs: Stats };
     report.ratios = {
@@ -742,16 +790,38 @@ async function main(): Promise<void> {
       fanoutKafkaPath: hf.kafkaPath.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond,
     };
     report.targets = {
-      memoryPerConnection: { value: report.ratios.memoryPerConnection!, target: '≤ 1.5× bare', met: report.ratios.memoryPerConnection! <= 1.5 },
-      fanoutInProcess: { value: report.ratios.fanoutInProcess!, target: '≥ 0.7× bare', met: report.ratios.fanoutInProcess! >= 0.7 },
-      fanoutKafkaPath: { value: report.ratios.fanoutKafkaPath!, target: '≥ 0.7× bare', met: report.ratios.fanoutKafkaPath! >= 0.7 },
+      memoryPerConnection: {
+        value: report.ratios.memoryPerConnection!,
+        target: '≤ 1.5× bare',
+        met: report.ratios.memoryPerConnection! <= 1.5,
+      },
+      fanoutInProcess: {
+        value: report.ratios.fanoutInProcess!,
+        target: '≥ 0.7× bare',
+        met: report.ratios.fanoutInProcess! >= 0.7,
+      },
+      fanoutKafkaPath: {
+        value: report.ratios.fanoutKafkaPath!,
+        target: '≥ 0.7× bare',
+        met: report.ratios.fanoutKafkaPath! >= 0.7,
+      },
       latencyP99Ms: { value: lat.hubMs.p99, target: '< 25 ms', met: lat.hubMs.p99 < 25 },
     };
   } catch (err) {
     failure = timedOut ? new Error(`timed out after ${TIMEOUT_SECONDS} s (BENCH_TIMEOUT_SECONDS)`) : err;
   } finally {
     clearTimeout(budget);
-    report.cleanup = await cleanup({ hub, bare, clients, floor, platform, issuer, tenant, hubCfg, floorGroup });
+    report.cleanup = await cleanup({
+      hub,
+      bare,
+      clients,
+      floor,
+      platform,
+      issuer,
+      tenant,
+      hubCfg,
+      floorGroup,
+    });
   }
   report.finishedAt = new Date().toISOString();
   if (failure) report.error = failure instanceof Error ? (failure.stack ?? failure.message) : String(failure);
@@ -831,9 +901,17 @@ async function cleanup(r: {
 function printTable(report: Report): void {
   const hm = report.hub.memory as MemoryResult;
   const bm = report.bare.memory as MemoryResult;
-  const hf = report.hub.fanout as Record<string, ReturnType<typeof summarizeRounds>> & { subscribers: number };
+  const hf = report.hub.fanout as Record<string, ReturnType<typeof summarizeRounds>> & {
+    subscribers: number;
+  };
   const bf = report.bare.fanout as ReturnType<typeof summarizeRounds> & { subscribers: number };
-  const lat = report.latency as { hubMs: Stats; kafkaFloorMs: Stats; producedPerSecond: number; sockets: number; hubCpuCoresBusy: number };
+  const lat = report.latency as {
+    hubMs: Stats;
+    kafkaFloorMs: Stats;
+    producedPerSecond: number;
+    sockets: number;
+    hubCpuCoresBusy: number;
+  };
   const r = report.ratios!;
   const t = report.targets!;
   const ok = (k: string) => (t[k]!.met ? 'met' : 'NOT met');
@@ -844,17 +922,83 @@ function printTable(report: Report): void {
         ['Figure', 'Hub', 'Bare ws', 'Ratio', 'Target'],
         [
           [`Idle connections (joined)`, String(hm.connections), String(bm.connections), '', ''],
-          [`Connect + join rate`, `${fmt(hm.connectsPerSecond, 0)}/s`, `${fmt(bm.connectsPerSecond, 0)}/s`, '', ''],
-          [`RSS before → after (MiB)`, `${fmt(hm.rssBeforeMiB, 0)} → ${fmt(hm.rssAfterMiB, 0)}`, `${fmt(bm.rssBeforeMiB, 0)} → ${fmt(bm.rssAfterMiB, 0)}`, '', ''],
-          [`Memory per idle connection (RSS)`, `${fmt(hm.perConnectionKiB, 2)} KiB`, `${fmt(bm.perConnectionKiB, 2)} KiB`, `${fmt(r.memoryPerConnection, 2)}×`, `≤ 1.5× ${ok('memoryPerConnection')}`],
-          [`  of which JS heap`, `${fmt(hm.heapPerConnectionKiB, 2)} KiB`, `${fmt(bm.heapPerConnectionKiB, 2)} KiB`, '', ''],
-          [`Fan-out to ${hf.subscribers}: in-process (median)`, kps(hf.inProcess!.medianDeliveriesPerSecond), kps(bf.medianDeliveriesPerSecond), `${fmt(r.fanoutInProcess, 2)}×`, `≥ 0.7× ${ok('fanoutInProcess')}`],
-          [`  trigger → last delivery`, `${fmt(hf.inProcess!.medianMs, 0)} ms`, `${fmt(bf.medianMs, 0)} ms`, '', ''],
-          [`  server send loop (sync)`, `${fmt(hf.inProcess!.medianSyncMs, 0)} ms`, `${fmt(bf.medianSyncMs, 0)} ms`, '', ''],
-          [`Fan-out: Kafka→ingest→Redis→fan-out`, kps(hf.kafkaPath!.medianDeliveriesPerSecond), kps(bf.medianDeliveriesPerSecond), `${fmt(r.fanoutKafkaPath, 2)}×`, `≥ 0.7× ${ok('fanoutKafkaPath')}`],
-          [`  produce → first / last delivery`, `${fmt(hf.kafkaPath!.medianFirstMs, 0)} / ${fmt(hf.kafkaPath!.medianMs, 0)} ms`, '', '', ''],
-          [`Token latency, ${lat.sockets} conv. @ ${fmt(lat.producedPerSecond, 0)} ev/s p50/p99`, `${fmt(lat.hubMs.p50, 1)} / ${fmt(lat.hubMs.p99, 1)} ms`, `Kafka alone ${fmt(lat.kafkaFloorMs.p50, 1)} / ${fmt(lat.kafkaFloorMs.p99, 1)} ms`, '', `p99 < 25 ms ${ok('latencyP99Ms')}`],
-          [`  p99.9 / max`, `${fmt(lat.hubMs.p999, 1)} / ${fmt(lat.hubMs.max, 1)} ms`, `${fmt(lat.kafkaFloorMs.p999, 1)} / ${fmt(lat.kafkaFloorMs.max, 1)} ms`, '', ''],
+          [
+            `Connect + join rate`,
+            `${fmt(hm.connectsPerSecond, 0)}/s`,
+            `${fmt(bm.connectsPerSecond, 0)}/s`,
+            '',
+            '',
+          ],
+          [
+            `RSS before → after (MiB)`,
+            `${fmt(hm.rssBeforeMiB, 0)} → ${fmt(hm.rssAfterMiB, 0)}`,
+            `${fmt(bm.rssBeforeMiB, 0)} → ${fmt(bm.rssAfterMiB, 0)}`,
+            '',
+            '',
+          ],
+          [
+            `Memory per idle connection (RSS)`,
+            `${fmt(hm.perConnectionKiB, 2)} KiB`,
+            `${fmt(bm.perConnectionKiB, 2)} KiB`,
+            `${fmt(r.memoryPerConnection, 2)}×`,
+            `≤ 1.5× ${ok('memoryPerConnection')}`,
+          ],
+          [
+            `  of which JS heap`,
+            `${fmt(hm.heapPerConnectionKiB, 2)} KiB`,
+            `${fmt(bm.heapPerConnectionKiB, 2)} KiB`,
+            '',
+            '',
+          ],
+          [
+            `Fan-out to ${hf.subscribers}: in-process (median)`,
+            kps(hf.inProcess!.medianDeliveriesPerSecond),
+            kps(bf.medianDeliveriesPerSecond),
+            `${fmt(r.fanoutInProcess, 2)}×`,
+            `≥ 0.7× ${ok('fanoutInProcess')}`,
+          ],
+          [
+            `  trigger → last delivery`,
+            `${fmt(hf.inProcess!.medianMs, 0)} ms`,
+            `${fmt(bf.medianMs, 0)} ms`,
+            '',
+            '',
+          ],
+          [
+            `  server send loop (sync)`,
+            `${fmt(hf.inProcess!.medianSyncMs, 0)} ms`,
+            `${fmt(bf.medianSyncMs, 0)} ms`,
+            '',
+            '',
+          ],
+          [
+            `Fan-out: Kafka→ingest→Redis→fan-out`,
+            kps(hf.kafkaPath!.medianDeliveriesPerSecond),
+            kps(bf.medianDeliveriesPerSecond),
+            `${fmt(r.fanoutKafkaPath, 2)}×`,
+            `≥ 0.7× ${ok('fanoutKafkaPath')}`,
+          ],
+          [
+            `  produce → first / last delivery`,
+            `${fmt(hf.kafkaPath!.medianFirstMs, 0)} / ${fmt(hf.kafkaPath!.medianMs, 0)} ms`,
+            '',
+            '',
+            '',
+          ],
+          [
+            `Token latency, ${lat.sockets} conv. @ ${fmt(lat.producedPerSecond, 0)} ev/s p50/p99`,
+            `${fmt(lat.hubMs.p50, 1)} / ${fmt(lat.hubMs.p99, 1)} ms`,
+            `Kafka alone ${fmt(lat.kafkaFloorMs.p50, 1)} / ${fmt(lat.kafkaFloorMs.p99, 1)} ms`,
+            '',
+            `p99 < 25 ms ${ok('latencyP99Ms')}`,
+          ],
+          [
+            `  p99.9 / max`,
+            `${fmt(lat.hubMs.p999, 1)} / ${fmt(lat.hubMs.max, 1)} ms`,
+            `${fmt(lat.kafkaFloorMs.p999, 1)} / ${fmt(lat.kafkaFloorMs.max, 1)} ms`,
+            '',
+            '',
+          ],
           [`  hub CPU (cores busy)`, fmt(lat.hubCpuCoresBusy, 2), '', '', ''],
         ],
       ) +

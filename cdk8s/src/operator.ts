@@ -231,7 +231,12 @@ export class Operator extends Construct {
         ? [{ name: 'SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS', value: props.agentEgress.cidrs.join(',') }]
         : []),
       ...(props.agentEgress?.ports
-        ? [{ name: 'SIMPTU_DEDICATED_AGENT_EGRESS_PORTS', value: props.agentEgress.ports.map(intToString).join(',') }]
+        ? [
+            {
+              name: 'SIMPTU_DEDICATED_AGENT_EGRESS_PORTS',
+              value: props.agentEgress.ports.map(intToString).join(','),
+            },
+          ]
         : []),
       { name: 'SIMPTU_ENDPOINT_API', value: endpoints.api ?? 'https://api.simptu.io/v1' },
       {
@@ -358,7 +363,8 @@ function validate(props: OperatorProps): void {
   checkSecretKeyRef(who, 'agentRedisUrl', props.agentRedisUrl);
   if (props.agentKafkaBrokers) checkBrokers(who, props.agentKafkaBrokers);
   for (const cidr of props.agentEgress?.cidrs ?? [])
-    if (!isPlaceholder(cidr) && !isCidr(cidr)) fail(who, `agentEgress.cidrs ${JSON.stringify(cidr)} is not a CIDR`);
+    if (!isPlaceholder(cidr) && !isCidr(cidr))
+      fail(who, `agentEgress.cidrs ${JSON.stringify(cidr)} is not a CIDR`);
   if (props.agentEgress?.ports?.length === 0) fail(who, 'agentEgress.ports must not be empty');
   for (const port of props.agentEgress?.ports ?? []) checkInt(who, 'agentEgress.ports[]', port, 1, 65535);
   checkDnsLabel(who, 'leaseName', props.leaseName);

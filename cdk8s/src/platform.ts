@@ -207,7 +207,9 @@ export class Platform extends Construct {
       // Dedicated agents get the same backends as the pooled agent (their runtime Secret).
       agentDatabaseUrl: backends.databaseUrl,
       agentRedisUrl: backends.redisUrl,
-      ...(config.dedicatedAgents?.kafkaBrokers ? { agentKafkaBrokers: config.dedicatedAgents.kafkaBrokers } : {}),
+      ...(config.dedicatedAgents?.kafkaBrokers
+        ? { agentKafkaBrokers: config.dedicatedAgents.kafkaBrokers }
+        : {}),
       ...(config.dedicatedAgents?.egress ? { agentEgress: config.dedicatedAgents.egress } : {}),
       endpoints: {
         api: `${scheme}://api.${config.domain}/v1`,

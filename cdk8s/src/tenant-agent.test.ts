@@ -217,14 +217,18 @@ describe('TenantAgent', () => {
         mkdirSync(join(root, m.mountPath), { recursive: true });
         writeFileSync(join(root, m.mountPath, 'apiKey'), 'sk-test\n');
       }
-      expect(secretSource({ dir: join(root, config.secrets.dir!) }).get('openai-creds', 'apiKey')).toBe('sk-test');
+      expect(secretSource({ dir: join(root, config.secrets.dir!) }).get('openai-creds', 'apiKey')).toBe(
+        'sk-test',
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
   });
 
   it('sets no variable outside the agent configuration (no SIMPTU_MODEL_*, no instructions file)', () => {
-    const names = Object.keys(envOf(synth({ tenant: 'smile-dental', model: { provider: 'openai' } }).byKind('Deployment')));
+    const names = Object.keys(
+      envOf(synth({ tenant: 'smile-dental', model: { provider: 'openai' } }).byKind('Deployment')),
+    );
     expect(names.filter((n) => !n.startsWith('SIMPTU_AGENT_'))).toEqual(['TMPDIR']);
   });
 
@@ -248,9 +252,10 @@ describe('TenantAgent', () => {
   });
 
   it('opens egress to external backends by CIDR on the backend ports (PostgreSQL, Redis, Kafka by default)', () => {
-    const np = synth({ tenant: 'smile-dental', backendEgress: { cidrs: ['10.20.0.0/16', '192.168.7.10/32'] } }).byKind(
-      'NetworkPolicy',
-    );
+    const np = synth({
+      tenant: 'smile-dental',
+      backendEgress: { cidrs: ['10.20.0.0/16', '192.168.7.10/32'] },
+    }).byKind('NetworkPolicy');
     expect(np.spec.egress).toHaveLength(3);
     expect(np.spec.egress[2]).toEqual({
       to: [{ ipBlock: { cidr: '10.20.0.0/16' } }, { ipBlock: { cidr: '192.168.7.10/32' } }],
@@ -269,7 +274,9 @@ describe('TenantAgent', () => {
       { protocol: 'TCP', port: 9094 },
     ]);
     // no CIDRs: no rule
-    expect(synth({ tenant: 'smile-dental', backendEgress: { cidrs: [] } }).byKind('NetworkPolicy').spec.egress).toHaveLength(2);
+    expect(
+      synth({ tenant: 'smile-dental', backendEgress: { cidrs: [] } }).byKind('NetworkPolicy').spec.egress,
+    ).toHaveLength(2);
   });
 
   it('opens HTTPS egress to public addresses for hosted model providers only', () => {

@@ -293,7 +293,10 @@ export class TenantAgent extends Construct {
     const platformPeer: k8s.NetworkPolicyPeer = {
       namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': platformNamespace } },
     };
-    const tcp = (p: number): k8s.NetworkPolicyPort => ({ protocol: 'TCP', port: k8s.IntOrString.fromNumber(p) });
+    const tcp = (p: number): k8s.NetworkPolicyPort => ({
+      protocol: 'TCP',
+      port: k8s.IntOrString.fromNumber(p),
+    });
     const egress: k8s.NetworkPolicyEgressRule[] = [
       // Backends and services running in the platform namespace (any port).
       { to: [platformPeer] },
@@ -402,7 +405,8 @@ function validate(props: TenantAgentProps): void {
     throw new TypeError(`TenantAgent: logLevel must be one of ${LOG_LEVELS.join(', ')}`);
   }
   for (const cidr of props.backendEgress?.cidrs ?? []) {
-    if (!isCidr(cidr)) throw new TypeError(`TenantAgent: backendEgress.cidrs ${JSON.stringify(cidr)} is not a CIDR`);
+    if (!isCidr(cidr))
+      throw new TypeError(`TenantAgent: backendEgress.cidrs ${JSON.stringify(cidr)} is not a CIDR`);
   }
   const ports = props.backendEgress?.ports;
   if (ports !== undefined) {

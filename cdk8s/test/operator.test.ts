@@ -90,7 +90,10 @@ describe('Operator construct', () => {
     };
     const plain = (objs: ReturnType<typeof synth>) =>
       Object.fromEntries(
-        (container(objs).env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value ?? 'from-secret']),
+        (container(objs).env as Array<{ name: string; value?: string }>).map((e) => [
+          e.name,
+          e.value ?? 'from-secret',
+        ]),
       );
     const defaults = parseConfig(fromEnv(plain(synth((s) => new Operator(s, 'op', base)))));
     expect(defaults.agent.runtime).toEqual({
@@ -122,7 +125,9 @@ describe('Operator construct', () => {
       },
       egress: { cidrs: ['10.20.0.0/16'], ports: [5432, 9094] },
     });
-    expect(() => synth((s) => new Operator(s, 'op', { ...base, agentEgress: { cidrs: ['nope'] } }))).toThrow(/agentEgress/);
+    expect(() => synth((s) => new Operator(s, 'op', { ...base, agentEgress: { cidrs: ['nope'] } }))).toThrow(
+      /agentEgress/,
+    );
   });
 
   it('RBAC: a ClusterRole with exactly the rules the operator uses, leases only in a namespaced Role', () => {

@@ -12,7 +12,9 @@ describe('operator config', () => {
   });
 
   it('fails fast naming every bad field', () => {
-    expect(() => parseConfig(fromEnv({ SIMPTU_WORKERS: '0', SIMPTU_DEDICATED_AGENT_READINESS: 'soon' }))).toThrow(ConfigError);
+    expect(() =>
+      parseConfig(fromEnv({ SIMPTU_WORKERS: '0', SIMPTU_DEDICATED_AGENT_READINESS: 'soon' })),
+    ).toThrow(ConfigError);
     try {
       parseConfig(fromEnv({ SIMPTU_WORKERS: '0' }));
     } catch (e) {
@@ -23,13 +25,21 @@ describe('operator config', () => {
 
   it('reads booleans strictly', () => {
     const base = { DATABASE_URL: 'postgres://x', KAFKA_BROKERS: 'a:1' };
-    expect(parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'False' })).leaderElection.enabled).toBe(false);
-    expect(parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'YES' })).leaderElection.enabled).toBe(true);
-    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'sure' }))).toThrow(/leaderElection\/enabled/);
+    expect(parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'False' })).leaderElection.enabled).toBe(
+      false,
+    );
+    expect(parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'YES' })).leaderElection.enabled).toBe(
+      true,
+    );
+    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_LEADER_ELECTION: 'sure' }))).toThrow(
+      /leaderElection\/enabled/,
+    );
   });
 
   it('rejects unknown keys', () => {
-    expect(() => parseConfig({ databaseUrl: 'x', kafkaBrokers: ['a:1'], typo: 1 })).toThrow(/typo|additional/i);
+    expect(() => parseConfig({ databaseUrl: 'x', kafkaBrokers: ['a:1'], typo: 1 })).toThrow(
+      /typo|additional/i,
+    );
   });
 
   it('dedicated agents: runtime Secrets, brokers and egress default sensibly and map from the environment', () => {
@@ -59,9 +69,17 @@ describe('operator config', () => {
     });
     expect(c.agent.egress).toEqual({ cidrs: ['10.20.0.0/16', '192.168.7.0/24'], ports: [5432, 6380, 9094] });
     // an empty chart value means no CIDRs
-    expect(parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS: '' })).agent.egress.cidrs).toEqual([]);
-    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS: 'db.example.com' }))).toThrow(/egress\/cidrs/);
-    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_PORTS: '5432,x' }))).toThrow(/egress\/ports/);
-    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_REDIS_URL_SECRET: 'Bad_Name' }))).toThrow(/redisUrl\/name/);
+    expect(
+      parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS: '' })).agent.egress.cidrs,
+    ).toEqual([]);
+    expect(() =>
+      parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS: 'db.example.com' })),
+    ).toThrow(/egress\/cidrs/);
+    expect(() => parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_PORTS: '5432,x' }))).toThrow(
+      /egress\/ports/,
+    );
+    expect(() =>
+      parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_REDIS_URL_SECRET: 'Bad_Name' })),
+    ).toThrow(/redisUrl\/name/);
   });
 });

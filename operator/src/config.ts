@@ -21,7 +21,10 @@ const SecretKeyRefSchema = (def: { name: string; key: string }) =>
 
 export const OperatorConfigSchema = Type.Object(
   {
-    databaseUrl: Type.String({ minLength: 1, description: 'admin (migrator) connection to the platform database' }),
+    databaseUrl: Type.String({
+      minLength: 1,
+      description: 'admin (migrator) connection to the platform database',
+    }),
     kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
     kafkaReplicationFactor: Type.Integer({ minimum: 1, default: 1 }),
     platformNamespace: Type.String({ default: PLATFORM_NAMESPACE }),
@@ -74,7 +77,10 @@ export const OperatorConfigSchema = Type.Object(
         egress: Type.Object(
           {
             cidrs: Type.Array(Type.String({ pattern: CIDR_PATTERN }), { default: [] }),
-            ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { minItems: 1, default: [5432, 6379, 9092] }),
+            ports: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), {
+              minItems: 1,
+              default: [5432, 6379, 9092],
+            }),
           },
           { additionalProperties: false, default: {} },
         ),
@@ -133,7 +139,10 @@ const bool = (v: string | undefined): boolean | string | undefined => {
 
 /** Comma-separated, blanks dropped; undefined when unset or empty. */
 const list = (v: string | undefined): string[] | undefined => {
-  const items = v?.split(',').map((x) => x.trim()).filter(Boolean);
+  const items = v
+    ?.split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
   return items && items.length > 0 ? items : undefined;
 };
 
@@ -143,11 +152,17 @@ export function fromEnv(env: NodeJS.ProcessEnv): unknown {
     Object.fromEntries(
       Object.entries(o)
         .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => [k, v && typeof v === 'object' && !Array.isArray(v) ? prune(v as Record<string, unknown>) : v]),
+        .map(([k, v]) => [
+          k,
+          v && typeof v === 'object' && !Array.isArray(v) ? prune(v as Record<string, unknown>) : v,
+        ]),
     );
   return prune({
     databaseUrl: env.SIMPTU_DATABASE_URL ?? env.DATABASE_URL,
-    kafkaBrokers: (env.SIMPTU_KAFKA_BROKERS ?? env.KAFKA_BROKERS)?.split(',').map((s) => s.trim()).filter(Boolean),
+    kafkaBrokers: (env.SIMPTU_KAFKA_BROKERS ?? env.KAFKA_BROKERS)
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     kafkaReplicationFactor: int(env.SIMPTU_KAFKA_REPLICATION_FACTOR),
     platformNamespace: env.SIMPTU_PLATFORM_NAMESPACE,
     appRole: env.SIMPTU_APP_ROLE,
@@ -169,17 +184,30 @@ export function fromEnv(env: NodeJS.ProcessEnv): unknown {
       image: env.SIMPTU_DEDICATED_AGENT_IMAGE,
       readiness: env.SIMPTU_DEDICATED_AGENT_READINESS,
       runtime: {
-        databaseUrl: { name: env.SIMPTU_DEDICATED_AGENT_DATABASE_URL_SECRET, key: env.SIMPTU_DEDICATED_AGENT_DATABASE_URL_KEY },
-        redisUrl: { name: env.SIMPTU_DEDICATED_AGENT_REDIS_URL_SECRET, key: env.SIMPTU_DEDICATED_AGENT_REDIS_URL_KEY },
+        databaseUrl: {
+          name: env.SIMPTU_DEDICATED_AGENT_DATABASE_URL_SECRET,
+          key: env.SIMPTU_DEDICATED_AGENT_DATABASE_URL_KEY,
+        },
+        redisUrl: {
+          name: env.SIMPTU_DEDICATED_AGENT_REDIS_URL_SECRET,
+          key: env.SIMPTU_DEDICATED_AGENT_REDIS_URL_KEY,
+        },
         kafkaBrokers: list(env.SIMPTU_DEDICATED_AGENT_KAFKA_BROKERS),
       },
       egress: {
         // set but empty means none (a chart value defaulting to '')
-        cidrs: env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS === undefined ? undefined : (list(env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS) ?? []),
+        cidrs:
+          env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS === undefined
+            ? undefined
+            : (list(env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS) ?? []),
         ports: list(env.SIMPTU_DEDICATED_AGENT_EGRESS_PORTS)?.map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
       },
     },
-    endpoints: { api: env.SIMPTU_ENDPOINT_API, websocket: env.SIMPTU_ENDPOINT_WEBSOCKET, issuer: env.SIMPTU_ENDPOINT_ISSUER },
+    endpoints: {
+      api: env.SIMPTU_ENDPOINT_API,
+      websocket: env.SIMPTU_ENDPOINT_WEBSOCKET,
+      issuer: env.SIMPTU_ENDPOINT_ISSUER,
+    },
     logLevel: env.SIMPTU_LOG_LEVEL,
     tenantSelector: env.SIMPTU_TENANT_SELECTOR,
     faultPoint: env.SIMPTU_FAULT_POINT,

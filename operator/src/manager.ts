@@ -28,7 +28,12 @@ import { loadKms } from './kek.ts';
 import { agentReconciler } from './reconcile/agent.ts';
 import { databaseReconciler, ensureAppRole } from './reconcile/database.ts';
 import { encryptionReconciler } from './reconcile/encryption.ts';
-import { kubeObjectClient, namespaceReconciler, type KubeObject, type ObjectClient } from './reconcile/namespace.ts';
+import {
+  kubeObjectClient,
+  namespaceReconciler,
+  type KubeObject,
+  type ObjectClient,
+} from './reconcile/namespace.ts';
 import { createRegistryProducer, registryReconciler } from './reconcile/registry.ts';
 import { ensurePlatformTopic, topicsReconciler } from './reconcile/topics.ts';
 import { reconcileTenant, type Backend, type TenantReconcilerDeps } from './reconcile/tenant.ts';
@@ -88,7 +93,8 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
   );
   const cleanups: Array<() => Promise<unknown>> = [];
   const stopAll = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log.warn({ err }, 'shutdown step failed'));
+    for (const c of cleanups.reverse())
+      await c().catch((err: unknown) => log.warn({ err }, 'shutdown step failed'));
   };
 
   try {
@@ -98,7 +104,10 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
     cleanups.push(() => pool.end());
     const platform = await migratePlatform(pool);
     const appRole = await ensureAppRole(pool, config.appRole, config.appRolePassword);
-    log.info({ platformSchemaVersion: platform.version, appRole: config.appRole, ...appRole }, 'platform database ready');
+    log.info(
+      { platformSchemaVersion: platform.version, appRole: config.appRole, ...appRole },
+      'platform database ready',
+    );
 
     const kafka = new Kafka({
       clientId: 'simptu-operator',
@@ -141,7 +150,10 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
       { kind: 'ConfigMap', apiVersion: 'v1', plural: 'configmaps' },
     ];
     const ownedInformers = new Map(
-      ownedKinds.map(({ kind, ...ref }) => [kind, new Informer(kc, { ...ref, labelSelector: TENANT_LABEL, logger: clog })]),
+      ownedKinds.map(({ kind, ...ref }) => [
+        kind,
+        new Informer(kc, { ...ref, labelSelector: TENANT_LABEL, logger: clog }),
+      ]),
     );
     const owned = [...ownedInformers.values()];
     // Reads of owned objects come from these caches once synced: a resync of a Ready tenant then
@@ -182,7 +194,11 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
       },
     ];
 
-    const events = new EventRecorder(kc, { reportingController: 'simptu.io/operator', reportingInstance: identity, logger: clog });
+    const events = new EventRecorder(kc, {
+      reportingController: 'simptu.io/operator',
+      reportingInstance: identity,
+      logger: clog,
+    });
     const tenantPath = (name: string) => resourcePath(TENANT_REF, name);
     const onFault =
       opts.onFault ??
@@ -203,9 +219,14 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
       getTenant: (name) => tenants.get(name) as unknown as Tenant | undefined,
       readTenant: async (name) => kubeRequest<Tenant>(kc, tenantPath(name)).catch(() => undefined),
       async writeStatus(tenant, status: TenantStatus) {
-        const r = await patchStatus<KubernetesObject & { status?: TenantStatus }>(kc, { ...TENANT_REF, name: tenant.metadata.name }, () => status, {
-          fieldManager: FIELD_MANAGER,
-        });
+        const r = await patchStatus<KubernetesObject & { status?: TenantStatus }>(
+          kc,
+          { ...TENANT_REF, name: tenant.metadata.name },
+          () => status,
+          {
+            fieldManager: FIELD_MANAGER,
+          },
+        );
         if (r.written) writes.inc('status');
       },
       async setFinalizers(tenant, finalizers) {
@@ -275,7 +296,11 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
     }
 
     // --- metrics and probes -------------------------------------------------------------------------
-    const metricsServer = new HealthServer({ port: config.metricsPort, registry: metrics.registry, probes: false });
+    const metricsServer = new HealthServer({
+      port: config.metricsPort,
+      registry: metrics.registry,
+      probes: false,
+    });
     const probes = new HealthServer({ port: config.probePort });
     // Ready: a standby replica is ready (it serves nothing until it leads); a leader once its caches synced.
     probes.addReadyCheck('informers', () => !leading || controller.hasSynced() || 'informers not synced');
@@ -284,7 +309,10 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
     });
     const metricsPort = await metricsServer.start();
     const probePort = await probes.start();
-    cleanups.unshift(() => probes.stop(), () => metricsServer.stop());
+    cleanups.unshift(
+      () => probes.stop(),
+      () => metricsServer.stop(),
+    );
     log.info({ identity, metricsPort, probePort }, 'operator started');
 
     return {
@@ -316,7 +344,10 @@ function bind<D>(r: BackendReconciler<D>, deps: D): Backend {
  * An ObjectClient whose `get` answers from a synced informer cache for the kinds it watches and
  * asks the API server otherwise (other kinds, or before the caches have synced).
  */
-export function cachedObjectClient(base: ObjectClient, informers: ReadonlyMap<string, Informer>): ObjectClient {
+export function cachedObjectClient(
+  base: ObjectClient,
+  informers: ReadonlyMap<string, Informer>,
+): ObjectClient {
   return {
     ...base,
     async get(ref) {

@@ -50,10 +50,21 @@ describe('operator: provisioning', () => {
 
   beforeAll(async () => {
     await h.setup();
-    op = await h.start({ leaderElection: { ...h.config().leaderElection, enabled: false }, resyncPeriodMs: 1500 });
-    await h.create('dental', { businessType: 'dental', kafka: { partitions: 3, retentionHours: 72 }, frontend: { origins: ['https://smile.example'] } });
+    op = await h.start({
+      leaderElection: { ...h.config().leaderElection, enabled: false },
+      resyncPeriodMs: 1500,
+    });
+    await h.create('dental', {
+      businessType: 'dental',
+      kafka: { partitions: 3, retentionHours: 72 },
+      frontend: { origins: ['https://smile.example'] },
+    });
     await h.create('gym', { businessType: 'gym', isolation: { agent: 'dedicated' }, agent: { replicas: 2 } });
-    await h.create('hotel', { businessType: 'hotel', isolation: { database: 'dedicated' }, kafka: { partitions: 2 } });
+    await h.create('hotel', {
+      businessType: 'hotel',
+      isolation: { database: 'dedicated' },
+      kafka: { partitions: 2 },
+    });
   });
   afterAll(() => h.teardown());
 
@@ -82,21 +93,30 @@ describe('operator: provisioning', () => {
   it('creates schema and role with exactly the intended privileges', async () => {
     const a = tenantId(dental);
     const b = tenantId(gym);
-    const roles = await h.pool.query(`SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1`, [[a, b]]);
+    const roles = await h.pool.query(
+      `SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1`,
+      [[a, b]],
+    );
     expect(roles.rows).toEqual([
       { rolname: a, rolcanlogin: false },
       { rolname: b, rolcanlogin: false },
     ]);
     await asApp(h.db.name, async (c) => {
       // without switching role the login role sees no tenant table (fail closed)
-      expect(await fails(c.query(`SELECT count(*) FROM ${quoteIdent(a)}.outbox`))).toMatch(/permission denied/);
+      expect(await fails(c.query(`SELECT count(*) FROM ${quoteIdent(a)}.outbox`))).toMatch(
+        /permission denied/,
+      );
       await c.query('BEGIN');
       await c.query(`SET LOCAL ROLE ${quoteIdent(a)}`);
       await c.query(`SET LOCAL search_path TO ${quoteIdent(a)}`);
-      await c.query(`INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) VALUES ('t', '1', 'x', '\\x00')`);
+      await c.query(
+        `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) VALUES ('t', '1', 'x', '\\x00')`,
+      );
       expect((await c.query(`SELECT count(*)::int AS n FROM outbox`)).rows[0].n).toBe(1);
       // tenant A's role cannot read tenant B's schema, nor the platform registry
-      expect(await fails(c.query(`SELECT count(*) FROM ${quoteIdent(b)}.outbox`))).toMatch(/permission denied/);
+      expect(await fails(c.query(`SELECT count(*) FROM ${quoteIdent(b)}.outbox`))).toMatch(
+        /permission denied/,
+      );
       await c.query('ROLLBACK');
       await c.query('BEGIN');
       await c.query(`SET LOCAL ROLE ${quoteIdent(a)}`);
@@ -109,7 +129,9 @@ describe('operator: provisioning', () => {
     await asApp(tenantId(hotel), async (c) => {
       await c.query('BEGIN');
       await c.query(`SET LOCAL ROLE ${quoteIdent(tenantId(hotel))}`);
-      expect((await c.query(`SELECT count(*)::int AS n FROM ${quoteIdent(tenantId(hotel))}.outbox`)).rows[0].n).toBe(0);
+      expect(
+        (await c.query(`SELECT count(*)::int AS n FROM ${quoteIdent(tenantId(hotel))}.outbox`)).rows[0].n,
+      ).toBe(0);
       await c.query('ROLLBACK');
     });
   });
@@ -127,9 +149,10 @@ describe('operator: provisioning', () => {
       ].sort((x, y) => (x[0]! < y[0]! ? -1 : 1)),
     );
     expect(reg.rows.find((r) => r.name === dental)?.origins).toEqual(['https://smile.example']);
-    const keys = await h.pool.query(`SELECT tenant, version, length(wrapped_dek) AS len FROM platform.tenant_keys WHERE tenant = ANY($1)`, [
-      [dental, gym, hotel],
-    ]);
+    const keys = await h.pool.query(
+      `SELECT tenant, version, length(wrapped_dek) AS len FROM platform.tenant_keys WHERE tenant = ANY($1)`,
+      [[dental, gym, hotel]],
+    );
     expect(keys.rows).toHaveLength(3);
     for (const k of keys.rows) {
       expect(k.version).toBe(1);
@@ -148,7 +171,11 @@ describe('operator: provisioning', () => {
         includeSynonyms: false,
         resources: topics.map((name) => ({ type: 2, name, configNames: ['retention.ms'] })),
       });
-      expect(configs.resources.map((r) => r.configEntries[0]?.configValue)).toEqual(['259200000', '259200000', '259200000']);
+      expect(configs.resources.map((r) => r.configEntries[0]?.configValue)).toEqual([
+        '259200000',
+        '259200000',
+        '259200000',
+      ]);
     } finally {
       await admin.disconnect();
     }
@@ -171,7 +198,9 @@ describe('operator: provisioning', () => {
     expect(gymDeploys).toHaveLength(1);
     expect(gymDeploys[0]?.spec?.replicas).toBe(2);
     expect((await core.listNamespacedService({ namespace: tenantNamespace(gym) })).items).toHaveLength(1);
-    expect((await apps.listNamespacedDeployment({ namespace: tenantNamespace(dental) })).items).toHaveLength(0);
+    expect((await apps.listNamespacedDeployment({ namespace: tenantNamespace(dental) })).items).toHaveLength(
+      0,
+    );
   });
 
   it('performs no writes when resyncing Ready tenants', async () => {
@@ -183,33 +212,51 @@ describe('operator: provisioning', () => {
       return JSON.stringify(op.writes()) === w1 ? w1 : undefined;
     });
     // the counter is live: provisioning wrote to every backend
-    expect(Object.keys(JSON.parse(before))).toEqual(expect.arrayContaining(['postgres', 'kafka', 'namespace', 'agent', 'status']));
+    expect(Object.keys(JSON.parse(before))).toEqual(
+      expect.arrayContaining(['postgres', 'kafka', 'namespace', 'agent', 'status']),
+    );
     const reconciles = await metric('controller_runtime_reconcile_total');
     // at least two full resync rounds of all three tenants
-    await eventually('two resync rounds', async () => (await metric('controller_runtime_reconcile_total')) >= reconciles + 6, 30_000);
+    await eventually(
+      'two resync rounds',
+      async () => (await metric('controller_runtime_reconcile_total')) >= reconciles + 6,
+      30_000,
+    );
     expect(JSON.stringify(op.writes())).toBe(before);
   });
 
   it('repairs drift: a deleted NetworkPolicy, a topic retention changed, a revoked grant', async () => {
     const net = h.kc.makeApiClient(NetworkingV1Api);
     const ns = tenantNamespace(dental);
-    const policies = (await net.listNamespacedNetworkPolicy({ namespace: ns })).items.map((p) => p.metadata!.name!);
+    const policies = (await net.listNamespacedNetworkPolicy({ namespace: ns })).items.map(
+      (p) => p.metadata!.name!,
+    );
     await net.deleteNamespacedNetworkPolicy({ name: policies[0]!, namespace: ns });
 
     const admin = h.kafka.admin();
     await admin.connect();
     const topic = tenantTopics(dental).inbound;
-    await admin.alterConfigs({ validateOnly: false, resources: [{ type: 2, name: topic, configEntries: [{ name: 'retention.ms', value: '1000' }] }] });
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: 2, name: topic, configEntries: [{ name: 'retention.ms', value: '1000' }] }],
+    });
 
     await h.pool.query(`REVOKE ${quoteIdent(tenantId(dental))} FROM ${quoteIdent(h.appRole)}`);
-    await h.pool.query(`REVOKE INSERT ON ${quoteIdent(tenantId(dental))}.outbox FROM ${quoteIdent(tenantId(dental))}`);
+    await h.pool.query(
+      `REVOKE INSERT ON ${quoteIdent(tenantId(dental))}.outbox FROM ${quoteIdent(tenantId(dental))}`,
+    );
 
     try {
       await eventually('the NetworkPolicy to come back', async () =>
-        (await net.listNamespacedNetworkPolicy({ namespace: ns })).items.some((p) => p.metadata?.name === policies[0]),
+        (await net.listNamespacedNetworkPolicy({ namespace: ns })).items.some(
+          (p) => p.metadata?.name === policies[0],
+        ),
       );
       await eventually('the retention to be reverted', async () => {
-        const c = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }] });
+        const c = await admin.describeConfigs({
+          includeSynonyms: false,
+          resources: [{ type: 2, name: topic, configNames: ['retention.ms'] }],
+        });
         return c.resources[0]?.configEntries[0]?.configValue === '259200000';
       });
       await eventually('the grants to come back', async () => {

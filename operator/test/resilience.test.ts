@@ -26,14 +26,19 @@ const FAULT_POINTS = [
 ];
 
 async function keyRows(pool: pg.Pool, tenant: string) {
-  return (await pool.query(`SELECT version, encode(wrapped_dek, 'hex') AS dek FROM platform.tenant_keys WHERE tenant = $1 ORDER BY version`, [tenant]))
-    .rows as { version: number; dek: string }[];
+  return (
+    await pool.query(
+      `SELECT version, encode(wrapped_dek, 'hex') AS dek FROM platform.tenant_keys WHERE tenant = $1 ORDER BY version`,
+      [tenant],
+    )
+  ).rows as { version: number; dek: string }[];
 }
 
 async function leaseHolder(name: string): Promise<string | undefined> {
-  const lease = await kubeRequest<{ spec?: { holderIdentity?: string } }>(h.kc, `/apis/coordination.k8s.io/v1/namespaces/simptu-system/leases/${name}`).catch(
-    () => undefined,
-  );
+  const lease = await kubeRequest<{ spec?: { holderIdentity?: string } }>(
+    h.kc,
+    `/apis/coordination.k8s.io/v1/namespaces/simptu-system/leases/${name}`,
+  ).catch(() => undefined);
   return lease?.spec?.holderIdentity || undefined;
 }
 
@@ -53,7 +58,10 @@ describe('operator: resilience', () => {
         SIMPTU_TENANT_SELECTOR: `${SHARD_LABEL}=${h.shard},simptu.io/test-case=${base}`,
       });
       await h.create(base, { isolation: { agent: 'dedicated' } }, { 'simptu.io/test-case': base });
-      const code = await Promise.race([child.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000))]);
+      const code = await Promise.race([
+        child.exited,
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000)),
+      ]);
       expect(code, `operator should exit at ${point}`).toBe(FAULT_EXIT_CODE);
       keysAtCrash.set(name, (await keyRows(h.pool, name))[0]?.dek);
     }
@@ -63,10 +71,15 @@ describe('operator: resilience', () => {
       const name = h.name(`crash-${point.replace(':', '-')}`);
       await h.ready(name);
       const keys = await keyRows(h.pool, name);
-      expect(keys.map((k) => k.version), `one key for ${point}`).toEqual([1]);
+      expect(
+        keys.map((k) => k.version),
+        `one key for ${point}`,
+      ).toEqual([1]);
       const before = keysAtCrash.get(name);
       if (before) expect(keys[0]?.dek, `key kept across the crash at ${point}`).toBe(before);
-      const reg = await h.pool.query(`SELECT count(*)::int AS n FROM platform.tenants WHERE name = $1`, [name]);
+      const reg = await h.pool.query(`SELECT count(*)::int AS n FROM platform.tenants WHERE name = $1`, [
+        name,
+      ]);
       expect(reg.rows[0].n).toBe(1);
       expect(await h.topicsOf(name)).toHaveLength(3);
     }
@@ -93,10 +106,14 @@ describe('operator: resilience', () => {
     expect((standby as unknown as { output(): string }).output()).not.toContain('tenant phase changed');
 
     leader.kill('SIGKILL'); // no graceful release: the standby must wait out the lease
-    const second = await eventually('a new leader', async () => {
-      const holder = await leaseHolder(lease);
-      return holder && holder !== first ? holder : undefined;
-    }, 30_000);
+    const second = await eventually(
+      'a new leader',
+      async () => {
+        const holder = await leaseHolder(lease);
+        return holder && holder !== first ? holder : undefined;
+      },
+      30_000,
+    );
     expect(second).not.toBe(first);
     await h.create('failover-2');
     await h.ready(h.name('failover-2'));
@@ -133,7 +150,10 @@ describe('operator: resilience', () => {
       expect(await keyRows(h.pool, name)).toEqual([]);
       expect((await h.pool.query(`SELECT 1 FROM platform.tenants WHERE name = $1`, [name])).rowCount).toBe(0);
       expect(await h.topicsOf(name)).toEqual([]);
-      await eventually('the namespace to be gone', async () => !(await h.namespaceExists(tenantNamespace(name))));
+      await eventually(
+        'the namespace to be gone',
+        async () => !(await h.namespaceExists(tenantNamespace(name))),
+      );
       h.created.delete(name);
     });
 
@@ -164,7 +184,9 @@ describe('operator: resilience', () => {
       const name = h.name('prot');
       await h.create('prot', { deletionProtection: true });
       await h.ready(name);
-      const refused = await kubeRequest(h.kc, `/apis/simptu.io/v1alpha1/tenants/${name}`, { method: 'DELETE' }).then(
+      const refused = await kubeRequest(h.kc, `/apis/simptu.io/v1alpha1/tenants/${name}`, {
+        method: 'DELETE',
+      }).then(
         () => undefined,
         (e: { code?: number; body?: unknown }) => e,
       );
@@ -183,9 +205,10 @@ describe('operator: resilience', () => {
       await h.ready(name);
       await h.patchSpec(name, { suspended: true });
       await eventually('phase Suspended', async () => (await h.get(name))?.status?.phase === 'Suspended');
-      const dep = await kubeRequest<{ spec: { replicas: number } }>(h.kc, `/apis/apps/v1/namespaces/${tenantNamespace(name)}/deployments`).then(
-        (l) => (l as unknown as { items: { spec: { replicas: number } }[] }).items[0],
-      );
+      const dep = await kubeRequest<{ spec: { replicas: number } }>(
+        h.kc,
+        `/apis/apps/v1/namespaces/${tenantNamespace(name)}/deployments`,
+      ).then((l) => (l as unknown as { items: { spec: { replicas: number } }[] }).items[0]);
       expect(dep?.spec.replicas).toBe(0);
       const reg = await h.pool.query(`SELECT state FROM platform.tenants WHERE name = $1`, [name]);
       expect(reg.rows[0]?.state).toBe('suspended');

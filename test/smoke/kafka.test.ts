@@ -4,7 +4,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { requireEnv } from '../support/testenv.ts';
 
 describe('test environment: Kafka (KRaft)', () => {
-  const kafka = new Kafka({ clientId: 'smoke', brokers: requireEnv('KAFKA_BROKERS').split(','), logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({
+    clientId: 'smoke',
+    brokers: requireEnv('KAFKA_BROKERS').split(','),
+    logLevel: logLevel.NOTHING,
+  });
   const admin = kafka.admin();
   const topic = `smoke.${randomBytes(4).toString('hex')}`;
 
@@ -15,13 +19,18 @@ describe('test environment: Kafka (KRaft)', () => {
 
   it('creates a topic, produces and consumes a message through kafkajs', async () => {
     await admin.connect();
-    expect(await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true })).toBe(true);
+    expect(await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true })).toBe(
+      true,
+    );
     const meta = await admin.fetchTopicMetadata({ topics: [topic] });
     expect(meta.topics[0]?.partitions).toHaveLength(3);
 
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     await producer.connect();
-    await producer.send({ topic, messages: [{ key: 'conv-1', value: 'hello kafka', headers: { tenant: 'smoke' } }] });
+    await producer.send({
+      topic,
+      messages: [{ key: 'conv-1', value: 'hello kafka', headers: { tenant: 'smoke' } }],
+    });
     await producer.disconnect();
 
     const consumer = kafka.consumer({ groupId: `${topic}.g` });

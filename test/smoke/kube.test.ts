@@ -80,7 +80,9 @@ describe('test environment: kube-apiserver + etcd', () => {
                   spec: {
                     type: 'object',
                     properties: { size: { type: 'integer', minimum: 1 } },
-                    x_kubernetes_validations: [{ rule: 'self.size <= 10', message: 'size must be at most 10' }],
+                    x_kubernetes_validations: [
+                      { rule: 'self.size <= 10', message: 'size must be at most 10' },
+                    ],
                   },
                   status: { type: 'object', properties: { phase: { type: 'string' } } },
                 },
@@ -93,7 +95,9 @@ describe('test environment: kube-apiserver + etcd', () => {
     await apiext.createCustomResourceDefinition({ body: crd });
     await until('the CRD to be Established', async () => {
       const got = await apiext.readCustomResourceDefinition({ name: `${plural}.${group}` });
-      return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ? true : undefined;
+      return got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')
+        ? true
+        : undefined;
     });
 
     // A freshly established CRD may take a moment to be served: list until it answers, then
@@ -151,7 +155,10 @@ describe('test environment: kube-apiserver + etcd', () => {
           plural,
           body: { apiVersion: `${group}/v1`, kind: 'Widget', metadata: { name: 'w2' }, spec: { size: 11 } },
         })
-        .then(() => undefined, (e: unknown) => e);
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(refused).toBeInstanceOf(ApiException);
       expect((refused as ApiException<string>).code).toBe(422);
       expect(String((refused as ApiException<string>).body)).toContain('size must be at most 10');
@@ -162,7 +169,10 @@ describe('test environment: kube-apiserver + etcd', () => {
 
   it('enforces RBAC: an identity without rights gets 403', async () => {
     const other = tokenConfig(requireEnv('KUBE_UNPRIVILEGED_TOKEN')).makeApiClient(CoreV1Api);
-    const err = await other.listNamespace().then(() => undefined, (e: unknown) => e);
+    const err = await other.listNamespace().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ApiException);
     expect((err as ApiException<unknown>).code).toBe(403);
   });

@@ -24,7 +24,9 @@ describe('test environment: Redis', () => {
 
     const sub = redis.duplicate();
     try {
-      const got = new Promise<string>((resolve) => sub.on('message', (_channel, message) => resolve(message)));
+      const got = new Promise<string>((resolve) =>
+        sub.on('message', (_channel, message) => resolve(message)),
+      );
       await sub.subscribe(`${prefix}:chan`);
       await redis.publish(`${prefix}:chan`, 'hello');
       expect(await got).toBe('hello');

@@ -16,7 +16,9 @@ export function parseEnvFile(text: string, base: NodeJS.ProcessEnv = process.env
     const eq = line.indexOf('=');
     if (eq <= 0) continue;
     const key = line.slice(0, eq);
-    const value = line.slice(eq + 1).replace(/\$\{?(\w+)\}?/g, (_, name: string) => out[name] ?? base[name] ?? '');
+    const value = line
+      .slice(eq + 1)
+      .replace(/\$\{?(\w+)\}?/g, (_, name: string) => out[name] ?? base[name] ?? '');
     out[key] = value;
   }
   return out;

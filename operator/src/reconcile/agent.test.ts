@@ -85,7 +85,9 @@ describe('desiredAgentObjects', () => {
   it('instructions and model name are not part of the Deployment (the agent reads them from the registry)', () => {
     const a = desiredAgentObjects(tenant());
     const b = desiredAgentObjects(
-      tenant({ agent: { replicas: 2, model: { provider: 'builtin', name: 'other' }, instructions: 'Be brief.' } }),
+      tenant({
+        agent: { replicas: 2, model: { provider: 'builtin', name: 'other' }, instructions: 'Be brief.' },
+      }),
     );
     expect(a.map((o) => o.metadata.annotations![SPEC_HASH_ANNOTATION])).toEqual(
       b.map((o) => o.metadata.annotations![SPEC_HASH_ANNOTATION]),
@@ -96,10 +98,18 @@ describe('desiredAgentObjects', () => {
     const objs = desiredAgentObjects(
       tenant(),
       { agentEgress: { cidrs: ['10.20.0.0/16'], ports: [5432] } },
-      { credentials: [{ secretName: AGENT_CREDENTIALS_SECRET, mountName: 'openai' }], checksum: 'f'.repeat(64) },
+      {
+        credentials: [{ secretName: AGENT_CREDENTIALS_SECRET, mountName: 'openai' }],
+        checksum: 'f'.repeat(64),
+      },
     );
     const d = deployment(objs) as unknown as {
-      spec: { template: { metadata: { annotations: Record<string, string> }; spec: { containers: Array<{ volumeMounts: unknown[] }> } } };
+      spec: {
+        template: {
+          metadata: { annotations: Record<string, string> };
+          spec: { containers: Array<{ volumeMounts: unknown[] }> };
+        };
+      };
     };
     expect(d.spec.template.metadata.annotations['simptu.io/secrets-sha256']).toBe('f'.repeat(64));
     expect(d.spec.template.spec.containers[0]!.volumeMounts).toContainEqual({
@@ -108,7 +118,11 @@ describe('desiredAgentObjects', () => {
       readOnly: true,
     });
     expect(objs[2]).toMatchObject({
-      spec: { egress: expect.arrayContaining([{ to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ protocol: 'TCP', port: 5432 }] }]) },
+      spec: {
+        egress: expect.arrayContaining([
+          { to: [{ ipBlock: { cidr: '10.20.0.0/16' } }], ports: [{ protocol: 'TCP', port: 5432 }] },
+        ]),
+      },
     });
   });
 });
@@ -147,7 +161,10 @@ describe('runtimeSecret', () => {
     });
     expect(s.metadata).toMatchObject({ name: AGENT_RUNTIME_SECRET, namespace: 'tenant-smile-dental' });
     const text = Object.fromEntries(
-      Object.entries(s.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+      Object.entries(s.data as Record<string, string>).map(([k, v]) => [
+        k,
+        Buffer.from(v, 'base64').toString(),
+      ]),
     );
     expect(text).toEqual({
       [AGENT_RUNTIME_KEYS.databaseUrl]: 'postgres://app@db/simptu',
@@ -158,7 +175,12 @@ describe('runtimeSecret', () => {
   });
 
   it('secretsChecksum changes with any value and not with order', () => {
-    const sec = (name: string, v: string): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name }, data: { k: v } });
+    const sec = (name: string, v: string): KubeObject => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name },
+      data: { k: v },
+    });
     const a = secretsChecksum([sec('a', 'x'), sec('b', 'y')]);
     expect(secretsChecksum([sec('b', 'y'), sec('a', 'x')])).toBe(a);
     expect(secretsChecksum([sec('a', 'x'), sec('b', 'z')])).not.toBe(a);
@@ -196,7 +218,9 @@ describe('credentialsSources', () => {
   it('refuses one name from two namespaces (the agent looks credentials up by name)', () => {
     const t = tenant({
       agent: { replicas: 1, model: { provider: 'openai', secretRef: { name: 'creds', namespace: 'a' } } },
-      integrations: { twilio: { phoneNumber: '+15550001', credentialsSecretRef: { name: 'creds', namespace: 'b' } } },
+      integrations: {
+        twilio: { phoneNumber: '+15550001', credentialsSecretRef: { name: 'creds', namespace: 'b' } },
+      },
     });
     expect(credentialsSources(t, 'plat')).toMatchObject({ conflict: expect.stringContaining('creds') });
   });

@@ -171,7 +171,11 @@ function secretObject(tenant: Tenant, name: string, data: Record<string, string>
  * The tenant-namespace copy of a credentials Secret. Pure: takes the source Secret. Only `data`
  * is copied (stringData is write-only and never read back).
  */
-export function mirroredSecret(tenant: Tenant, source: KubeObject, name: string = AGENT_CREDENTIALS_SECRET): KubeObject {
+export function mirroredSecret(
+  tenant: Tenant,
+  source: KubeObject,
+  name: string = AGENT_CREDENTIALS_SECRET,
+): KubeObject {
   return secretObject(tenant, name, { ...((source.data ?? {}) as Record<string, string>) });
 }
 
@@ -259,7 +263,12 @@ export function dedicatedAgentRefs(tenantName: string): ObjectRef[] {
     // created by earlier versions only
     { apiVersion: 'v1', kind: 'ConfigMap', name: AGENT_CONFIGMAP_NAME, namespace },
     { apiVersion: 'v1', kind: 'Secret', name: AGENT_RUNTIME_SECRET, namespace },
-    ...Object.values(AGENT_CREDENTIALS_SECRETS).map((name) => ({ apiVersion: 'v1', kind: 'Secret', name, namespace })),
+    ...Object.values(AGENT_CREDENTIALS_SECRETS).map((name) => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      name,
+      namespace,
+    })),
   ];
 }
 
@@ -316,13 +325,24 @@ const blocked = (reason: string, message: string): { ok: false; step: StepResult
 });
 
 /** A non-empty value of a Secret key, as base64 `data`. */
-async function readSecretValue(kube: ObjectClient, ref: ObjectRef, key: string, what: string): Promise<Read<string>> {
+async function readSecretValue(
+  kube: ObjectClient,
+  ref: ObjectRef,
+  key: string,
+  what: string,
+): Promise<Read<string>> {
   const secret = await kube.get(ref);
   if (!secret)
-    return blocked('AgentRuntimeSecretNotFound', `${describeRef(ref)} (${what} of dedicated agents) does not exist`);
+    return blocked(
+      'AgentRuntimeSecretNotFound',
+      `${describeRef(ref)} (${what} of dedicated agents) does not exist`,
+    );
   const value = ((secret.data ?? {}) as Record<string, string>)[key];
   if (!value)
-    return blocked('AgentRuntimeSecretInvalid', `${describeRef(ref)} has no key '${key}' (${what} of dedicated agents)`);
+    return blocked(
+      'AgentRuntimeSecretInvalid',
+      `${describeRef(ref)} has no key '${key}' (${what} of dedicated agents)`,
+    );
   return { ok: true, value };
 }
 
@@ -339,10 +359,16 @@ async function readRuntime(tenant: Tenant, deps: AgentDeps): Promise<Read<KubeOb
   const kekRef = ref(deps.runtime.kekSecret ?? DEFAULT_RUNTIME_REFS.kekSecret);
   const kekSecret = await deps.kube.get(kekRef);
   if (!kekSecret)
-    return blocked('AgentRuntimeSecretNotFound', `${describeRef(kekRef)} (the KEK of dedicated agents) does not exist`);
+    return blocked(
+      'AgentRuntimeSecretNotFound',
+      `${describeRef(kekRef)} (the KEK of dedicated agents) does not exist`,
+    );
   const kek = kekFromSecretData(kekSecret.data as Record<string, string> | undefined);
   if (!kek)
-    return blocked('AgentRuntimeSecretInvalid', `${describeRef(kekRef)} holds no 256-bit key under 'kek' or 'kek-base64'`);
+    return blocked(
+      'AgentRuntimeSecretInvalid',
+      `${describeRef(kekRef)} holds no 256-bit key under 'kek' or 'kek-base64'`,
+    );
   if (deps.runtime.kafkaBrokers.length === 0)
     return blocked('AgentRuntimeSecretInvalid', 'no Kafka brokers configured for dedicated agents');
   return {
@@ -357,7 +383,10 @@ async function readRuntime(tenant: Tenant, deps: AgentDeps): Promise<Read<KubeOb
 }
 
 /** Copies of the credentials Secrets; blocked when one is missing or two collide. */
-async function readCredentials(tenant: Tenant, deps: AgentDeps): Promise<Read<{ secrets: KubeObject[]; mounts: TenantAgentCredentials[] }>> {
+async function readCredentials(
+  tenant: Tenant,
+  deps: AgentDeps,
+): Promise<Read<{ secrets: KubeObject[]; mounts: TenantAgentCredentials[] }>> {
   const found = credentialsSources(tenant, deps.platformNamespace ?? PLATFORM_NAMESPACE);
   if ('conflict' in found) return blocked('CredentialsSecretConflict', found.conflict);
   const secrets: KubeObject[] = [];
@@ -365,7 +394,9 @@ async function readCredentials(tenant: Tenant, deps: AgentDeps): Promise<Read<{ 
   for (const s of found.sources) {
     const source = await deps.kube.get(s.source);
     if (!source) {
-      const field = s.roles.map((r) => (r === 'model' ? 'spec.agent.model.secretRef' : `spec.integrations.${r}.credentialsSecretRef`));
+      const field = s.roles.map((r) =>
+        r === 'model' ? 'spec.agent.model.secretRef' : `spec.integrations.${r}.credentialsSecretRef`,
+      );
       return blocked(
         s.roles.includes('model') ? 'ModelSecretNotFound' : 'ChannelSecretNotFound',
         `${describeRef(s.source)} (${field.join(', ')}) does not exist`,

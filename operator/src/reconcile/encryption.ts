@@ -59,7 +59,8 @@ export function rotationDecision(tenant: Tenant, active: StoredKey, now: Date): 
     // RFC 3339 only (Date.parse alone accepts "1" as the year 2001), and never in the future:
     // a future timestamp would stay newer than every key created until then.
     const requested = RFC3339.test(raw) ? Date.parse(raw) : Number.NaN;
-    if (Number.isNaN(requested) || requested > now.getTime()) return { rotate: false, invalidAnnotation: raw };
+    if (Number.isNaN(requested) || requested > now.getTime())
+      return { rotate: false, invalidAnnotation: raw };
     if (requested > active.createdAt.getTime()) return { rotate: true, why: 'annotation' };
   }
   const nextDueAt = new Date(active.createdAt.getTime() + tenant.spec.encryption.rotationDays * DAY_MS);

@@ -26,7 +26,9 @@ function tenant(over: Partial<Tenant> = {}): Tenant {
 }
 
 const allReady = (): Outcomes =>
-  Object.fromEntries(CONDITION_TYPES.map((t) => [t, { kind: 'ready', reason: 'Ok', message: 'fine' }])) as Outcomes;
+  Object.fromEntries(
+    CONDITION_TYPES.map((t) => [t, { kind: 'ready', reason: 'Ok', message: 'fine' }]),
+  ) as Outcomes;
 
 describe('desiredStatus', () => {
   const t0 = new Date('2026-01-01T00:00:00Z');
@@ -43,7 +45,12 @@ describe('desiredStatus', () => {
 
   it('is Provisioning while a backend progresses and names it in Ready', () => {
     const o = allReady();
-    o.TopicsReady = { kind: 'progressing', reason: 'CreatingTopics', message: 'creating 3 topics', requeueAfterMs: 1 };
+    o.TopicsReady = {
+      kind: 'progressing',
+      reason: 'CreatingTopics',
+      message: 'creating 3 topics',
+      requeueAfterMs: 1,
+    };
     const s = desiredStatus(tenant(), o, t0);
     expect(s.phase).toBe('Provisioning');
     expect(s.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
@@ -75,12 +82,19 @@ describe('desiredStatus', () => {
     const third = desiredStatus(tenant({ status: first }), o, t1);
     expect(sameStatus(first, third)).toBe(false);
     expect(third.conditions?.find((c) => c.type === 'AgentReady')?.lastTransitionTime).toBe(t1.toISOString());
-    expect(third.conditions?.find((c) => c.type === 'DatabaseReady')?.lastTransitionTime).toBe(t0.toISOString());
+    expect(third.conditions?.find((c) => c.type === 'DatabaseReady')?.lastTransitionTime).toBe(
+      t0.toISOString(),
+    );
   });
 
   it('merges the fields backends report and reports Suspended', () => {
     const o = allReady();
-    o.DatabaseReady = { kind: 'ready', reason: 'Ok', message: 'x', status: { database: { name: 'simptu', schema: 't_x', schemaVersion: 2 } } };
+    o.DatabaseReady = {
+      kind: 'ready',
+      reason: 'Ok',
+      message: 'x',
+      status: { database: { name: 'simptu', schema: 't_x', schemaVersion: 2 } },
+    };
     const t = tenant();
     t.spec.suspended = true;
     const s = desiredStatus(t, o, t0);

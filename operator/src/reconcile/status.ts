@@ -5,14 +5,31 @@
  * performs no writes.
  * @see https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#typical-status-properties
  */
-import type { Tenant, TenantCondition, TenantPhase, TenantStatus, BackendConditionType } from '../api/types.ts';
+import type {
+  Tenant,
+  TenantCondition,
+  TenantPhase,
+  TenantStatus,
+  BackendConditionType,
+} from '../api/types.ts';
 import { CONDITION_TYPES } from '../api/types.ts';
 import type { StepResult } from './types.ts';
 
 export type Outcomes = Partial<Record<BackendConditionType, StepResult>>;
 
-function conditionFrom(type: string, r: StepResult | undefined, generation: number): Omit<TenantCondition, 'lastTransitionTime'> {
-  if (!r) return { type, status: 'Unknown', reason: 'Pending', message: 'not reconciled yet', observedGeneration: generation };
+function conditionFrom(
+  type: string,
+  r: StepResult | undefined,
+  generation: number,
+): Omit<TenantCondition, 'lastTransitionTime'> {
+  if (!r)
+    return {
+      type,
+      status: 'Unknown',
+      reason: 'Pending',
+      message: 'not reconciled yet',
+      observedGeneration: generation,
+    };
   return {
     type,
     status: r.kind === 'ready' ? 'True' : r.kind === 'error' ? 'Unknown' : 'False',
@@ -47,7 +64,9 @@ export function phaseOf(tenant: Tenant, outcomes: Outcomes, allReady: boolean): 
 export function desiredStatus(tenant: Tenant, outcomes: Outcomes, now: Date): TenantStatus {
   const generation = tenant.metadata.generation ?? 0;
   const prev = tenant.status?.conditions;
-  const conditions = CONDITION_TYPES.map((type) => mergeCondition(prev, conditionFrom(type, outcomes[type], generation), now));
+  const conditions = CONDITION_TYPES.map((type) =>
+    mergeCondition(prev, conditionFrom(type, outcomes[type], generation), now),
+  );
   const notReady = conditions.filter((c) => c.status !== 'True');
   const allReady = notReady.length === 0;
   const ready = mergeCondition(
@@ -55,7 +74,13 @@ export function desiredStatus(tenant: Tenant, outcomes: Outcomes, now: Date): Te
     {
       type: 'Ready',
       status: allReady ? 'True' : 'False',
-      reason: allReady ? (tenant.spec.suspended ? 'Suspended' : 'Provisioned') : notReady.length === 1 ? notReady[0]!.reason : 'BackendsNotReady',
+      reason: allReady
+        ? tenant.spec.suspended
+          ? 'Suspended'
+          : 'Provisioned'
+        : notReady.length === 1
+          ? notReady[0]!.reason
+          : 'BackendsNotReady',
       message: allReady
         ? tenant.spec.suspended
           ? 'all backends are in place; the tenant is suspended'
@@ -85,7 +110,11 @@ export function sameStatus(a: TenantStatus | undefined, b: TenantStatus): boolea
 function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, val: unknown) =>
     val && typeof val === 'object' && !Array.isArray(val)
-      ? Object.fromEntries(Object.entries(val as Record<string, unknown>).filter(([, x]) => x !== undefined).sort(([x], [y]) => (x < y ? -1 : 1)))
+      ? Object.fromEntries(
+          Object.entries(val as Record<string, unknown>)
+            .filter(([, x]) => x !== undefined)
+            .sort(([x], [y]) => (x < y ? -1 : 1)),
+        )
       : val,
   );
 }

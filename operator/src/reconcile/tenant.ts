@@ -44,7 +44,10 @@ export interface ReconcileResult {
 /** A backend failed transiently: the controller retries the key with per-item backoff. */
 export class BackendError extends Error {
   readonly failures: Array<{ backend: string; reason: string; message: string }>;
-  constructor(failures: Array<{ backend: string; reason: string; message: string }>, options?: { cause?: unknown }) {
+  constructor(
+    failures: Array<{ backend: string; reason: string; message: string }>,
+    options?: { cause?: unknown },
+  ) {
     super(failures.map((f) => `${f.backend}: ${f.reason}: ${f.message}`).join('; '), options);
     this.name = 'BackendError';
     this.failures = failures;
@@ -52,7 +55,12 @@ export class BackendError extends Error {
 }
 
 function errorResult(backend: string, err: unknown): StepResult {
-  return { kind: 'error', reason: 'UnexpectedError', message: `${backend}: ${err instanceof Error ? err.message : String(err)}`, error: err };
+  return {
+    kind: 'error',
+    reason: 'UnexpectedError',
+    message: `${backend}: ${err instanceof Error ? err.message : String(err)}`,
+    error: err,
+  };
 }
 
 async function run(step: () => Promise<StepResult>, backend: string): Promise<StepResult> {
@@ -85,7 +93,8 @@ export async function reconcileTenant(name: string, deps: TenantReconcilerDeps):
   let pending = [...deps.backends];
   while (pending.length > 0) {
     const wave = pending.filter((b) => (b.after ?? []).every((c) => outcomes[c] !== undefined));
-    if (wave.length === 0) throw new Error(`backend dependencies form a cycle: ${pending.map((b) => b.name).join(', ')}`);
+    if (wave.length === 0)
+      throw new Error(`backend dependencies form a cycle: ${pending.map((b) => b.name).join(', ')}`);
     pending = pending.filter((b) => !wave.includes(b));
     await Promise.all(
       wave.map(async (backend) => {
@@ -112,7 +121,12 @@ export async function reconcileTenant(name: string, deps: TenantReconcilerDeps):
   return resultOf(outcomes);
 }
 
-async function writeStatusIfChanged(tenant: Tenant, outcomes: Outcomes, deps: TenantReconcilerDeps, now: Date): Promise<void> {
+async function writeStatusIfChanged(
+  tenant: Tenant,
+  outcomes: Outcomes,
+  deps: TenantReconcilerDeps,
+  now: Date,
+): Promise<void> {
   const status = desiredStatus(tenant, outcomes, now);
   if (deps.endpoints && !tenant.metadata.deletionTimestamp) status.endpoints = deps.endpoints(tenant);
   if (sameStatus(tenant.status, status)) return;
@@ -120,11 +134,13 @@ async function writeStatusIfChanged(tenant: Tenant, outcomes: Outcomes, deps: Te
   const before = tenant.status?.phase;
   if (before !== status.phase) {
     deps.log.info({ tenant: tenant.metadata.name, from: before, to: status.phase }, 'tenant phase changed');
-    if (status.phase === 'Ready') await deps.event(tenant, 'Normal', 'Provisioned', 'all backends are provisioned');
+    if (status.phase === 'Ready')
+      await deps.event(tenant, 'Normal', 'Provisioned', 'all backends are provisioned');
   }
   for (const [type, r] of Object.entries(outcomes)) {
     const prev = tenant.status?.conditions?.find((c) => c.type === type);
-    if (r?.kind === 'blocked' && prev?.reason !== r.reason) await deps.event(tenant, 'Warning', r.reason, r.message);
+    if (r?.kind === 'blocked' && prev?.reason !== r.reason)
+      await deps.event(tenant, 'Warning', r.reason, r.message);
   }
 }
 
@@ -156,7 +172,10 @@ async function finalizeTenant(tenant: Tenant, deps: TenantReconcilerDeps): Promi
     await writeStatusIfChanged(tenant, outcomes, deps, now());
     return resultOf(outcomes);
   }
-  await deps.setFinalizers(tenant, (tenant.metadata.finalizers ?? []).filter((f) => f !== FINALIZER));
+  await deps.setFinalizers(
+    tenant,
+    (tenant.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+  );
   deps.log.info({ tenant: tenant.metadata.name, policy: tenant.spec.deletionPolicy }, 'tenant finalized');
   return {};
 }

@@ -57,7 +57,12 @@ const REDIS_URL = 'redis://:pw@redis.example:6379';
 let kube: ObjectClient;
 const namespaces: string[] = [];
 
-const secretRef = (name: string, namespace = platformNs): ObjectRef => ({ apiVersion: 'v1', kind: 'Secret', name, namespace });
+const secretRef = (name: string, namespace = platformNs): ObjectRef => ({
+  apiVersion: 'v1',
+  kind: 'Secret',
+  name,
+  namespace,
+});
 
 async function putSecret(name: string, data: Record<string, string>, namespace = platformNs): Promise<void> {
   await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'Opaque', data });
@@ -84,7 +89,10 @@ beforeAll(async () => {
   kc.loadFromFile(process.env.KUBECONFIG ?? '');
   kube = kubeObjectClient(kc);
   await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: platformNs } });
-  await putSecret('simptu-database', { 'app-url': b64(DB_URL), 'admin-url': b64('postgres://admin@db/simptu') });
+  await putSecret('simptu-database', {
+    'app-url': b64(DB_URL),
+    'admin-url': b64('postgres://admin@db/simptu'),
+  });
   await putSecret('simptu-redis', { url: b64(REDIS_URL) });
   // raw bytes under `kek`, as the operator's KMS reads it
   await putSecret('simptu-kek', { kek: KEK.toString('base64') });
@@ -97,7 +105,9 @@ afterAll(async () => {
 
 async function withNamespace(t: Tenant): Promise<string> {
   namespaces.push(`tenant-${t.metadata.name}`);
-  expect((await namespaceReconciler.reconcile(t, { kube, writes: counter(), platformNamespace: platformNs })).kind).toBe('ready');
+  expect(
+    (await namespaceReconciler.reconcile(t, { kube, writes: counter(), platformNamespace: platformNs })).kind,
+  ).toBe('ready');
   return `tenant-${t.metadata.name}`;
 }
 
@@ -106,9 +116,16 @@ interface Container {
   env: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string } } }>;
   volumeMounts: Array<{ name: string; mountPath: string }>;
 }
-const deploymentRef = (ns: string): ObjectRef => ({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'simptu-agent', namespace: ns });
+const deploymentRef = (ns: string): ObjectRef => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  name: 'simptu-agent',
+  namespace: ns,
+});
 async function container(ns: string): Promise<Container> {
-  const d = (await kube.get(deploymentRef(ns))) as KubeObject & { spec: { template: { spec: { containers: Container[] } } } };
+  const d = (await kube.get(deploymentRef(ns))) as KubeObject & {
+    spec: { template: { spec: { containers: Container[] } } };
+  };
   return d.spec.template.spec.containers[0]!;
 }
 async function checksum(ns: string): Promise<string | undefined> {
@@ -139,14 +156,27 @@ describe('agent reconciler (real kube-apiserver)', () => {
     expect(c.image).toBe('simptu/agent:test');
     for (const e of c.env.filter((x) => x.valueFrom))
       expect(Object.keys(data), e.name).toContain(e.valueFrom!.secretKeyRef.key);
-    expect(c.env.filter((x) => x.valueFrom).map((x) => x.valueFrom!.secretKeyRef.name)).toEqual(Array(4).fill(AGENT_RUNTIME_SECRET));
+    expect(c.env.filter((x) => x.valueFrom).map((x) => x.valueFrom!.secretKeyRef.name)).toEqual(
+      Array(4).fill(AGENT_RUNTIME_SECRET),
+    );
     expect(await checksum(ns)).toMatch(/^[0-9a-f]{64}$/);
     expect(
-      await kube.get({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', name: 'simptu-agent', namespace: ns }),
+      await kube.get({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        name: 'simptu-agent',
+        namespace: ns,
+      }),
     ).toMatchObject({
-      spec: { ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': platformNs } } }] }] },
+      spec: {
+        ingress: [
+          { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': platformNs } } }] },
+        ],
+      },
     });
-    expect(await kube.get({ apiVersion: 'v1', kind: 'Service', name: 'simptu-agent', namespace: ns })).toBeDefined();
+    expect(
+      await kube.get({ apiVersion: 'v1', kind: 'Service', name: 'simptu-agent', namespace: ns }),
+    ).toBeDefined();
 
     // steady state: zero writes
     expect((await agentReconciler.reconcile(t, d)).kind).toBe('ready');
@@ -191,14 +221,19 @@ describe('agent reconciler (real kube-apiserver)', () => {
     expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'ready' });
     expect(d.writes.counts.agent).toBe(6); // runtime Secret + Deployment
     const copy = await kube.get(secretRef(AGENT_RUNTIME_SECRET, ns));
-    expect(text((copy!.data as Record<string, string>)[AGENT_RUNTIME_KEYS.redisUrl])).toBe('redis://two:6379');
+    expect(text((copy!.data as Record<string, string>)[AGENT_RUNTIME_KEYS.redisUrl])).toBe(
+      'redis://two:6379',
+    );
     expect(await checksum(ns)).not.toBe(before);
     expect((await agentReconciler.reconcile(t, d)).kind).toBe('ready');
     expect(d.writes.counts.agent).toBe(6);
 
     // the KEK Secret without a usable key
     const badKek = deps({ runtime: { ...d.runtime, kekSecret: redisSecret } });
-    expect(await agentReconciler.reconcile(t, badKek)).toMatchObject({ kind: 'blocked', reason: 'AgentRuntimeSecretInvalid' });
+    expect(await agentReconciler.reconcile(t, badKek)).toMatchObject({
+      kind: 'blocked',
+      reason: 'AgentRuntimeSecretInvalid',
+    });
   });
 
   it("readiness 'rollout' waits for available replicas (no deployment controller runs here)", async () => {
@@ -214,7 +249,10 @@ describe('agent reconciler (real kube-apiserver)', () => {
     t.spec.agent.model = { provider: 'openai', name: 'gpt-4o-mini', secretRef: { name: secretName } };
     const ns = await withNamespace(t);
     const d = deps();
-    expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'blocked', reason: 'ModelSecretNotFound' });
+    expect(await agentReconciler.reconcile(t, d)).toMatchObject({
+      kind: 'blocked',
+      reason: 'ModelSecretNotFound',
+    });
     expect(d.writes.counts.agent).toBeUndefined();
 
     await putSecret(secretName, { apiKey: b64('sk-test') });
@@ -235,7 +273,10 @@ describe('agent reconciler (real kube-apiserver)', () => {
     expect(await checksum(ns)).not.toBe(before);
 
     // secretRef removed from the spec → the copy goes, the mount goes
-    const noSecret: Tenant = { ...t, spec: { ...t.spec, agent: { ...t.spec.agent, model: { provider: 'openai' } } } };
+    const noSecret: Tenant = {
+      ...t,
+      spec: { ...t.spec, agent: { ...t.spec.agent, model: { provider: 'openai' } } },
+    };
     expect(await agentReconciler.reconcile(noSecret, d)).toMatchObject({ kind: 'ready' });
     expect(await kube.get(copyRef)).toBeUndefined();
     expect(d.writes.counts.agent).toBe(9); // Deployment re-applied + Secret deleted
@@ -288,10 +329,15 @@ describe('agent reconciler (real kube-apiserver)', () => {
     expect(d.writes.counts.agent).toBe(8);
     for (const ref of dedicatedAgentRefs(t.metadata.name)) {
       const live = await kube.get(ref);
-      expect(live === undefined || live.metadata.deletionTimestamp !== undefined, `${ref.kind} ${ref.name} gone`).toBe(true);
+      expect(
+        live === undefined || live.metadata.deletionTimestamp !== undefined,
+        `${ref.kind} ${ref.name} gone`,
+      ).toBe(true);
     }
     // steady state for shared: nothing to do, and no runtime Secret needed
-    expect(await agentReconciler.reconcile(shared, deps({ runtime: { kafkaBrokers: [] }, writes: d.writes }))).toMatchObject({
+    expect(
+      await agentReconciler.reconcile(shared, deps({ runtime: { kafkaBrokers: [] }, writes: d.writes })),
+    ).toMatchObject({
       kind: 'ready',
       reason: 'PooledAgent',
     });
@@ -300,6 +346,7 @@ describe('agent reconciler (real kube-apiserver)', () => {
     // finalize a dedicated one
     expect((await agentReconciler.reconcile(t, d)).kind).toBe('ready');
     expect(await agentReconciler.finalize(t, d)).toMatchObject({ kind: 'ready', reason: 'AgentDeleted' });
-    for (const ref of dedicatedAgentRefs(t.metadata.name)) expect(await kube.get(ref), `${ref.kind} ${ref.name}`).toBeUndefined();
+    for (const ref of dedicatedAgentRefs(t.metadata.name))
+      expect(await kube.get(ref), `${ref.kind} ${ref.name}`).toBeUndefined();
   });
 });

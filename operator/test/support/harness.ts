@@ -10,7 +10,13 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { pino } from 'pino';
-import { createScratchDatabase, quoteIdent, tenantId, tenantTopics, type ScratchDatabase } from '@simptu/common';
+import {
+  createScratchDatabase,
+  quoteIdent,
+  tenantId,
+  tenantTopics,
+  type ScratchDatabase,
+} from '@simptu/common';
 import { API_VERSION, KIND, PLURAL, type Tenant, type TenantSpec } from '../../src/api/types.ts';
 import { parseConfig, type OperatorConfig } from '../../src/config.ts';
 import { kubeRequest, resourcePath } from '../../src/controller/index.ts';
@@ -26,7 +32,11 @@ export type SpecInput = Partial<Omit<TenantSpec, 'agent' | 'kafka' | 'isolation'
   isolation?: Partial<TenantSpec['isolation']>;
 };
 
-export async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -36,7 +46,8 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -45,9 +56,20 @@ let crdInstalled: Promise<void> | undefined;
 /** `make install`, once per test process (server-side apply is idempotent across processes). */
 export function installCrd(): Promise<void> {
   crdInstalled ??= (async () => {
-    execFileSync('kubectl', ['apply', '--server-side', '--force-conflicts', '--field-manager=simptu-install', '-f', resolve(ROOT, 'crds')], {
-      stdio: 'pipe',
-    });
+    execFileSync(
+      'kubectl',
+      [
+        'apply',
+        '--server-side',
+        '--force-conflicts',
+        '--field-manager=simptu-install',
+        '-f',
+        resolve(ROOT, 'crds'),
+      ],
+      {
+        stdio: 'pipe',
+      },
+    );
     await eventually('the Tenant CRD to be served', async () => {
       await kubeRequest(kubeConfig(), resourcePath(TENANTS), { query: { limit: 1 } });
       return true;
@@ -68,7 +90,11 @@ export class Harness {
   readonly adminUrl = process.env.DATABASE_URL!;
   db!: ScratchDatabase;
   pool!: pg.Pool;
-  readonly kafka = new Kafka({ clientId: 'operator-test', brokers: process.env.KAFKA_BROKERS!.split(','), logLevel: logLevel.NOTHING });
+  readonly kafka = new Kafka({
+    clientId: 'operator-test',
+    brokers: process.env.KAFKA_BROKERS!.split(','),
+    logLevel: logLevel.NOTHING,
+  });
   readonly appRole = `app_${this.shard}`;
   readonly handles: OperatorHandle[] = [];
   readonly children: ChildProcess[] = [];
@@ -90,7 +116,10 @@ export class Harness {
       [this.runtimeSecrets.database, { 'app-url': 'postgres://simptu_app@db.invalid:5432/simptu' }],
       [this.runtimeSecrets.redis, { url: 'redis://redis.invalid:6379' }],
     ] as const)
-      await core.createNamespacedSecret({ namespace: 'simptu-system', body: { metadata: { name }, stringData } });
+      await core.createNamespacedSecret({
+        namespace: 'simptu-system',
+        body: { metadata: { name }, stringData },
+      });
     this.db = await createScratchDatabase(this.adminUrl, 'simptu_op');
     this.pool = new pg.Pool({ connectionString: this.db.url, max: 4 });
     return this;
@@ -114,8 +143,17 @@ export class Harness {
           redisUrl: { name: this.runtimeSecrets.redis, key: 'url' },
         },
       },
-      leaderElection: { leaseName: `op-${this.shard}`, leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
-      endpoints: { api: 'http://127.0.0.1:3003/t/{tenant}', websocket: 'ws://127.0.0.1:4000/socket/websocket', issuer: 'http://127.0.0.1:3001' },
+      leaderElection: {
+        leaseName: `op-${this.shard}`,
+        leaseDurationMs: 4000,
+        renewDeadlineMs: 3000,
+        retryPeriodMs: 500,
+      },
+      endpoints: {
+        api: 'http://127.0.0.1:3003/t/{tenant}',
+        websocket: 'ws://127.0.0.1:4000/socket/websocket',
+        issuer: 'http://127.0.0.1:3001',
+      },
       tenantSelector: `${SHARD_LABEL}=${this.shard}`,
       logLevel: 'silent',
       ...over,
@@ -208,21 +246,30 @@ export class Harness {
       async () => {
         const t = await this.get(name);
         const ready = t?.status?.conditions?.find((c) => c.type === 'Ready');
-        return t && ready?.status === 'True' && t.status?.observedGeneration === t.metadata.generation ? t : undefined;
+        return t && ready?.status === 'True' && t.status?.observedGeneration === t.metadata.generation
+          ? t
+          : undefined;
       },
       timeoutMs,
     );
   }
 
   async gone(name: string, timeoutMs = 90_000): Promise<void> {
-    await eventually(`tenant ${name} to be deleted`, async () => (await this.get(name)) === undefined, timeoutMs);
+    await eventually(
+      `tenant ${name} to be deleted`,
+      async () => (await this.get(name)) === undefined,
+      timeoutMs,
+    );
   }
 
   async namespaceExists(name: string): Promise<boolean> {
     return this.kc
       .makeApiClient(CoreV1Api)
       .readNamespace({ name })
-      .then(() => true, () => false);
+      .then(
+        () => true,
+        () => false,
+      );
   }
 
   async topicsOf(name: string): Promise<string[]> {
@@ -241,9 +288,13 @@ export class Harness {
     // A clean operator finalizes what the tests left (deletionPolicy Delete everywhere).
     const leftovers = [...this.created];
     if (leftovers.length > 0) {
-      const op = this.handles.find((h) => h.isLeader()) ?? (await this.start({ leaderElection: { ...this.config().leaderElection, enabled: false } }));
+      const op =
+        this.handles.find((h) => h.isLeader()) ??
+        (await this.start({ leaderElection: { ...this.config().leaderElection, enabled: false } }));
       for (const n of leftovers) {
-        await this.patchSpec(n, { deletionProtection: false, deletionPolicy: 'Delete' }).catch(() => undefined);
+        await this.patchSpec(n, { deletionProtection: false, deletionPolicy: 'Delete' }).catch(
+          () => undefined,
+        );
         await this.delete(n);
       }
       for (const n of leftovers) await this.gone(n, 60_000).catch(() => undefined);
@@ -260,10 +311,10 @@ export class Harness {
       }
       await this.pool.end();
       await this.db.drop();
-      const roles = await admin.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE rolname = $1 OR rolname = ANY($2)`, [
-        this.appRole,
-        leftovers.map(tenantId),
-      ]);
+      const roles = await admin.query<{ rolname: string }>(
+        `SELECT rolname FROM pg_roles WHERE rolname = $1 OR rolname = ANY($2)`,
+        [this.appRole, leftovers.map(tenantId)],
+      );
       for (const { rolname } of roles.rows) {
         await admin.query(`DROP OWNED BY ${quoteIdent(rolname)}`).catch(() => undefined);
         await admin.query(`DROP ROLE IF EXISTS ${quoteIdent(rolname)}`).catch(() => undefined);

@@ -25,7 +25,11 @@ export type ErrorResponseT = Static<typeof ErrorResponse>;
 export const Uuid = Type.String({ format: 'uuid', description: 'UUID' });
 
 /** Opaque cursor returned as `nextCursor`; clients pass it back unchanged. */
-export const Cursor = Type.String({ minLength: 1, maxLength: 512, description: 'opaque cursor from `nextCursor`' });
+export const Cursor = Type.String({
+  minLength: 1,
+  maxLength: 512,
+  description: 'opaque cursor from `nextCursor`',
+});
 
 export const PageQuery = Type.Object(
   {

@@ -61,14 +61,26 @@ describe('errors', () => {
     const res = await t.app.inject({ method: 'GET', url: '/v1/nope' });
     expect(res.statusCode).toBe(404);
     expect(res.json()).toEqual({
-      error: { code: 'SIMPTU_ERR_NOT_FOUND', message: 'Route not found', details: { method: 'GET', url: '/v1/nope' } },
+      error: {
+        code: 'SIMPTU_ERR_NOT_FOUND',
+        message: 'Route not found',
+        details: { method: 'GET', url: '/v1/nope' },
+      },
     });
   });
 
   it('echoes a sane X-Request-Id and makes one up otherwise', async () => {
-    const mine = await t.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'abc-123' } });
+    const mine = await t.app.inject({
+      method: 'GET',
+      url: '/healthz',
+      headers: { 'x-request-id': 'abc-123' },
+    });
     expect(mine.headers['x-request-id']).toBe('abc-123');
-    const bad = await t.app.inject({ method: 'GET', url: '/healthz', headers: { 'x-request-id': 'a b\u00e9' } });
+    const bad = await t.app.inject({
+      method: 'GET',
+      url: '/healthz',
+      headers: { 'x-request-id': 'a b\u00e9' },
+    });
     expect(bad.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
@@ -83,7 +95,9 @@ describe('errors', () => {
     const body = res.json();
     expect(body.error.code).toBe('SIMPTU_ERR_VALIDATION');
     const paths = body.error.details.issues.map((i: { path: string }) => i.path);
-    expect(paths).toEqual(expect.arrayContaining(['querystring.limit', 'querystring.state', 'querystring.extra']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['querystring.limit', 'querystring.state', 'querystring.extra']),
+    );
   });
 
   it('answers malformed JSON with 400, not 500', async () => {
@@ -106,7 +120,10 @@ describe('authentication', () => {
   it('401 without a token, with a reason', async () => {
     const res = await get();
     expect(res.statusCode).toBe(401);
-    expect(res.json().error).toMatchObject({ code: 'SIMPTU_ERR_UNAUTHORIZED', details: { reason: 'missing_token' } });
+    expect(res.json().error).toMatchObject({
+      code: 'SIMPTU_ERR_UNAUTHORIZED',
+      details: { reason: 'missing_token' },
+    });
   });
 
   it('401 for a malformed header, an expired token, a wrong audience, a foreign issuer', async () => {
@@ -117,7 +134,10 @@ describe('authentication', () => {
     expect(r1.json().error.details.reason).toBe('token_expired');
     const aud = await t.tokenFor(t.tenants[0]!, { audience: 'someone-else' });
     expect((await get(t.auth(aud))).json().error.details.reason).toBe('invalid_audience');
-    const foreign = await t.issuer.signAccessToken({ tenant: t.tenants[0]!.name, sub: 'x', roles: ['staff'] }, { issuer: 'https://evil.example' });
+    const foreign = await t.issuer.signAccessToken(
+      { tenant: t.tenants[0]!.name, sub: 'x', roles: ['staff'] },
+      { issuer: 'https://evil.example' },
+    );
     expect((await get(t.auth(foreign))).statusCode).toBe(401);
   });
 
@@ -172,7 +192,10 @@ describe('rate limits', () => {
       const limited = await call(alice);
       expect(limited.statusCode).toBe(429);
       expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-      expect(limited.json().error).toMatchObject({ code: 'SIMPTU_ERR_RATE_LIMITED', details: { scope: 'principal' } });
+      expect(limited.json().error).toMatchObject({
+        code: 'SIMPTU_ERR_RATE_LIMITED',
+        details: { scope: 'principal' },
+      });
       // bob has his own budget, but the tenant's ceiling (5) is reached after 2 more
       expect((await call(bob)).statusCode).toBe(200);
       expect((await call(bob)).statusCode).toBe(200);
@@ -193,12 +216,20 @@ describe('dedicated isolation', () => {
     const d = await t.provision({ isolation: 'dedicated', businessType: 'hotel' });
     expect(d.database).not.toBe(t.platform.db.name);
     const token = await t.tokenFor(d, { roles: ['staff'] });
-    const res = await t.app.inject({ method: 'POST', url: '/v1/sessions', headers: t.auth(token), payload: { subject: 'Late check-in' } });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/sessions',
+      headers: t.auth(token),
+      payload: { subject: 'Late check-in' },
+    });
     expect(res.statusCode, res.body).toBe(201);
     const { rows } = await d.adminQuery(`SELECT id FROM ${d.table('sessions')}`);
     expect(rows.map((r) => r.id)).toEqual([res.json().id]);
     // not visible to a shared tenant of the same platform
     const other = await t.tokenFor(t.tenants[0]!, { roles: ['staff'] });
-    expect((await t.app.inject({ method: 'GET', url: `/v1/sessions/${res.json().id}`, headers: t.auth(other) })).statusCode).toBe(404);
+    expect(
+      (await t.app.inject({ method: 'GET', url: `/v1/sessions/${res.json().id}`, headers: t.auth(other) }))
+        .statusCode,
+    ).toBe(404);
   });
 });

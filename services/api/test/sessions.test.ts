@@ -29,7 +29,9 @@ let aliceToken: string;
 let bobToken: string;
 
 beforeAll(async () => {
-  t = await buildTestApp({ tenants: [{ businessType: 'dental', timezone: 'Europe/Bucharest' }, { businessType: 'gym' }] });
+  t = await buildTestApp({
+    tenants: [{ businessType: 'dental', timezone: 'Europe/Bucharest' }, { businessType: 'gym' }],
+  });
   [a, b] = t.tenants as [TestTenant, TestTenant];
   staffA = await t.tokenFor(a, { roles: ['staff'] });
   staffB = await t.tokenFor(b, { roles: ['staff'] });
@@ -59,12 +61,18 @@ describe('POST /v1/sessions', () => {
   it('a customer starts their own session (web), subject encrypted at rest', async () => {
     const s = await newSession(aliceToken, { subject: 'Toothache since Monday' });
     expect(s).toMatchObject({ customerId: alice.id, state: 'bot', channel: 'web' });
-    const { rows } = await a.adminQuery<{ subject: Buffer }>(`SELECT subject FROM ${a.table('sessions')} WHERE id = $1`, [s.id]);
+    const { rows } = await a.adminQuery<{ subject: Buffer }>(
+      `SELECT subject FROM ${a.table('sessions')} WHERE id = $1`,
+      [s.id],
+    );
     expect(rows[0]!.subject.toString('latin1')).not.toContain('Toothache');
   });
 
   it('staff start one for a customer or an anonymous one', async () => {
-    expect(await newSession(staffA, { customerId: bob.id, channel: 'phone' })).toMatchObject({ customerId: bob.id, channel: 'phone' });
+    expect(await newSession(staffA, { customerId: bob.id, channel: 'phone' })).toMatchObject({
+      customerId: bob.id,
+      channel: 'phone',
+    });
     expect(await newSession(staffA)).toMatchObject({ customerId: null, channel: 'staff' });
   });
 
@@ -76,10 +84,17 @@ describe('POST /v1/sessions', () => {
   });
 
   it('400 listing each schema violation', async () => {
-    const res = await inject('POST', '/v1/sessions', staffA, { channel: 'pigeon', subject: '', customerId: 'x', extra: true });
+    const res = await inject('POST', '/v1/sessions', staffA, {
+      channel: 'pigeon',
+      subject: '',
+      customerId: 'x',
+      extra: true,
+    });
     expect(res.statusCode).toBe(400);
     const paths = res.json().error.details.issues.map((i: { path: string }) => i.path);
-    expect(paths).toEqual(expect.arrayContaining(['body.channel', 'body.subject', 'body.customerId', 'body.extra']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['body.channel', 'body.subject', 'body.customerId', 'body.extra']),
+    );
   });
 
   it('401 without a token; 403 for a token without a role', async () => {
@@ -152,33 +167,55 @@ describe('messages', () => {
     expect(rows).toHaveLength(4);
     for (const r of rows) for (const body of bodies) expect(r.body.toString('latin1')).not.toContain(body);
     // a ciphertext copied to another row fails to decrypt: an error, not garbage
-    await a.adminQuery(`UPDATE ${a.table('messages')} SET body = $1 WHERE id = $2`, [rows[0]!.body, rows[1]!.id]);
+    await a.adminQuery(`UPDATE ${a.table('messages')} SET body = $1 WHERE id = $2`, [
+      rows[0]!.body,
+      rows[1]!.id,
+    ]);
     const broken = await inject('GET', `/v1/sessions/${s.id}/messages`, aliceToken);
     expect(broken.statusCode).toBe(500);
     expect(broken.json().error.message).toBe('Internal server error');
-    await a.adminQuery(`UPDATE ${a.table('messages')} SET body = $1 WHERE id = $2`, [rows[1]!.body, rows[1]!.id]);
+    await a.adminQuery(`UPDATE ${a.table('messages')} SET body = $1 WHERE id = $2`, [
+      rows[1]!.body,
+      rows[1]!.id,
+    ]);
 
     const newest = await inject('GET', `/v1/sessions/${s.id}/messages?limit=3`, aliceToken);
     expect(newest.statusCode).toBe(200);
     expect(newest.json().items.map((m: { body: string }) => m.body)).toEqual(bodies.slice(1));
-    const back = await inject('GET', `/v1/sessions/${s.id}/messages?limit=3&cursor=${newest.json().nextCursor}`, aliceToken);
+    const back = await inject(
+      'GET',
+      `/v1/sessions/${s.id}/messages?limit=3&cursor=${newest.json().nextCursor}`,
+      aliceToken,
+    );
     expect(back.json()).toMatchObject({ items: [{ body: 'hello', seq: 1 }], nextCursor: null });
     const forward = await inject('GET', `/v1/sessions/${s.id}/messages?afterSeq=2&limit=1`, staffA);
     expect(forward.json().items.map((m: { seq: number }) => m.seq)).toEqual([3]);
-    const next = await inject('GET', `/v1/sessions/${s.id}/messages?limit=5&cursor=${forward.json().nextCursor}`, staffA);
+    const next = await inject(
+      'GET',
+      `/v1/sessions/${s.id}/messages?limit=5&cursor=${forward.json().nextCursor}`,
+      staffA,
+    );
     expect(next.json().items.map((m: { seq: number }) => m.seq)).toEqual([4]);
-    expect((await inject('GET', `/v1/sessions/${s.id}/messages?cursor=x&afterSeq=1`, staffA)).statusCode).toBe(400);
+    expect(
+      (await inject('GET', `/v1/sessions/${s.id}/messages?cursor=x&afterSeq=1`, staffA)).statusCode,
+    ).toBe(400);
     expect((await inject('GET', `/v1/sessions/${s.id}/messages`, bobToken)).statusCode).toBe(404);
   });
 
   it('roles and validation: staff use staff-replies (403 here), empty body 400, other customer 404', async () => {
     const s = await newSession(aliceToken);
-    expect((await inject('POST', `/v1/sessions/${s.id}/messages`, staffA, { body: 'x' })).statusCode).toBe(403);
+    expect((await inject('POST', `/v1/sessions/${s.id}/messages`, staffA, { body: 'x' })).statusCode).toBe(
+      403,
+    );
     const empty = await inject('POST', `/v1/sessions/${s.id}/messages`, aliceToken, { body: '' });
     expect(empty.statusCode).toBe(400);
     expect(empty.json().error.details.issues[0].path).toBe('body.body');
-    expect((await inject('POST', `/v1/sessions/${s.id}/messages`, bobToken, { body: 'hi' })).statusCode).toBe(404);
-    expect((await inject('POST', `/v1/sessions/${randomUUID()}/messages`, aliceToken, { body: 'hi' })).statusCode).toBe(404);
+    expect((await inject('POST', `/v1/sessions/${s.id}/messages`, bobToken, { body: 'hi' })).statusCode).toBe(
+      404,
+    );
+    expect(
+      (await inject('POST', `/v1/sessions/${randomUUID()}/messages`, aliceToken, { body: 'hi' })).statusCode,
+    ).toBe(404);
   });
 });
 
@@ -189,9 +226,13 @@ describe('state changes', () => {
     expect(h.statusCode, h.body).toBe(200);
     expect(h.json().state).toBe('pending_human');
     // again: a no-op
-    expect((await inject('POST', `/v1/sessions/${s.id}/handover`, aliceToken, {})).json().state).toBe('pending_human');
+    expect((await inject('POST', `/v1/sessions/${s.id}/handover`, aliceToken, {})).json().state).toBe(
+      'pending_human',
+    );
 
-    expect((await inject('POST', `/v1/sessions/${s.id}/staff-replies`, aliceToken, { body: 'x' })).statusCode).toBe(403);
+    expect(
+      (await inject('POST', `/v1/sessions/${s.id}/staff-replies`, aliceToken, { body: 'x' })).statusCode,
+    ).toBe(403);
     const staffSub = randomUUID();
     const staff = await t.tokenFor(a, { sub: staffSub, roles: ['staff'] });
     const r = await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staff, { body: 'Hi, I am Maria' });
@@ -203,7 +244,10 @@ describe('state changes', () => {
     // human → pending_human is not an edge of the state machine
     const illegal = await inject('POST', `/v1/sessions/${s.id}/handover`, aliceToken, {});
     expect(illegal.statusCode).toBe(409);
-    expect(illegal.json().error).toMatchObject({ code: 'SIMPTU_ERR_INVALID_STATE_TRANSITION', details: { from: 'human', to: 'pending_human' } });
+    expect(illegal.json().error).toMatchObject({
+      code: 'SIMPTU_ERR_INVALID_STATE_TRANSITION',
+      details: { from: 'human', to: 'pending_human' },
+    });
 
     const history = (await inject('GET', `/v1/sessions/${s.id}/messages`, aliceToken)).json().items;
     expect(history.map((m: { role: string; body: string }) => [m.role, m.body])).toEqual([
@@ -216,13 +260,18 @@ describe('state changes', () => {
     const closed = await inject('POST', `/v1/sessions/${s.id}/messages`, aliceToken, { body: 'hello?' });
     expect(closed.statusCode).toBe(409);
     expect(closed.json().error.code).toBe('SIMPTU_ERR_SESSION_CLOSED');
-    expect((await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staffA, { body: 'x' })).statusCode).toBe(409);
+    expect(
+      (await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staffA, { body: 'x' })).statusCode,
+    ).toBe(409);
     expect((await inject('POST', `/v1/sessions/${s.id}/handover`, aliceToken, {})).statusCode).toBe(409);
   });
 
   it('a staff reply to a bot session takes it over directly', async () => {
     const s = await newSession(aliceToken);
-    expect((await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staffA, { body: 'Taking over' })).statusCode).toBe(201);
+    expect(
+      (await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staffA, { body: 'Taking over' }))
+        .statusCode,
+    ).toBe(201);
     expect((await inject('GET', `/v1/sessions/${s.id}`, staffA)).json().state).toBe('human');
   });
 
@@ -246,8 +295,12 @@ describe('tenant isolation', () => {
       expect((await inject('POST', `/v1/sessions/${s.id}/handover`, token, {})).statusCode).toBe(404);
     }
     expect((await inject('POST', `/v1/sessions/${s.id}/messages`, eve, { body: 'x' })).statusCode).toBe(404);
-    expect((await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staffB, { body: 'x' })).statusCode).toBe(404);
-    expect((await inject('GET', '/v1/sessions?limit=100', staffB)).json().items.map((x: { id: string }) => x.id)).not.toContain(s.id);
+    expect(
+      (await inject('POST', `/v1/sessions/${s.id}/staff-replies`, staffB, { body: 'x' })).statusCode,
+    ).toBe(404);
+    expect(
+      (await inject('GET', '/v1/sessions?limit=100', staffB)).json().items.map((x: { id: string }) => x.id),
+    ).not.toContain(s.id);
     // a customer of A can't be named by B either
     expect((await inject('POST', '/v1/sessions', staffB, { customerId: alice.id })).statusCode).toBe(404);
     expect((await inject('GET', `/v1/sessions/${s.id}`, aliceToken)).statusCode).toBe(200);
@@ -263,30 +316,57 @@ describe('Kafka', () => {
   });
 
   it('a customer message reaches simptu.t.<name>.inbound as io.simptu.message.received, body encrypted', async () => {
-    const kafka = new kafkajs.Kafka({ clientId: 'api-test', brokers: process.env.KAFKA_BROKERS!.split(','), logLevel: kafkajs.logLevel.NOTHING });
+    const kafka = new kafkajs.Kafka({
+      clientId: 'api-test',
+      brokers: process.env.KAFKA_BROKERS!.split(','),
+      logLevel: kafkajs.logLevel.NOTHING,
+    });
     consumer = kafka.consumer({ groupId: `api-test-${randomBytes(6).toString('hex')}` });
     const seen: Array<{ raw: string; event: CloudEvent; key: string | undefined }> = [];
     await consumer.connect();
     await consumer.subscribe({ topic: a.topics.inbound, fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ message }) => {
-        const d = fromKafkaRecord({ value: message.value, key: message.key, headers: message.headers as Record<string, unknown> });
+        const d = fromKafkaRecord({
+          value: message.value,
+          key: message.key,
+          headers: message.headers as Record<string, unknown>,
+        });
         if (d.ok) seen.push({ raw: message.value!.toString('utf8'), event: d.event, key: d.key });
       },
     });
     const s = await newSession(aliceToken);
     const body = `please call me at +40 721 ${randomBytes(3).toString('hex')}`;
-    const m = (await inject('POST', `/v1/sessions/${s.id}/messages`, aliceToken, { body })).json() as { id: string; seq: number };
-    await expect.poll(() => seen.find((x) => (x.event.data as { message_id?: string }).message_id === m.id), { timeout: 30_000, interval: 250 }).toBeTruthy();
+    const m = (await inject('POST', `/v1/sessions/${s.id}/messages`, aliceToken, { body })).json() as {
+      id: string;
+      seq: number;
+    };
+    await expect
+      .poll(() => seen.find((x) => (x.event.data as { message_id?: string }).message_id === m.id), {
+        timeout: 30_000,
+        interval: 250,
+      })
+      .toBeTruthy();
     const got = seen.find((x) => (x.event.data as { message_id?: string }).message_id === m.id)!;
-    expect(got.event).toMatchObject({ type: 'io.simptu.message.received', tenant: a.name, source: '/simptu/api' });
+    expect(got.event).toMatchObject({
+      type: 'io.simptu.message.received',
+      tenant: a.name,
+      source: '/simptu/api',
+    });
     expect(got.key).toBe(s.id);
-    expect(got.event.data).toMatchObject({ session_id: s.id, seq: m.seq, role: 'user', customer_id: alice.id });
+    expect(got.event.data).toMatchObject({
+      session_id: s.id,
+      seq: m.seq,
+      role: 'user',
+      customer_id: alice.id,
+    });
     expect(got.raw).not.toContain(body);
     const enc = (got.event.data as { body_enc: string }).body_enc;
     expect((await a.cipher()).decryptText(enc, messageBodyLocation(m.id))).toBe(body);
     // bound to the message: as another message's body it does not decrypt
-    await expect(a.cipher().then((c) => c.decryptText(enc, messageBodyLocation(randomUUID())))).rejects.toThrow();
+    await expect(
+      a.cipher().then((c) => c.decryptText(enc, messageBodyLocation(randomUUID()))),
+    ).rejects.toThrow();
     // tenant B's key can't open it
     await expect(b.cipher().then((c) => c.decryptText(enc, messageBodyLocation(m.id)))).rejects.toThrow();
   });
@@ -304,7 +384,11 @@ describe('Kafka', () => {
       source: '/simptu/agent',
       tenant: a.name,
       subject: s.id,
-      data: { session_id: s.id, message_id: messageId, body_enc: cipher.encryptText(reply, messageBodyLocation(messageId)) },
+      data: {
+        session_id: s.id,
+        message_id: messageId,
+        body_enc: cipher.encryptText(reply, messageBodyLocation(messageId)),
+      },
     });
     const token = newCloudEvent({
       type: 'io.simptu.agent.token',
@@ -316,9 +400,12 @@ describe('Kafka', () => {
     await producer.send(a.topics.agent, event, s.id);
     await producer.send(a.topics.agent, event, s.id); // redelivery: same event id
     const assistant = async () =>
-      ((await inject('GET', `/v1/sessions/${s.id}/messages`, aliceToken)).json().items as Array<{ role: string; body: string }>).filter(
-        (m) => m.role === 'assistant',
-      );
+      (
+        (await inject('GET', `/v1/sessions/${s.id}/messages`, aliceToken)).json().items as Array<{
+          role: string;
+          body: string;
+        }>
+      ).filter((m) => m.role === 'assistant');
     await expect.poll(assistant, { timeout: 45_000, interval: 300 }).toHaveLength(1);
     // a later event proves both copies were consumed by now
     const later = newCloudEvent({
@@ -332,7 +419,9 @@ describe('Kafka', () => {
     const items = await assistant();
     expect(items.map((m) => m.body)).toEqual([reply, 'Anything else?']);
     // tokens are not history and leave no processed-event row
-    const { rows } = await a.adminQuery(`SELECT 1 FROM ${a.table('processed_events')} WHERE event_id = $1`, [token.id]);
+    const { rows } = await a.adminQuery(`SELECT 1 FROM ${a.table('processed_events')} WHERE event_id = $1`, [
+      token.id,
+    ]);
     expect(rows).toHaveLength(0);
   });
 });

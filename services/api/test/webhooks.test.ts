@@ -20,9 +20,16 @@ const saved = { json: process.env.SIMPTU_WEBHOOK_SECRETS_JSON, url: process.env.
 beforeAll(async () => {
   const name = uniqueTenantName('wh');
   // The plugin reads its secrets when it is registered: set them before the app is built.
-  process.env.SIMPTU_WEBHOOK_SECRETS_JSON = JSON.stringify({ tw: TW, fb: FB, 'simptu-email-ingest': { [name]: 'mail-secret' } });
+  process.env.SIMPTU_WEBHOOK_SECRETS_JSON = JSON.stringify({
+    tw: TW,
+    fb: FB,
+    'simptu-email-ingest': { [name]: 'mail-secret' },
+  });
   process.env.SIMPTU_WEBHOOK_PUBLIC_URL = PUBLIC;
-  t = await buildTestApp({ tenants: [{ name, businessType: 'dental' }, { businessType: 'gym' }], waitForEvents: false });
+  t = await buildTestApp({
+    tenants: [{ name, businessType: 'dental' }, { businessType: 'gym' }],
+    waitForEvents: false,
+  });
   [a, plain] = t.tenants as [TestTenant, TestTenant];
   await t.platform.admin.query('UPDATE platform.tenants SET integrations = $2 WHERE name = $1', [
     a.name,
@@ -41,7 +48,10 @@ afterAll(async () => {
 }, 120_000);
 
 async function count(table: string, where = 'true', params: unknown[] = []): Promise<number> {
-  const { rows } = await a.adminQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ${a.table(table)} WHERE ${where}`, params);
+  const { rows } = await a.adminQuery<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${a.table(table)} WHERE ${where}`,
+    params,
+  );
   return rows[0]!.n;
 }
 
@@ -70,7 +80,11 @@ describe('Twilio', () => {
     expect(await count('messages')).toBe(1);
     const { rows } = await a.adminQuery<{ body: Buffer }>(`SELECT body FROM ${a.table('messages')}`);
     expect(rows[0]!.body.toString('latin1')).not.toContain('prices');
-    expect(await count('outbox', "event_type = 'io.simptu.message.received' AND headers->>'topic' = $1", [a.topics.inbound])).toBe(1);
+    expect(
+      await count('outbox', "event_type = 'io.simptu.message.received' AND headers->>'topic' = $1", [
+        a.topics.inbound,
+      ]),
+    ).toBe(1);
 
     const again = await send();
     expect(again.statusCode).toBe(200);
@@ -82,7 +96,10 @@ describe('Twilio', () => {
     const r2 = await t.app.inject({
       method: 'POST',
       url: path(),
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilioSignature(TW.authToken, `https://hooks.example:443${path()}`, next) },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-twilio-signature': twilioSignature(TW.authToken, `https://hooks.example:443${path()}`, next),
+      },
       payload: new URLSearchParams(next).toString(),
     });
     expect(r2.statusCode).toBe(200); // signed with the explicit default port: accepted
@@ -91,13 +108,21 @@ describe('Twilio', () => {
   });
 
   it('WhatsApp JSON body with bodySHA256', async () => {
-    const body = JSON.stringify({ MessageSid: 'SM00000000000000000000000000000003', From: 'whatsapp:+40711000222', To: 'whatsapp:+40700000009', Body: 'hi' });
+    const body = JSON.stringify({
+      MessageSid: 'SM00000000000000000000000000000003',
+      From: 'whatsapp:+40711000222',
+      To: 'whatsapp:+40700000009',
+      Body: 'hi',
+    });
     const hash = createHash('sha256').update(body).digest('hex');
     const url = `${path()}?bodySHA256=${hash}`;
     const res = await t.app.inject({
       method: 'POST',
       url,
-      headers: { 'content-type': 'application/json', 'x-twilio-signature': twilioSignature(TW.authToken, PUBLIC + url, {}) },
+      headers: {
+        'content-type': 'application/json',
+        'x-twilio-signature': twilioSignature(TW.authToken, PUBLIC + url, {}),
+      },
       payload: body,
     });
     expect(res.statusCode).toBe(200);
@@ -105,7 +130,10 @@ describe('Twilio', () => {
     const tampered = await t.app.inject({
       method: 'POST',
       url,
-      headers: { 'content-type': 'application/json', 'x-twilio-signature': twilioSignature(TW.authToken, PUBLIC + url, {}) },
+      headers: {
+        'content-type': 'application/json',
+        'x-twilio-signature': twilioSignature(TW.authToken, PUBLIC + url, {}),
+      },
       payload: body.replace('hi', 'cancel everything'),
     });
     expect(tampered.statusCode).toBe(403);
@@ -114,11 +142,19 @@ describe('Twilio', () => {
   it('bad or missing signatures → 403, nothing stored or published', async () => {
     const before = [await count('messages'), await count('outbox'), await count('inbound_receipts')];
     const form = twilioForm('SM00000000000000000000000000000099');
-    for (const sig of [undefined, 'AAAA', twilioSignature('wrong-token', PUBLIC + path(), form), twilioSignature(TW.authToken, `${PUBLIC}/v1/webhooks/twilio/other`, form)]) {
+    for (const sig of [
+      undefined,
+      'AAAA',
+      twilioSignature('wrong-token', PUBLIC + path(), form),
+      twilioSignature(TW.authToken, `${PUBLIC}/v1/webhooks/twilio/other`, form),
+    ]) {
       const res = await t.app.inject({
         method: 'POST',
         url: path(),
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...(sig ? { 'x-twilio-signature': sig } : {}) },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          ...(sig ? { 'x-twilio-signature': sig } : {}),
+        },
         payload: new URLSearchParams(form).toString(),
       });
       expect(res.statusCode).toBe(403);
@@ -145,27 +181,52 @@ describe('Meta', () => {
   const path = () => `/v1/webhooks/meta/${a.name}`;
 
   it('verification handshake', async () => {
-    const ok = await t.app.inject({ method: 'GET', url: `${path()}?hub.mode=subscribe&hub.verify_token=${FB.verifyToken}&hub.challenge=12345` });
+    const ok = await t.app.inject({
+      method: 'GET',
+      url: `${path()}?hub.mode=subscribe&hub.verify_token=${FB.verifyToken}&hub.challenge=12345`,
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.body).toBe('12345');
-    const bad = await t.app.inject({ method: 'GET', url: `${path()}?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=12345` });
+    const bad = await t.app.inject({
+      method: 'GET',
+      url: `${path()}?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=12345`,
+    });
     expect(bad.statusCode).toBe(403);
   });
 
   it('signed Messenger events over the raw body; replay de-duplicated; bad signature 403', async () => {
     const payload = JSON.stringify({
       object: 'page',
-      entry: [{ id: 'page-9', time: 1, messaging: [{ sender: { id: 'PSID-1' }, recipient: { id: 'page-9' }, message: { mid: 'm_1', text: 'hello there' } }] }],
+      entry: [
+        {
+          id: 'page-9',
+          time: 1,
+          messaging: [
+            {
+              sender: { id: 'PSID-1' },
+              recipient: { id: 'page-9' },
+              message: { mid: 'm_1', text: 'hello there' },
+            },
+          ],
+        },
+      ],
     });
     const send = (sig: string | undefined, body = payload) =>
-      t.app.inject({ method: 'POST', url: path(), headers: { 'content-type': 'application/json', ...(sig ? { 'x-hub-signature-256': sig } : {}) }, payload: body });
+      t.app.inject({
+        method: 'POST',
+        url: path(),
+        headers: { 'content-type': 'application/json', ...(sig ? { 'x-hub-signature-256': sig } : {}) },
+        payload: body,
+      });
     const before = await count('messages');
     const res = await send(metaSignature(FB.appSecret, Buffer.from(payload)));
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ received: 1, duplicates: 0 });
     expect(await count('sessions', "channel = 'messenger'")).toBe(1);
     expect(await count('channel_contacts', "channel = 'messenger'")).toBe(1);
-    const { rows } = await a.adminQuery<{ address: Buffer }>(`SELECT address FROM ${a.table('channel_contacts')}`);
+    const { rows } = await a.adminQuery<{ address: Buffer }>(
+      `SELECT address FROM ${a.table('channel_contacts')}`,
+    );
     expect(rows[0]!.address.toString('latin1')).not.toContain('PSID-1');
     const replay = await send(metaSignature(FB.appSecret, Buffer.from(payload)));
     expect(replay.json()).toEqual({ received: 0, duplicates: 1 });
@@ -173,18 +234,36 @@ describe('Meta', () => {
     const reformatted = JSON.stringify(JSON.parse(payload), null, 2);
     expect((await send(metaSignature(FB.appSecret, Buffer.from(payload)), reformatted)).statusCode).toBe(403);
     expect((await send(undefined)).statusCode).toBe(403);
-    expect((await send(`sha256=${createHmac('sha256', 'other').update(payload).digest('hex')}`)).statusCode).toBe(403);
+    expect(
+      (await send(`sha256=${createHmac('sha256', 'other').update(payload).digest('hex')}`)).statusCode,
+    ).toBe(403);
     expect(await count('messages')).toBe(before + 1);
   });
 });
 
 describe('e-mail ingest', () => {
   const path = () => `/v1/webhooks/email/${a.name}`;
-  const mime = ['From: Guest <g@example.com>', 'To: in@a.example', 'Subject: Hello', 'Message-ID: <abc-1@example.com>', '', 'Do you have parking?', ''].join('\r\n');
+  const mime = [
+    'From: Guest <g@example.com>',
+    'To: in@a.example',
+    'Subject: Hello',
+    'Message-ID: <abc-1@example.com>',
+    '',
+    'Do you have parking?',
+    '',
+  ].join('\r\n');
 
   it('accepts raw MIME with the shared secret, publishes it encrypted, once', async () => {
     const send = (secret?: string) =>
-      t.app.inject({ method: 'POST', url: path(), headers: { 'content-type': 'message/rfc822', ...(secret ? { 'x-simptu-ingest-secret': secret } : {}) }, payload: mime });
+      t.app.inject({
+        method: 'POST',
+        url: path(),
+        headers: {
+          'content-type': 'message/rfc822',
+          ...(secret ? { 'x-simptu-ingest-secret': secret } : {}),
+        },
+        payload: mime,
+      });
     expect((await send('wrong')).statusCode).toBe(403);
     expect((await send()).statusCode).toBe(403);
     const ok = await send('mail-secret');

@@ -544,7 +544,13 @@ export class Hub {
     const out = this.#outgoing(ch.topic, e, payload);
     if (!Number.isNaN(out.time)) this.#m.latency.observe(Math.max(0, (Date.now() - out.time) / 1000));
     if (conn.closed) return;
-    const frame: Frame = { joinRef: ch.joinRef, ref: null, topic: ch.topic, event: payload.event, payload: out.payload };
+    const frame: Frame = {
+      joinRef: ch.joinRef,
+      ref: null,
+      topic: ch.topic,
+      event: payload.event,
+      payload: out.payload,
+    };
     conn.out.push(frame, out.text(ch.joinRef));
   }
 

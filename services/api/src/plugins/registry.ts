@@ -79,7 +79,9 @@ export class PgTenantRegistry implements TenantRegistry {
   }
 
   async #load(name: string): Promise<TenantInfo | undefined> {
-    const { rows } = await this.#db.query<Row>(`SELECT ${COLUMNS} FROM platform.tenants WHERE name = $1`, [name]);
+    const { rows } = await this.#db.query<Row>(`SELECT ${COLUMNS} FROM platform.tenants WHERE name = $1`, [
+      name,
+    ]);
     const info = rows[0] && rows[0].state !== 'archived' ? toInfo(rows[0]) : undefined;
     // Bound the cache: tenant names come from verified tokens, but don't grow without limit.
     if (this.#cache.size > 10_000) this.#cache.clear();

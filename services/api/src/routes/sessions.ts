@@ -167,11 +167,19 @@ function decodeHistoryCursor(cursor: string): { afterSeq: number } | { beforeSeq
   } catch {
     // fall through
   }
-  throw new ValidationError([{ path: 'querystring.cursor', message: 'is not a cursor this endpoint issued' }]);
+  throw new ValidationError([
+    { path: 'querystring.cursor', message: 'is not a cursor this endpoint issued' },
+  ]);
 }
 
 function sessionEventData(s: Session): Record<string, unknown> {
-  return { session_id: s.id, customer_id: s.customerId, channel: s.channel, state: s.state, assigned_to: s.assignedTo };
+  return {
+    session_id: s.id,
+    customer_id: s.customerId,
+    channel: s.channel,
+    state: s.state,
+    assigned_to: s.assignedTo,
+  };
 }
 
 async function emitSession(ctx: DomainContext, type: 'created' | 'updated', s: Session): Promise<void> {
@@ -266,7 +274,12 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
       const page = await request.withTenant((ctx) =>
         listSessions(
           ctx,
-          { limit, ...(cursor ? { cursor } : {}), ...(state ? { state } : {}), ...(customerId ? { customerId } : {}) },
+          {
+            limit,
+            ...(cursor ? { cursor } : {}),
+            ...(state ? { state } : {}),
+            ...(customerId ? { customerId } : {}),
+          },
           customerScope(request),
         ),
       );
@@ -309,15 +322,19 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
     async (request) => {
       const { limit, cursor, afterSeq } = request.query;
       if (cursor !== undefined && afterSeq !== undefined)
-        throw new ValidationError([{ path: 'querystring.afterSeq', message: 'give cursor or afterSeq, not both' }]);
-      const position = cursor !== undefined ? decodeHistoryCursor(cursor) : afterSeq !== undefined ? { afterSeq } : {};
+        throw new ValidationError([
+          { path: 'querystring.afterSeq', message: 'give cursor or afterSeq, not both' },
+        ]);
+      const position =
+        cursor !== undefined ? decodeHistoryCursor(cursor) : afterSeq !== undefined ? { afterSeq } : {};
       const page = await request.withTenant((ctx) =>
         listMessages(ctx, request.params.id, { limit, ...position }, customerScope(request)),
       );
       const forward = 'afterSeq' in position;
       return {
         items: page.messages.map(toMessageDto),
-        nextCursor: page.nextCursor === null ? null : encodeHistoryCursor(forward ? 'a' : 'b', page.nextCursor),
+        nextCursor:
+          page.nextCursor === null ? null : encodeHistoryCursor(forward ? 'a' : 'b', page.nextCursor),
       };
     },
   );
@@ -337,7 +354,12 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
     async (request, reply) => {
       const scope = customerScope(request);
       const message = await request.withTenant(async (ctx) => {
-        const m = await appendMessage(ctx, request.params.id, { role: 'user', body: request.body.body }, scope);
+        const m = await appendMessage(
+          ctx,
+          request.params.id,
+          { role: 'user', body: request.body.body },
+          scope,
+        );
         const s = await getSession(ctx, request.params.id, scope);
         await emitMessage(ctx, s, m, true);
         return m;
@@ -382,7 +404,10 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
         const after = await transition(ctx, request, 'pending_human');
         if (reason && before.state !== after.state) {
           // The reason is free text (personal data): kept as an encrypted system message.
-          const m = await appendMessage(ctx, after.id, { role: 'system', body: `Handover requested: ${reason}` });
+          const m = await appendMessage(ctx, after.id, {
+            role: 'system',
+            body: `Handover requested: ${reason}`,
+          });
           await emitMessage(ctx, after, m, false);
           return getSession(ctx, after.id);
         }
@@ -423,7 +448,11 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
   );
 }
 
-async function transition(ctx: DomainContext, request: FastifyRequest<{ Params: { id: string } }>, to: SessionState) {
+async function transition(
+  ctx: DomainContext,
+  request: FastifyRequest<{ Params: { id: string } }>,
+  to: SessionState,
+) {
   const scope = customerScope(request);
   const before = await getSession(ctx, request.params.id, scope);
   const s = await setSessionState(ctx, request.params.id, to, {}, scope);

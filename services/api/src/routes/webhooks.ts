@@ -76,7 +76,11 @@ function safeEqual(a: string, b: string): boolean {
 }
 
 /** Twilio's signature of a URL and POST params: base64 HMAC-SHA1 over url + sorted name+value. */
-export function twilioSignature(authToken: string, url: string, params: Record<string, string | string[]>): string {
+export function twilioSignature(
+  authToken: string,
+  url: string,
+  params: Record<string, string | string[]>,
+): string {
   let data = url;
   for (const k of Object.keys(params).sort()) {
     const v = params[k]!;
@@ -171,7 +175,12 @@ interface InboundText {
 }
 
 /** Records the provider id; false when it was seen before (a replay). */
-async function firstReceipt(client: pg.ClientBase, provider: string, id: string, sessionId: string | null): Promise<boolean> {
+async function firstReceipt(
+  client: pg.ClientBase,
+  provider: string,
+  id: string,
+  sessionId: string | null,
+): Promise<boolean> {
   const r = await client.query(
     `INSERT INTO inbound_receipts (provider, provider_message_id, session_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
     [provider, id.slice(0, 300), sessionId],
@@ -213,7 +222,9 @@ async function storeInbound(ctx: DomainContext, m: InboundText): Promise<string 
     `SELECT id FROM sessions WHERE customer_id = $1 AND channel = $2 AND state <> 'closed' ORDER BY created_at DESC LIMIT 1 FOR UPDATE`,
     [customerId, m.channel],
   );
-  const session = rows[0] ? await getSession(ctx, rows[0].id) : await createSession(ctx, { customerId, channel: m.channel });
+  const session = rows[0]
+    ? await getSession(ctx, rows[0].id)
+    : await createSession(ctx, { customerId, channel: m.channel });
   if (!rows[0])
     await enqueue(ctx.client, ctx.cipher, {
       type: 'io.simptu.session.created',
@@ -221,14 +232,22 @@ async function storeInbound(ctx: DomainContext, m: InboundText): Promise<string 
       aggregateType: 'session',
       aggregateId: session.id,
       subject: session.id,
-      data: { session_id: session.id, customer_id: customerId, channel: m.channel, state: session.state, assigned_to: null },
+      data: {
+        session_id: session.id,
+        customer_id: customerId,
+        channel: m.channel,
+        state: session.state,
+        assigned_to: null,
+      },
     });
-  const message = await appendMessage(ctx, session.id, { role: 'user', body: m.text.slice(0, 16_000) || '(empty)' });
-  await ctx.client.query('UPDATE inbound_receipts SET session_id = $3 WHERE provider = $1 AND provider_message_id = $2', [
-    m.provider,
-    m.providerMessageId.slice(0, 300),
-    session.id,
-  ]);
+  const message = await appendMessage(ctx, session.id, {
+    role: 'user',
+    body: m.text.slice(0, 16_000) || '(empty)',
+  });
+  await ctx.client.query(
+    'UPDATE inbound_receipts SET session_id = $3 WHERE provider = $1 AND provider_message_id = $2',
+    [m.provider, m.providerMessageId.slice(0, 300), session.id],
+  );
   const data = {
     session_id: session.id,
     message_id: message.id,
@@ -240,8 +259,18 @@ async function storeInbound(ctx: DomainContext, m: InboundText): Promise<string 
     author: null,
     body_enc: ctx.cipher.encryptText(message.body, messageBodyLocation(message.id)),
   };
-  const common = { source: API_EVENT_SOURCE, aggregateType: 'session', aggregateId: session.id, subject: session.id };
-  await enqueue(ctx.client, ctx.cipher, { ...common, type: 'io.simptu.message.received', topic: tenantTopics(ctx.cipher.tenant).inbound, data });
+  const common = {
+    source: API_EVENT_SOURCE,
+    aggregateType: 'session',
+    aggregateId: session.id,
+    subject: session.id,
+  };
+  await enqueue(ctx.client, ctx.cipher, {
+    ...common,
+    type: 'io.simptu.message.received',
+    topic: tenantTopics(ctx.cipher.tenant).inbound,
+    data,
+  });
   await enqueue(ctx.client, ctx.cipher, { ...common, type: 'io.simptu.message.created', data });
   return session.id;
 }
@@ -252,7 +281,10 @@ const TenantParams = Type.Object(
   { tenant: Type.String({ pattern: '^[a-z]([a-z0-9-]*[a-z0-9])?$', minLength: 3, maxLength: 40 }) },
   { additionalProperties: false },
 );
-const Accepted = Type.Object({ received: Type.Integer({ minimum: 0 }), duplicates: Type.Integer({ minimum: 0 }) });
+const Accepted = Type.Object({
+  received: Type.Integer({ minimum: 0 }),
+  duplicates: Type.Integer({ minimum: 0 }),
+});
 
 export default async function webhookRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -263,15 +295,25 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
   // This plugin's scope only: signatures are over the RAW bytes, so keep them.
   app.removeContentTypeParser(['application/json']);
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.addContentTypeParser(['message/rfc822', 'text/plain', 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: MAX_EMAIL_BYTES }, (_req, body, done) =>
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   );
+  app.addContentTypeParser(
+    ['message/rfc822', 'text/plain', 'application/octet-stream'],
+    { parseAs: 'buffer', bodyLimit: MAX_EMAIL_BYTES },
+    (_req, body, done) => done(null, body),
+  );
 
-  async function tenantWith(name: string, provider: keyof Integrations): Promise<{ info: TenantInfo; integrations: Integrations }> {
+  async function tenantWith(
+    name: string,
+    provider: keyof Integrations,
+  ): Promise<{ info: TenantInfo; integrations: Integrations }> {
     const info = await app.registry.get(name);
     if (!info || info.state !== 'active') throw new NotFoundError('tenant not found');
-    const { rows } = await app.db.query<{ integrations: Integrations | null }>('SELECT integrations FROM platform.tenants WHERE name = $1', [name]);
+    const { rows } = await app.db.query<{ integrations: Integrations | null }>(
+      'SELECT integrations FROM platform.tenants WHERE name = $1',
+      [name],
+    );
     const integrations = rows[0]?.integrations ?? {};
     if (!integrations[provider]) throw new NotFoundError(`tenant has no ${provider} integration`);
     return { info, integrations };
@@ -286,7 +328,8 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
 
   function externalUrl(request: FastifyRequest): string {
     if (publicUrl) return publicUrl + request.url;
-    const proto = (request.headers['x-forwarded-proto'] as string | undefined)?.split(',')[0]?.trim() ?? request.protocol;
+    const proto =
+      (request.headers['x-forwarded-proto'] as string | undefined)?.split(',')[0]?.trim() ?? request.protocol;
     return `${proto}://${request.headers.host ?? 'localhost'}${request.url}`;
   }
 
@@ -314,7 +357,8 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
       const isJson = (request.headers['content-type'] ?? '').startsWith('application/json');
       let params: Record<string, string>;
       if (isJson) {
-        if (!verifyTwilio(authToken, url, signature, { raw })) throw new ForbiddenError('bad webhook signature');
+        if (!verifyTwilio(authToken, url, signature, { raw }))
+          throw new ForbiddenError('bad webhook signature');
         try {
           params = JSON.parse(raw.toString('utf8')) as Record<string, string>;
         } catch {
@@ -323,13 +367,15 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
       } else {
         const form: Record<string, string> = {};
         for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) form[k] = v;
-        if (!verifyTwilio(authToken, url, signature, { form })) throw new ForbiddenError('bad webhook signature');
+        if (!verifyTwilio(authToken, url, signature, { form }))
+          throw new ForbiddenError('bad webhook signature');
         params = form;
       }
       const from = String(params.From ?? '');
       const to = String(params.To ?? '').replace(/^whatsapp:/, '');
       const sid = String(params.MessageSid ?? params.SmsSid ?? '');
-      if (!sid || !from) throw new ValidationError([{ path: 'body', message: 'MessageSid and From are required' }]);
+      if (!sid || !from)
+        throw new ValidationError([{ path: 'body', message: 'MessageSid and From are required' }]);
       if (integrations.twilio?.phoneNumber && to !== integrations.twilio.phoneNumber)
         throw new ForbiddenError('the message is not for this tenant’s number');
       const whatsapp = from.startsWith('whatsapp:');
@@ -393,7 +439,13 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
         throw new ForbiddenError('bad webhook signature');
       let body: {
         object?: string;
-        entry?: Array<{ id?: string; messaging?: Array<{ sender?: { id?: string }; message?: { mid?: string; text?: string; is_echo?: boolean } }> }>;
+        entry?: Array<{
+          id?: string;
+          messaging?: Array<{
+            sender?: { id?: string };
+            message?: { mid?: string; text?: string; is_echo?: boolean };
+          }>;
+        }>;
       };
       try {
         body = JSON.parse(raw.toString('utf8')) as typeof body;
@@ -404,11 +456,18 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
       const pageId = integrations.meta?.pageId;
       const texts: InboundText[] = [];
       for (const entry of body.entry ?? []) {
-        if (pageId && entry.id !== pageId) throw new ForbiddenError('the event is not for this tenant’s page');
+        if (pageId && entry.id !== pageId)
+          throw new ForbiddenError('the event is not for this tenant’s page');
         for (const ev of entry.messaging ?? []) {
           const m = ev.message;
           if (!m?.mid || typeof m.text !== 'string' || m.is_echo || !ev.sender?.id) continue;
-          texts.push({ provider: 'meta', providerMessageId: m.mid, channel, address: ev.sender.id, text: m.text });
+          texts.push({
+            provider: 'meta',
+            providerMessageId: m.mid,
+            channel,
+            address: ev.sender.id,
+            text: m.text,
+          });
         }
       }
       let received = 0;
@@ -432,12 +491,15 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
       const { info } = await tenantWith(request.params.tenant, 'email');
       const expected = secrets.get(EMAIL_INGEST_SECRET, info.name);
       const given = request.headers['x-simptu-ingest-secret'];
-      if (!expected || typeof given !== 'string' || !safeEqual(given, expected)) throw new ForbiddenError('bad ingest secret');
+      if (!expected || typeof given !== 'string' || !safeEqual(given, expected))
+        throw new ForbiddenError('bad ingest secret');
       const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-      if (raw.length === 0) throw new ValidationError([{ path: 'body', message: 'an e-mail (raw MIME) is required' }]);
+      if (raw.length === 0)
+        throw new ValidationError([{ path: 'body', message: 'an e-mail (raw MIME) is required' }]);
       const header = raw.subarray(0, Math.min(raw.length, 64 * 1024)).toString('utf8');
       const messageId =
-        /^message-id:\s*(<[^>\r\n]{1,250}>)/im.exec(header)?.[1] ?? `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+        /^message-id:\s*(<[^>\r\n]{1,250}>)/im.exec(header)?.[1] ??
+        `sha256:${createHash('sha256').update(raw).digest('hex')}`;
       const first = await inTenant(info, async (ctx) => {
         if (!(await firstReceipt(ctx.client, 'email', messageId, null))) return false;
         const emailId = randomUUID();
@@ -451,7 +513,9 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
             email_id: emailId,
             size: raw.length,
             // the bytes as received (MIME may carry 8-bit parts), encrypted; `toText` form for JSON
-            raw_enc: toText(ctx.cipher.encrypt(raw, { table: 'inbound_emails', column: 'raw', rowId: emailId })),
+            raw_enc: toText(
+              ctx.cipher.encrypt(raw, { table: 'inbound_emails', column: 'raw', rowId: emailId }),
+            ),
           },
         });
         return true;

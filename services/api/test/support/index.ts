@@ -217,7 +217,10 @@ export interface TestTenant {
   /** the database holding the tenant (platform db name for shared) */
   database: string;
   /** superuser query on the tenant's database (direct table reads in assertions) */
-  adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
+  adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
   /** `"t_x"."<table>"` */
   table(name: string): string;
   /** the tenant's cipher (its real DEK, via the KMS) */
@@ -293,7 +296,11 @@ export async function provisionTenant(
   Object.assign(
     facts,
     await untilReady('topics', () =>
-      topicsReconciler.reconcile(tenant, { admin: platform.kafkaAdmin, writes: noWrites, replicationFactor: 1 }),
+      topicsReconciler.reconcile(tenant, {
+        admin: platform.kafkaAdmin,
+        writes: noWrites,
+        replicationFactor: 1,
+      }),
     ),
   );
   await untilReady('registry', () =>
@@ -342,7 +349,10 @@ export async function provisionTenant(
       return withTenant(appPool, ref, (client) => fn({ client, cipher, timeZone: info.timezone }));
     },
     async setState(state) {
-      await platform.admin.query('UPDATE platform.tenants SET state = $2, updated_at = now() WHERE name = $1', [name, state]);
+      await platform.admin.query(
+        'UPDATE platform.tenants SET state = $2, updated_at = now() WHERE name = $1',
+        [name, state],
+      );
     },
     async deprovision() {
       if (gone) return;
@@ -353,8 +363,18 @@ export async function provisionTenant(
       const note = (step: string, r: StepResult) => {
         if (r.kind !== 'ready') errors.push(`${step}: ${r.reason} ${r.message}`);
       };
-      note('registry', await registryReconciler.finalize(tenant, { pg: platform.admin, producer: platform.registryProducer, writes: noWrites }));
-      note('topics', await topicsReconciler.finalize(tenant, { admin: platform.kafkaAdmin, writes: noWrites }));
+      note(
+        'registry',
+        await registryReconciler.finalize(tenant, {
+          pg: platform.admin,
+          producer: platform.registryProducer,
+          writes: noWrites,
+        }),
+      );
+      note(
+        'topics',
+        await topicsReconciler.finalize(tenant, { admin: platform.kafkaAdmin, writes: noWrites }),
+      );
       note('database', await databaseReconciler.finalize(tenant, dbDeps));
       note('encryption', await encryptionReconciler.finalize(tenant, dbDeps));
       if (errors.length > 0) throw new Error(`deprovisioning ${name}: ${errors.join('; ')}`);
@@ -382,14 +402,20 @@ export function testApiConfig(
     auth: { issuer: issuer.issuer, audience: issuer.audience, jwksUri: issuer.jwksUri },
     rateLimit: { perPrincipal: 10_000, perTenant: 100_000, anonymous: 10_000 },
     cache: { registryTtlMs: 0, catalogTtlSec: 300, availabilityTtlSec: 30, keyringRefreshMs: 60_000 },
-    events: { relay: true, consumers: true, tenantRefreshMs: 1_000, groupPrefix: `simptu-api-test-${platform.db.name}` },
+    events: {
+      relay: true,
+      consumers: true,
+      tenantRefreshMs: 1_000,
+      groupPrefix: `simptu-api-test-${platform.db.name}`,
+    },
     shutdownDelayMs: 0,
     logLevel: (process.env.SIMPTU_TEST_LOG_LEVEL ?? 'silent') as ApiConfig['logLevel'],
   };
   const merged: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(overrides)) {
     const b = (base as Record<string, unknown>)[k];
-    merged[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' ? { ...b, ...v } : v;
+    merged[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' ? { ...b, ...v } : v;
   }
   if (!Value.Check(ApiConfigSchema, merged)) {
     const first = [...Value.Errors(ApiConfigSchema, merged)][0];
@@ -398,7 +424,9 @@ export function testApiConfig(
   return merged as ApiConfig;
 }
 
-export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+export type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
 
 export interface TokenOptions {
   /** @default a random uuid */
@@ -412,7 +440,11 @@ export interface TokenOptions {
   claims?: Record<string, unknown>;
 }
 
-export function tokenFor(issuer: TestIssuer, tenant: string | { name: string }, opts: TokenOptions = {}): Promise<string> {
+export function tokenFor(
+  issuer: TestIssuer,
+  tenant: string | { name: string },
+  opts: TokenOptions = {},
+): Promise<string> {
   const name = typeof tenant === 'string' ? tenant : tenant.name;
   return issuer.signAccessToken(
     { tenant: name, sub: opts.sub ?? randomUUID(), roles: opts.roles ?? ['staff'], ...opts.claims },
