@@ -1,0 +1,686 @@
+/**
+ * `node bench/agent/run.ts` (or `bash bench/run.sh agent`) — the agent benchmark (docs/benchmarks.md).
+ *
+ *   1. provisions one dental tenant the operator's way (the agent's test fixture: scratch
+ *      platform database, NOINHERIT login role, NOLOGIN tenant role + migrated schema, wrapped
+ *      data key, 3-partition topics, registry row with the builtin model), a catalog and a
+ *      knowledge base;
+ *   2. graph throughput: scripted 3-turn conversations (greeting; prices → `list_treatments`;
+ *      parking → `search_faq`) through the agent's graph with the builtin model, every turn in
+ *      its own `withTenant` transaction under the tenant role (session row lock, tools on the
+ *      tenant's data), with
+ *        - the durable checkpointer: `TenantCheckpointSaver` (Postgres, tenant schema, every
+ *          value AES-256-GCM encrypted, savepoints on the turn's transaction) + pruning, and
+ *        - the baseline in the same run: the same graph and transaction with LangGraph's
+ *          in-memory `MemorySaver`,
+ *      in alternating rounds; the figure is the median of the per-round ratios (durable ÷
+ *      memory), the cost of durability;
+ *   3. end to end through Kafka: the agent as a child process (`node services/agent/src/main.ts`,
+ *      pool mode, its defaults), BENCH_AGENT_CONVERSATIONS conversations at once, each sending
+ *      its next message (stored like the API does, then produced to the inbound topic) when
+ *      the reply to the previous one arrived plus a think time; latency = first
+ *      `io.simptu.agent.token` event consumed − the inbound record produced;
+ *   4. prints a table, writes bench/results/agent-<timestamp>.json, removes everything.
+ *
+ * Environment: DATABASE_URL, REDIS_URL, KAFKA_BROKERS (the test environment), and
+ *   BENCH_AGENT_ROUNDS              graph rounds per side @default 5
+ *   BENCH_AGENT_ROUND_SECONDS       length of a graph round @default 4
+ *   BENCH_AGENT_GRAPH_CONCURRENCY   conversations in flight in the graph phase @default 4
+ *   BENCH_AGENT_CONVERSATIONS       concurrent conversations through Kafka @default 50
+ *   BENCH_AGENT_TURNS               messages per conversation through Kafka @default 8
+ *   BENCH_AGENT_THINK_MS            pause between a reply and the next message @default 1000
+ *   BENCH_AGENT_TOKEN_WINDOW_MS     the agent's SIMPTU_AGENT_TOKEN_WINDOW_MS @default 50 (its default)
+ *   BENCH_AGENT_PARTITIONS_CONCURRENTLY  the agent's SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY @default 4
+ *   BENCH_ONLY                      comma list of graph,kafka @default both
+ *   BENCH_AGENT_PROFILE             1: run the child agent with --cpu-prof (bench/results/)
+ *   BENCH_TIMEOUT_SECONDS           budget before cleanup @default 420
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HumanMessage } from '@langchain/core/messages';
+import { MemorySaver, type BaseCheckpointSaver } from '@langchain/langgraph';
+import kafkajs from 'kafkajs';
+import pg from 'pg';
+import {
+  appendMessage,
+  createCustomer,
+  createSession,
+  EventProducer,
+  fromKafkaRecord,
+  getSession,
+  messageBodyLocation,
+  newCloudEvent,
+  tenantTopics,
+  withTenant,
+} from '@simptu/common';
+import {
+  Mutex,
+  pruneCheckpoints,
+  TenantCheckpointSaver,
+  DEFAULT_RETENTION,
+} from '../../services/agent/src/checkpoint.ts';
+import { buildAgentGraph } from '../../services/agent/src/graph.ts';
+import { BuiltinChatModel } from '../../services/agent/src/model/builtin.ts';
+import { allowedTools } from '../../services/agent/src/tools/index.ts';
+import type { TenantContext } from '../../services/agent/src/tools/types.ts';
+import {
+  createTestPlatform,
+  provisionTenant,
+  uniqueTenantName,
+  type TestPlatform,
+  type TestTenant,
+} from '../../services/agent/test/fixture.ts';
+import { seedCatalog } from '../../services/agent/test/support.ts';
+import { fmt, percentile, readCpuSeconds, readRss, sleep, table } from '../operator/lib.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const env = process.env;
+const int = (name: string, d: number) => {
+  const v = env[name];
+  const n = v === undefined || v === '' ? d : Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`bench:agent: invalid integer ${name}=${JSON.stringify(v)}`);
+    process.exit(2);
+  }
+  return n;
+};
+const ROUNDS = Math.max(1, int('BENCH_AGENT_ROUNDS', 5));
+const ROUND_SECONDS = Math.max(1, int('BENCH_AGENT_ROUND_SECONDS', 4));
+const GRAPH_CONCURRENCY = Math.max(1, int('BENCH_AGENT_GRAPH_CONCURRENCY', 4));
+const CONVERSATIONS = Math.max(1, int('BENCH_AGENT_CONVERSATIONS', 50));
+const TURNS = Math.max(1, int('BENCH_AGENT_TURNS', 8));
+const THINK_MS = int('BENCH_AGENT_THINK_MS', 1000);
+const TOKEN_WINDOW_MS = int('BENCH_AGENT_TOKEN_WINDOW_MS', 50);
+const PARTITIONS_CONCURRENTLY = Math.max(1, int('BENCH_AGENT_PARTITIONS_CONCURRENTLY', 4));
+const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 420);
+const ONLY = new Set((env.BENCH_ONLY ?? 'graph,kafka').split(',').map((s) => s.trim()));
+const PROFILE = env.BENCH_AGENT_PROFILE === '1';
+const TZ = 'Europe/Bucharest';
+const SCRIPT = ['Hello!', 'What are your prices?', 'Is there parking near you?'];
+/** The Kafka phase cycles through these; which of them use a tool is reported separately. */
+const KAFKA_SCRIPT: Array<{ text: string; tool: boolean }> = [
+  { text: 'Hello!', tool: false },
+  { text: 'What are your prices?', tool: true },
+  { text: 'Is there parking near you?', tool: true },
+  { text: 'Thank you!', tool: false },
+];
+
+const log = (msg: string) => console.log(`bench:agent: ${msg}`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+      ? s[(s.length - 1) / 2]!
+      : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+function summary(ms: number[]) {
+  const s = [...ms].sort((a, b) => a - b);
+  return {
+    n: s.length,
+    p50: percentile(s, 50),
+    p90: percentile(s, 90),
+    p99: percentile(s, 99),
+    max: s[s.length - 1] ?? NaN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph throughput: durable vs in-memory checkpointer
+
+interface GraphSide {
+  name: 'postgres' | 'memory';
+  conversations: number;
+  turns: number;
+  seconds: number;
+  turnMs: number[];
+  cpuSeconds: number;
+}
+
+async function graphTurn(
+  pool: pg.Pool,
+  t: TestTenant,
+  tenant: TenantContext,
+  sessionId: string,
+  text: string,
+  durable: boolean,
+  memory: MemorySaver,
+): Promise<void> {
+  const cipher = await t.cipher();
+  await withTenant(pool, t.ref, async (client) => {
+    const ctx = { client, cipher, timeZone: TZ };
+    // What the runtime does per inbound message (runtime.ts #handle/runTurn), minus Kafka.
+    await client.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [sessionId]);
+    const session = await getSession(ctx, sessionId);
+    const lock = new Mutex();
+    const inboundId = randomUUID();
+    const checkpointer: BaseCheckpointSaver = durable
+      ? new TenantCheckpointSaver(client, lock, t.ref.schema, cipher, sessionId)
+      : memory;
+    const graph = buildAgentGraph({
+      model: new BuiltinChatModel({}),
+      tools: allowedTools('dental'),
+      policy: {},
+      tenant,
+      session: { id: session.id, customerId: session.customerId, channel: session.channel },
+      inboundId,
+      untrusted: false,
+      db: (fn) => lock.run(() => fn(ctx)),
+      now: () => new Date(),
+      hooks: { onToken: () => undefined, onToolCall: () => undefined, onToolResult: () => undefined },
+      checkpointer,
+    });
+    await client.query('SAVEPOINT agent_run');
+    const out = await graph.invoke(
+      {
+        messages: [new HumanMessage({ content: text, id: inboundId })],
+        context: {
+          tenant: t.name,
+          businessType: 'dental',
+          customerId: session.customerId,
+          channel: session.channel,
+          state: session.state,
+        },
+        inboundId,
+        handoffReason: null,
+        modelCalls: 0,
+      },
+      { configurable: { thread_id: sessionId }, durability: 'exit', recursionLimit: 30 },
+    );
+    if (out.messages.length < 2) throw new Error('graph produced no answer');
+    if (durable) await lock.run(() => pruneCheckpoints(client, DEFAULT_RETENTION, sessionId));
+    await client.query('RELEASE SAVEPOINT agent_run');
+  });
+}
+
+async function graphRound(
+  side: 'postgres' | 'memory',
+  seconds: number,
+  next: () => string,
+  turn: (sessionId: string, text: string, durable: boolean) => Promise<void>,
+): Promise<GraphSide> {
+  const turnMs: number[] = [];
+  let conversations = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const until = t0 + seconds * 1000;
+  const worker = async () => {
+    while (performance.now() < until) {
+      const sessionId = next();
+      for (const text of SCRIPT) {
+        const s = performance.now();
+        await turn(sessionId, text, side === 'postgres');
+        turnMs.push(performance.now() - s);
+      }
+      conversations++;
+    }
+  };
+  await Promise.all(Array.from({ length: GRAPH_CONCURRENCY }, worker));
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    name: side,
+    conversations,
+    turns: turnMs.length,
+    seconds: (performance.now() - t0) / 1000,
+    turnMs,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end through Kafka
+
+interface KafkaFigures {
+  conversations: number;
+  turns: number;
+  seconds: number;
+  firstTokenMs: number[];
+  firstTokenToolMs: number[];
+  firstTokenPlainMs: number[];
+  replyMs: number[];
+  agentCpuSeconds: number;
+  agentRssMiB: number | undefined;
+}
+
+async function main(): Promise<void> {
+  const run = randomBytes(3).toString('hex');
+  const report: Record<string, unknown> = {
+    benchmark: 'agent',
+    startedAt: new Date().toISOString(),
+    settings: {
+      rounds: ROUNDS,
+      roundSeconds: ROUND_SECONDS,
+      graphConcurrency: GRAPH_CONCURRENCY,
+      conversations: CONVERSATIONS,
+      turns: TURNS,
+      thinkMs: THINK_MS,
+      tokenWindowMs: TOKEN_WINDOW_MS,
+      partitionsConcurrently: PARTITIONS_CONCURRENTLY,
+      partitions: 3,
+      only: [...ONLY],
+    },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      loadavg: { start: os.loadavg() } as Record<string, number[]>,
+    },
+  };
+  const loadavg = (report.machine as { loadavg: Record<string, number[]> }).loadavg;
+  const cleanups: Array<() => Promise<unknown>> = [];
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    for (const c of cleanups.reverse())
+      await c().catch((err: unknown) => console.error('bench:agent: cleanup:', err));
+  };
+  const budget = setTimeout(() => {
+    console.error(`bench:agent: out of time after ${TIMEOUT_SECONDS} s (BENCH_TIMEOUT_SECONDS); cleaning up`);
+    void cleanup().finally(() => process.exit(1));
+  }, TIMEOUT_SECONDS * 1000);
+  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+
+  const rows: string[][] = [];
+  let failed: unknown;
+  try {
+    log('provisioning a tenant (scratch platform database, tenant schema/role/key, topics, registry row)');
+    const platform: TestPlatform = await createTestPlatform();
+    cleanups.push(() => platform.close());
+    const t = await provisionTenant(platform, uniqueTenantName('bench-ag'), {
+      businessType: 'dental',
+      timezone: TZ,
+      displayName: 'Bench Dental',
+    });
+    cleanups.push(() => t.deprovision());
+    await seedCatalog(t, {
+      kind: 'treatment',
+      services: [
+        { name: 'Cleaning', durationMinutes: 30, priceCents: 20000 },
+        { name: 'Whitening', durationMinutes: 60, priceCents: 90000 },
+      ],
+      resource: { kind: 'chair', name: 'Chair 1' },
+    });
+    await t.adminQuery(
+      `INSERT INTO ${t.table('knowledge_base')} (question, answer, keywords) VALUES
+         ('Do you have parking?', 'Yes, free parking behind the clinic.', '{parking,car}'),
+         ('When are you open?', 'Every day 08:00-20:00.', '{hours,open}')`,
+    );
+    const tenant: TenantContext = {
+      name: t.name,
+      displayName: 'Bench Dental',
+      businessType: 'dental',
+      locale: 'en-US',
+      timeZone: TZ,
+    };
+    // The agent's own pool size default (SIMPTU_AGENT_DATABASE_POOL_MAX = 10).
+    const pool = new pg.Pool({ connectionString: platform.appUrl, max: 10 });
+    pool.on('error', () => undefined);
+    cleanups.push(() => pool.end());
+    loadavg.provisioned = os.loadavg();
+
+    if (ONLY.has('graph')) {
+      // Fresh sessions for every conversation, made up front so both sides pay the same.
+      // (One set-based INSERT as the tenant role: createSession one by one would take minutes.)
+      const estimate = ROUNDS * 2 * ROUND_SECONDS * 500 + 200;
+      log(`creating ${estimate} sessions`);
+      const sessions = await t.run(async (ctx) => {
+        const c = await createCustomer(ctx, { displayName: 'Bench', phone: '+40712345678' });
+        const { rows } = await ctx.client.query<{ id: string }>(
+          `INSERT INTO sessions (id, customer_id, channel) SELECT gen_random_uuid(), $1, 'web' FROM generate_series(1, $2) RETURNING id`,
+          [c.id, estimate],
+        );
+        return rows.map((r) => r.id);
+      });
+      let cursor = 0;
+      const next = () => {
+        const id = sessions[cursor++];
+        if (!id) throw new Error('out of pre-created sessions: raise the estimate');
+        return id;
+      };
+      const memory = new MemorySaver();
+      const turn = (sessionId: string, text: string, durable: boolean) =>
+        graphTurn(pool, t, tenant, sessionId, text, durable, memory);
+      log('graph warm-up');
+      for (const durable of [true, false])
+        for (let i = 0; i < 3; i++) for (const text of SCRIPT) await turn(next(), text, durable);
+
+      const sides: GraphSide[] = [];
+      const ratios: number[] = [];
+      const cpuRatios: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const order: Array<'postgres' | 'memory'> =
+          r % 2 === 0 ? ['postgres', 'memory'] : ['memory', 'postgres'];
+        const got: Partial<Record<'postgres' | 'memory', GraphSide>> = {};
+        for (const side of order) got[side] = await graphRound(side, ROUND_SECONDS, next, turn);
+        const p = got.postgres!;
+        const m = got.memory!;
+        ratios.push(p.conversations / p.seconds / (m.conversations / m.seconds));
+        cpuRatios.push(p.conversations / p.cpuSeconds / (m.conversations / m.cpuSeconds));
+        sides.push(p, m);
+        log(
+          `round ${r + 1}/${ROUNDS}: postgres ${fmt(p.conversations / p.seconds)} conv/s, memory ${fmt(m.conversations / m.seconds)} conv/s, ratio ${fmt(ratios[ratios.length - 1], 2)}`,
+        );
+      }
+      const agg = (name: 'postgres' | 'memory') => {
+        const s = sides.filter((x) => x.name === name);
+        const conv = s.reduce((a, x) => a + x.conversations, 0);
+        const secs = s.reduce((a, x) => a + x.seconds, 0);
+        const cpu = s.reduce((a, x) => a + x.cpuSeconds, 0);
+        return {
+          conversations: conv,
+          conversationsPerSecond: conv / secs,
+          medianRoundConversationsPerSecond: median(s.map((x) => x.conversations / x.seconds)),
+          turnsPerSecond: s.reduce((a, x) => a + x.turns, 0) / secs,
+          cpuMsPerConversation: (cpu * 1000) / conv,
+          turnLatencyMs: summary(s.flatMap((x) => x.turnMs)),
+        };
+      };
+      const pg_ = agg('postgres');
+      const mem = agg('memory');
+      const ratio = median(ratios);
+      const checkpointRows = await t.adminQuery<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${t.table('checkpoints')}`,
+      );
+      report.graph = {
+        postgres: pg_,
+        memory: mem,
+        ratio,
+        roundRatios: ratios,
+        cpuRatio: median(cpuRatios),
+        target: 0.5,
+        met: ratio >= 0.5,
+        checkpointsInSchema: checkpointRows.rows[0]!.n,
+      };
+      rows.push(
+        ['graph, Postgres checkpointer (conv/s, median round)', fmt(pg_.medianRoundConversationsPerSecond)],
+        ['graph, MemorySaver (conv/s, median round)', fmt(mem.medianRoundConversationsPerSecond)],
+        ['turn p50 / p99, Postgres (ms)', `${fmt(pg_.turnLatencyMs.p50)} / ${fmt(pg_.turnLatencyMs.p99)}`],
+        ['turn p50 / p99, MemorySaver (ms)', `${fmt(mem.turnLatencyMs.p50)} / ${fmt(mem.turnLatencyMs.p99)}`],
+        [
+          'CPU per conversation, Postgres / memory (ms)',
+          `${fmt(pg_.cpuMsPerConversation)} / ${fmt(mem.cpuMsPerConversation)}`,
+        ],
+        [
+          `ratio durable / memory (median of ${ROUNDS}; target >= 0.5)`,
+          `${fmt(ratio, 2)} ${ratio >= 0.5 ? 'met' : 'NOT met'} (${ratios.map((x) => fmt(x, 2)).join(', ')})`,
+        ],
+        ['ratio per CPU-second (median)', fmt(median(cpuRatios), 2)],
+      );
+      loadavg.graph = os.loadavg();
+    }
+
+    if (ONLY.has('kafka')) {
+      const k = await kafkaPhase(platform, t, pool, run, cleanups);
+      report.kafka = {
+        ...k,
+        firstTokenMs: summary(k.firstTokenMs),
+        firstTokenToolMs: summary(k.firstTokenToolMs),
+        firstTokenPlainMs: summary(k.firstTokenPlainMs),
+        replyMs: summary(k.replyMs),
+        turnsPerSecond: k.turns / k.seconds,
+        agentCpuMsPerTurn: (k.agentCpuSeconds * 1000) / k.turns,
+        target: { p99Ms: 100 },
+      };
+      const ft = summary(k.firstTokenMs);
+      rows.push(
+        [
+          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages, think ${THINK_MS} ms`,
+          `${k.turns} turns in ${fmt(k.seconds)} s (${fmt(k.turns / k.seconds)}/s)`,
+        ],
+        [
+          'first token p50 / p90 / p99 / max (ms; target p99 < 100)',
+          `${fmt(ft.p50)} / ${fmt(ft.p90)} / ${fmt(ft.p99)} / ${fmt(ft.max)} ${ft.p99 < 100 ? 'met' : 'NOT met'}`,
+        ],
+        [
+          '  without a tool p50 / p99 (ms)',
+          `${fmt(summary(k.firstTokenPlainMs).p50)} / ${fmt(summary(k.firstTokenPlainMs).p99)}`,
+        ],
+        [
+          '  with one tool p50 / p99 (ms)',
+          `${fmt(summary(k.firstTokenToolMs).p50)} / ${fmt(summary(k.firstTokenToolMs).p99)}`,
+        ],
+        [
+          'final reply (outbox) p50 / p99 (ms)',
+          `${fmt(summary(k.replyMs).p50)} / ${fmt(summary(k.replyMs).p99)}`,
+        ],
+        [
+          'agent CPU per turn (ms) / RSS (MiB)',
+          `${fmt((k.agentCpuSeconds * 1000) / k.turns)} / ${fmt(k.agentRssMiB, 0)}`,
+        ],
+      );
+      loadavg.kafka = os.loadavg();
+    }
+  } catch (err) {
+    failed = err;
+  } finally {
+    loadavg.end = os.loadavg();
+    await cleanup();
+    clearTimeout(budget);
+  }
+  report.finishedAt = new Date().toISOString();
+  if (failed) report.error = failed instanceof Error ? (failed.stack ?? failed.message) : String(failed);
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  const file = join(ROOT, 'bench/results', `agent-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  rows.push([
+    'load average start → end (1 min)',
+    `${fmt(loadavg.start![0], 2)} → ${fmt(loadavg.end![0], 2)}`,
+  ]);
+  console.log(table(['figure', 'value'], rows));
+  console.log(`bench:agent: wrote ${file}`);
+  if (failed) {
+    console.error(`bench:agent: failed: ${failed instanceof Error ? failed.message : String(failed)}`);
+    process.exit(1);
+  }
+  process.exit(0);
+}
+
+async function kafkaPhase(
+  platform: TestPlatform,
+  t: TestTenant,
+  pool: pg.Pool,
+  run: string,
+  cleanups: Array<() => Promise<unknown>>,
+): Promise<KafkaFigures> {
+  const brokers = (env.KAFKA_BROKERS ?? '').split(',');
+  const kafka = new kafkajs.Kafka({
+    clientId: `bench-agent-${run}`,
+    brokers,
+    logLevel: kafkajs.logLevel.NOTHING,
+  });
+  const topics = tenantTopics(t.name);
+  const groupId = `bench-agent-${run}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  cleanups.push(async () => {
+    const groups = (await admin.listGroups()).groups
+      .map((g) => g.groupId)
+      .filter((g) => g.startsWith(groupId));
+    if (groups.length) await admin.deleteGroups(groups).catch(() => undefined);
+    await admin.disconnect();
+  });
+
+  // The watcher: what the API's agent-stream consumer would see.
+  const firstToken = new Map<string, number>();
+  const replyAt = new Map<string, number>();
+  const waiters = new Map<string, () => void>();
+  const watcher = kafka.consumer({ groupId: `${groupId}-watch`, maxWaitTimeInMs: 100 });
+  await watcher.connect();
+  cleanups.push(() => watcher.disconnect());
+  await watcher.subscribe({ topics: [topics.agent], fromBeginning: true });
+  let watcherJoined = false;
+  watcher.on(watcher.events.GROUP_JOIN, () => (watcherJoined = true));
+  await watcher.run({
+    partitionsConsumedConcurrently: 3,
+    eachMessage: async ({ message }) => {
+      const now = performance.now();
+      const d = fromKafkaRecord(message);
+      if (!d.ok) return;
+      const data = d.event.data as { run_id?: string; in_reply_to?: string };
+      if (d.event.type === 'io.simptu.agent.token' && data.run_id && !firstToken.has(data.run_id))
+        firstToken.set(data.run_id, now);
+      if (d.event.type === 'io.simptu.agent.message' && data.in_reply_to) {
+        replyAt.set(data.in_reply_to, now);
+        waiters.get(data.in_reply_to)?.();
+      }
+    },
+  });
+  for (let i = 0; i < 300 && !watcherJoined; i++) await sleep(100);
+
+  // The agent, as deployed: a child process with its defaults.
+  const resultsDir = join(ROOT, 'bench/results');
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
+      join(ROOT, 'services/agent/src/main.ts'),
+    ],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: env.PATH ?? '',
+        SIMPTU_AGENT_DATABASE_URL: platform.appUrl,
+        SIMPTU_AGENT_REDIS_URL: env.REDIS_URL ?? '',
+        SIMPTU_AGENT_REDIS_PREFIX: `bench:agent:${run}:`,
+        SIMPTU_AGENT_KAFKA_BROKERS: env.KAFKA_BROKERS ?? '',
+        SIMPTU_AGENT_KEK: platform.kekBase64,
+        SIMPTU_AGENT_GROUP_ID: groupId,
+        SIMPTU_AGENT_METRICS_PORT: '0',
+        SIMPTU_AGENT_LOG_LEVEL: env.SIMPTU_LOG_LEVEL ?? 'warn',
+        SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
+        SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
+      },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  cleanups.push(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(15_000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  const producer = new EventProducer({ kafka });
+  await producer.connect();
+  cleanups.push(() => producer.disconnect());
+
+  const conversations = await t.run(async (ctx) => {
+    const out: string[] = [];
+    for (let i = 0; i < CONVERSATIONS; i++) {
+      const c = await createCustomer(ctx, {
+        displayName: `Bench ${i}`,
+        phone: `+4073${String(i).padStart(7, '0')}`,
+      });
+      out.push((await createSession(ctx, { customerId: c.id, channel: 'web' })).id);
+    }
+    return out;
+  });
+
+  /** Stores the message like the API's sessions route, then produces it; returns the produce time. */
+  const cipher = await t.cipher();
+  const say = async (sessionId: string, text: string): Promise<{ id: string; sentAt: number }> => {
+    const ev = await withTenant(pool, t.ref, async (client) => {
+      const ctx = { client, cipher, timeZone: TZ };
+      const m = await appendMessage(ctx, sessionId, { role: 'user', body: text });
+      return newCloudEvent({
+        type: 'io.simptu.message.received',
+        source: '/simptu/api',
+        tenant: t.name,
+        subject: sessionId,
+        data: {
+          session_id: sessionId,
+          message_id: m.id,
+          seq: m.seq,
+          role: 'user',
+          channel: 'web',
+          body_enc: ctx.cipher.encryptText(text, messageBodyLocation(m.id)),
+        },
+      });
+    });
+    const id = (ev.data as { message_id: string }).message_id;
+    const sentAt = performance.now();
+    await producer.forTenant(t.name).send(topics.inbound, ev, sessionId);
+    return { id, sentAt };
+  };
+  const waitReply = (id: string, timeoutMs: number) =>
+    new Promise<boolean>((resolveWait) => {
+      if (replyAt.has(id)) return resolveWait(true);
+      const timer = setTimeout(() => {
+        waiters.delete(id);
+        resolveWait(false);
+      }, timeoutMs);
+      waiters.set(id, () => {
+        clearTimeout(timer);
+        waiters.delete(id);
+        resolveWait(true);
+      });
+    });
+
+  log('waiting for the agent to join its consumer group (first reply)');
+  const warm = await say(conversations[0]!, 'Hello!');
+  const answered = await Promise.race([waitReply(warm.id, 120_000), exited.then(() => 'exited' as const)]);
+  if (answered === 'exited') throw new Error(`the agent exited (code ${child.exitCode}) before answering`);
+  if (!answered) throw new Error('the agent did not answer within 120 s');
+  // A short warm-up at low concurrency (JIT, pools), not measured.
+  for (const text of ['What are your prices?', 'Is there parking near you?']) {
+    const w = await say(conversations[0]!, text);
+    if (!(await waitReply(w.id, 30_000))) throw new Error('warm-up reply missing');
+  }
+
+  log(`measuring: ${CONVERSATIONS} conversations x ${TURNS} messages, think time ${THINK_MS} ms`);
+  const firstTokenMs: number[] = [];
+  const firstTokenToolMs: number[] = [];
+  const firstTokenPlainMs: number[] = [];
+  const replyMs: number[] = [];
+  const cpu0 = readCpuSeconds(child.pid!) ?? 0;
+  const t0 = performance.now();
+  let missing = 0;
+  await Promise.all(
+    conversations.map(async (sessionId, c) => {
+      // Spread the starts over one think time, as real conversations don't start in lockstep.
+      await sleep(Math.floor((THINK_MS * c) / CONVERSATIONS));
+      for (let i = 0; i < TURNS; i++) {
+        const step = KAFKA_SCRIPT[(i + c) % KAFKA_SCRIPT.length]!;
+        const { id, sentAt } = await say(sessionId, step.text);
+        if (!(await waitReply(id, 60_000))) {
+          missing++;
+          continue;
+        }
+        const ft = firstToken.get(id);
+        if (ft !== undefined) {
+          firstTokenMs.push(ft - sentAt);
+          (step.tool ? firstTokenToolMs : firstTokenPlainMs).push(ft - sentAt);
+        }
+        replyMs.push(replyAt.get(id)! - sentAt);
+        if (THINK_MS > 0) await sleep(THINK_MS);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const agentCpuSeconds = (readCpuSeconds(child.pid!) ?? 0) - cpu0;
+  const agentRssMiB = readRss(child.pid!)?.rssMiB;
+  if (missing > 0) throw new Error(`${missing} replies missing after 60 s`);
+  if (firstTokenMs.length !== CONVERSATIONS * TURNS)
+    throw new Error(`token events missing: ${firstTokenMs.length} of ${CONVERSATIONS * TURNS}`);
+  return {
+    conversations: CONVERSATIONS,
+    turns: CONVERSATIONS * TURNS,
+    seconds,
+    firstTokenMs,
+    firstTokenToolMs,
+    firstTokenPlainMs,
+    replyMs,
+    agentCpuSeconds,
+    agentRssMiB,
+  };
+}
+
+void main();
