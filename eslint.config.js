@@ -3,7 +3,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/node_modules/**', '**/dist/**', '**/src/**/*.d.ts', '.testenv/**', '.cache/**', 'charts/**', 'crds/**'] },
+  {
+    ignores: [
+      '**/node_modules/**',
+      '**/dist/**',
+      '**/src/**/*.d.ts',
+      '.testenv/**',
+      '.cache/**',
+      'charts/**',
+      'crds/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -104,7 +104,10 @@ export class TransactionPool {
     return this.#lock.run(() => this.#client.query(text, values));
   }
 
-  async connect(): Promise<{ query: (text: string, values?: unknown[]) => Promise<pg.QueryResult>; release: () => void }> {
+  async connect(): Promise<{
+    query: (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+    release: () => void;
+  }> {
     const release = await this.#lock.acquire();
     const sp = `lg_cp_${++savepointSeq}`;
     const client = this.#client;

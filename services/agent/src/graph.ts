@@ -15,14 +15,8 @@
  * @see https://langchain-ai.github.io/langgraphjs/concepts/low_level/
  */
 import { Annotation, END, START, StateGraph, type BaseCheckpointSaver } from '@langchain/langgraph';
-import type {
-  AIMessageChunk} from '@langchain/core/messages';
-import {
-  AIMessage,
-  SystemMessage,
-  ToolMessage,
-  type BaseMessage,
-} from '@langchain/core/messages';
+import type { AIMessageChunk } from '@langchain/core/messages';
+import { AIMessage, SystemMessage, ToolMessage, type BaseMessage } from '@langchain/core/messages';
 import { messagesStateReducer } from '@langchain/langgraph';
 import type { BaseChatModel } from '@langchain/core/language_models/chat_models';
 import { formatZoned, setSessionState, type DomainContext } from '@simptu/common';
@@ -111,7 +105,10 @@ export function historyWindow(messages: BaseMessage[], n: number): BaseMessage[]
 }
 
 function openAiToolSpec(t: AgentTool) {
-  return { type: 'function' as const, function: { name: t.name, description: t.description, parameters: t.schema } };
+  return {
+    type: 'function' as const,
+    function: { name: t.name, description: t.description, parameters: t.schema },
+  };
 }
 
 function lastAi(messages: BaseMessage[]): AIMessage | undefined {
@@ -170,7 +167,12 @@ export function buildAgentGraph(deps: GraphDeps) {
           : checkCall(call.name, deps.tools, deps.policy, deps.untrusted);
       if (!verdict.ok) {
         deps.hooks.onToolCall({ id, name: call.name, args: (call.args ?? {}) as Record<string, unknown> });
-        deps.hooks.onToolResult({ id, name: call.name, ok: false, result: { error: 'NOT_ALLOWED', message: verdict.reason } });
+        deps.hooks.onToolResult({
+          id,
+          name: call.name,
+          ok: false,
+          result: { error: 'NOT_ALLOWED', message: verdict.reason },
+        });
       }
       if (!verdict.ok)
         refused.push(
@@ -212,7 +214,12 @@ export function buildAgentGraph(deps: GraphDeps) {
       const ok = !(result && typeof result === 'object' && 'error' in result);
       deps.hooks.onToolResult({ id, name: call.name, ok, result });
       out.push(
-        new ToolMessage({ tool_call_id: id, name: call.name, content: JSON.stringify(result), status: ok ? 'success' : 'error' }),
+        new ToolMessage({
+          tool_call_id: id,
+          name: call.name,
+          content: JSON.stringify(result),
+          status: ok ? 'success' : 'error',
+        }),
       );
     }
     return { messages: out, ...(handoffReason ? { handoffReason } : {}) };

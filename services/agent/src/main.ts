@@ -80,7 +80,10 @@ async function main(): Promise<void> {
     consumerConfig: {
       sessionTimeout: config.kafkaSessionTimeoutMs,
       rebalanceTimeout: config.kafkaSessionTimeoutMs * 2,
-      heartbeatInterval: Math.min(config.kafkaHeartbeatIntervalMs, Math.floor(config.kafkaSessionTimeoutMs / 3)),
+      heartbeatInterval: Math.min(
+        config.kafkaHeartbeatIntervalMs,
+        Math.floor(config.kafkaSessionTimeoutMs / 3),
+      ),
     },
     partitionsConsumedConcurrently: Math.min(config.kafkaPartitionsConcurrently, config.databasePoolMax),
     heartbeatIntervalMs: config.kafkaHeartbeatIntervalMs,
@@ -97,7 +100,9 @@ async function main(): Promise<void> {
   });
 
   const metrics = createMetrics({ service: 'agent' });
-  const health = new Health({ readiness: [{ name: 'postgres', check: async () => void (await pool.query('SELECT 1')) }] });
+  const health = new Health({
+    readiness: [{ name: 'postgres', check: async () => void (await pool.query('SELECT 1')) }],
+  });
   const onHealth = healthHandler(health);
   const onMetrics = metricsHandler(metrics);
   const server = createServer((req, res) => {
@@ -132,6 +137,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`agent failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    `agent failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   process.exit(1);
 });

@@ -47,7 +47,10 @@ interface Row {
 const PROVIDERS: readonly string[] = ['builtin', 'openai', 'bedrock', 'anthropic'];
 
 export function toAgentTenant(r: Row): AgentTenant {
-  const model = r.agent?.model && PROVIDERS.includes(r.agent.model.provider) ? r.agent.model : { provider: 'builtin' as const };
+  const model =
+    r.agent?.model && PROVIDERS.includes(r.agent.model.provider)
+      ? r.agent.model
+      : { provider: 'builtin' as const };
   const tools = r.agent?.tools ?? {};
   return {
     name: r.name,

@@ -55,9 +55,15 @@ import {
   type Session,
 } from '@simptu/common';
 import type { BaseChatModel } from '@langchain/core/language_models/chat_models';
-import { DEFAULT_RETENTION, Mutex, pruneCheckpoints, TenantCheckpointSaver, type RetentionPolicy } from './checkpoint.ts';
+import {
+  DEFAULT_RETENTION,
+  Mutex,
+  pruneCheckpoints,
+  TenantCheckpointSaver,
+  type RetentionPolicy,
+} from './checkpoint.ts';
 import { EMAIL_RECEIVED_TYPE, importBookingCom, parseBookingCom, parseEmail } from './channels/email.ts';
-import type { OutboundSender} from './channels/outbound.ts';
+import type { OutboundSender } from './channels/outbound.ts';
 import { queueOutbound, replyAddress, type OutboundChannel } from './channels/outbound.ts';
 import { buildAgentGraph, type RunHooks } from './graph.ts';
 import { detectLanguage } from './model/intents.ts';
@@ -148,7 +154,14 @@ export class RunStream {
   /** events sent, for metrics and tests */
   sent = 0;
 
-  constructor(o: { producer: EventProducer; cipher: FieldCipher; sessionId: string; runId: string; windowMs: number; logger?: Logger }) {
+  constructor(o: {
+    producer: EventProducer;
+    cipher: FieldCipher;
+    sessionId: string;
+    runId: string;
+    windowMs: number;
+    logger?: Logger;
+  }) {
     this.#producer = o.producer;
     this.#cipher = o.cipher;
     this.#topic = tenantTopics(o.cipher.tenant).agent;
@@ -162,8 +175,16 @@ export class RunStream {
     const seq = ++this.#seq;
     const id = deterministicEventId(this.#runId, 'stream', seq);
     const data: Record<string, unknown> = { session_id: this.#sessionId, run_id: this.#runId, seq, ...clear };
-    if (secret !== undefined) data.payload_enc = this.#cipher.encryptText(JSON.stringify(secret), streamLocation(id));
-    const event = newCloudEvent({ id, type, source: AGENT_EVENT_SOURCE, tenant: this.#cipher.tenant, subject: this.#sessionId, data });
+    if (secret !== undefined)
+      data.payload_enc = this.#cipher.encryptText(JSON.stringify(secret), streamLocation(id));
+    const event = newCloudEvent({
+      id,
+      type,
+      source: AGENT_EVENT_SOURCE,
+      tenant: this.#cipher.tenant,
+      subject: this.#sessionId,
+      data,
+    });
     this.#chain = this.#chain.then(async () => {
       try {
         await this.#producer.forTenant(this.#cipher.tenant).send(this.#topic, event, this.#sessionId);
@@ -219,7 +240,10 @@ export class RunStream {
 class InboundConsumer extends EventConsumer {
   readonly #after: Map<string, Array<() => Promise<void>>>;
   readonly #logger: Logger | undefined;
-  constructor(options: ConstructorParameters<typeof EventConsumer>[0], after: Map<string, Array<() => Promise<void>>>) {
+  constructor(
+    options: ConstructorParameters<typeof EventConsumer>[0],
+    after: Map<string, Array<() => Promise<void>>>,
+  ) {
     super(options);
     this.#after = after;
     this.#logger = options.logger;
@@ -230,14 +254,19 @@ class InboundConsumer extends EventConsumer {
     message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>,
   ): Promise<ProcessOutcome> {
     const d = fromKafkaRecord(message);
-    if (d.ok && d.event.type !== MESSAGE_RECEIVED_TYPE && d.event.type !== EMAIL_RECEIVED_TYPE) return 'duplicate';
+    if (d.ok && d.event.type !== MESSAGE_RECEIVED_TYPE && d.event.type !== EMAIL_RECEIVED_TYPE)
+      return 'duplicate';
     const id = d.ok ? d.event.id : '';
     try {
       const outcome = await super.process(topic, partition, message).catch((err: unknown) => {
-        this.#logger?.error({ err, topic, partition, offset: message.offset }, 'inbound event failed; it will be retried');
+        this.#logger?.error(
+          { err, topic, partition, offset: message.offset },
+          'inbound event failed; it will be retried',
+        );
         throw err;
       });
-      for (const task of this.#after.get(id) ?? []) await task().catch((err: unknown) => this.#logger?.warn({ err }, 'after-commit task failed'));
+      for (const task of this.#after.get(id) ?? [])
+        await task().catch((err: unknown) => this.#logger?.warn({ err }, 'after-commit task failed'));
       return outcome;
     } finally {
       this.#after.delete(id);
@@ -305,7 +334,10 @@ export class AgentRuntime {
     if (database === platformDb) return this.#o.pool;
     let p = this.#pools.get(database);
     if (!p) {
-      p = new pg.Pool({ connectionString: withDatabase(this.#o.databaseUrl, database), max: this.#o.databasePoolMax ?? 10 });
+      p = new pg.Pool({
+        connectionString: withDatabase(this.#o.databaseUrl, database),
+        max: this.#o.databasePoolMax ?? 10,
+      });
       p.on('error', (err) => this.#o.logger?.warn({ err, database }, 'idle connection failed'));
       this.#pools.set(database, p);
     }
@@ -326,7 +358,10 @@ export class AgentRuntime {
         await g.relay.stop();
       }
     for (const [db, tenants] of byDb) {
-      const topics = tenants.map((t) => tenantTopics(t.name).inbound).sort().join(',');
+      const topics = tenants
+        .map((t) => tenantTopics(t.name).inbound)
+        .sort()
+        .join(',');
       const existing = this.#groups.get(db);
       if (existing?.topics === topics) continue;
       if (existing) {
@@ -399,8 +434,18 @@ export class AgentRuntime {
 
     if (event.type === EMAIL_RECEIVED_TYPE) return this.#handleEmail(tenant, cipher, event, ectx, log);
 
-    const data = event.data as { session_id?: unknown; message_id?: unknown; body_enc?: unknown; body_ct?: unknown };
-    const bodyEnc = typeof data.body_enc === 'string' ? data.body_enc : typeof data.body_ct === 'string' ? data.body_ct : undefined;
+    const data = event.data as {
+      session_id?: unknown;
+      message_id?: unknown;
+      body_enc?: unknown;
+      body_ct?: unknown;
+    };
+    const bodyEnc =
+      typeof data.body_enc === 'string'
+        ? data.body_enc
+        : typeof data.body_ct === 'string'
+          ? data.body_ct
+          : undefined;
     if (!isUuid(data.session_id) || typeof data.message_id !== 'string' || !bodyEnc) {
       log?.warn('inbound message without session_id/message_id/body_enc: skipped');
       return;
@@ -413,20 +458,31 @@ export class AgentRuntime {
       return;
     }
     // Row lock: one run per session at a time, across agent instances.
-    const { rowCount } = await ectx.client.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [data.session_id]);
+    const { rowCount } = await ectx.client.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [
+      data.session_id,
+    ]);
     if (rowCount === 0) {
       log?.warn({ sessionId: data.session_id }, 'inbound message for an unknown session: skipped');
       return;
     }
     const session = await getSession(ctx, data.session_id);
     if (session.state !== 'bot') {
-      log?.debug({ sessionId: session.id, state: session.state }, 'session handled by staff: agent stays quiet');
+      log?.debug(
+        { sessionId: session.id, state: session.state },
+        'session handled by staff: agent stays quiet',
+      );
       return;
     }
     await this.runTurn(tenant, cipher, ectx.client, session, data.message_id, body, event.id);
   }
 
-  async #handleEmail(tenant: AgentTenant, cipher: FieldCipher, event: CloudEvent, ectx: EventContext, log: Logger | undefined): Promise<void> {
+  async #handleEmail(
+    tenant: AgentTenant,
+    cipher: FieldCipher,
+    event: CloudEvent,
+    ectx: EventContext,
+    log: Logger | undefined,
+  ): Promise<void> {
     const data = event.data as { email_id?: unknown; raw_enc?: unknown };
     if (typeof data.email_id !== 'string' || typeof data.raw_enc !== 'string') {
       log?.warn('email event without email_id/raw_enc: skipped');
@@ -440,12 +496,23 @@ export class AgentRuntime {
       return;
     }
     const mail = await parseEmail(raw);
-    const ctx = { client: ectx.client, cipher, timeZone: tenant.timeZone, now: this.#o.now ?? (() => new Date()), source: AGENT_EVENT_SOURCE };
+    const ctx = {
+      client: ectx.client,
+      cipher,
+      timeZone: tenant.timeZone,
+      now: this.#o.now ?? (() => new Date()),
+      source: AGENT_EVENT_SOURCE,
+    };
     const reservation = tenant.businessType === 'hotel' ? parseBookingCom(mail) : null;
     if (reservation) {
       const r = await importBookingCom(ctx, reservation);
-      if (!r.ok) log?.warn({ reason: r.reason, number: reservation.number }, 'Booking.com reservation not imported');
-      else log?.info({ number: reservation.number, nights: r.nights, created: r.created }, 'Booking.com reservation imported');
+      if (!r.ok)
+        log?.warn({ reason: r.reason, number: reservation.number }, 'Booking.com reservation not imported');
+      else
+        log?.info(
+          { number: reservation.number, nights: r.nights, created: r.created },
+          'Booking.com reservation imported',
+        );
       return;
     }
     if (!mail.from) return;
@@ -456,7 +523,13 @@ export class AgentRuntime {
       `SELECT id FROM sessions WHERE customer_id = $1 AND channel = 'email' AND state <> 'closed' ORDER BY created_at DESC LIMIT 1 FOR UPDATE`,
       [customer.id],
     );
-    const session = rows[0] ? await getSession(ctx, rows[0].id) : await createSession(ctx, { customerId: customer.id, channel: 'email', subject: mail.subject.slice(0, 500) || null });
+    const session = rows[0]
+      ? await getSession(ctx, rows[0].id)
+      : await createSession(ctx, {
+          customerId: customer.id,
+          channel: 'email',
+          subject: mail.subject.slice(0, 500) || null,
+        });
     const text = `${mail.subject}\n\n${mail.text}`.trim().slice(0, 16_000);
     const message = await appendMessage(ctx, session.id, { role: 'user', body: text || '(empty e-mail)' });
     if (session.state !== 'bot') return;
@@ -534,7 +607,8 @@ export class AgentRuntime {
         { configurable: { thread_id: session.id }, durability: 'exit', recursionLimit: 30 },
       );
       if (faults?.afterToolResult) {
-        for (const m of result.messages as BaseMessage[]) if (m.getType() === 'tool') await faults.afterToolResult(String((m as { name?: string }).name));
+        for (const m of result.messages as BaseMessage[])
+          if (m.getType() === 'tool') await faults.afterToolResult(String((m as { name?: string }).name));
       }
       const last = (result.messages as BaseMessage[])[result.messages.length - 1] as AIMessage | undefined;
       reply = typeof last?.content === 'string' ? last.content : '';
@@ -548,7 +622,7 @@ export class AgentRuntime {
       reply =
         detectLanguage(text) === 'ro'
           ? 'Îmi pare rău, am întâmpinat o problemă tehnică. Vă rog încercați din nou sau cereți să vorbiți cu personalul.'
-          : "Sorry, something went wrong on our side. Please try again, or ask to talk to a member of staff.";
+          : 'Sorry, something went wrong on our side. Please try again, or ask to talk to a member of staff.';
       await enqueue(client, cipher, {
         type: AGENT_EVENT_TYPES.error,
         source: AGENT_EVENT_SOURCE,
@@ -561,7 +635,8 @@ export class AgentRuntime {
     } finally {
       await stream.close();
     }
-    if (!reply.trim()) reply = detectLanguage(text) === 'ro' ? 'Cu ce vă mai pot ajuta?' : 'How else can I help?';
+    if (!reply.trim())
+      reply = detectLanguage(text) === 'ro' ? 'Cu ce vă mai pot ajuta?' : 'How else can I help?';
 
     const replyId = deterministicEventId('reply', tenant.name, inboundId);
     await enqueue(client, cipher, {
@@ -595,14 +670,26 @@ export class AgentRuntime {
         aggregateType: 'session',
         aggregateId: session.id,
         subject: session.id,
-        data: { session_id: session.id, customer_id: sessionCtx.customerId, channel: session.channel, state: 'pending_human', assigned_to: null },
+        data: {
+          session_id: session.id,
+          customer_id: sessionCtx.customerId,
+          channel: session.channel,
+          state: 'pending_human',
+          assigned_to: null,
+        },
       });
     }
     const channel = session.channel as string;
     if (OUTBOUND_CHANNELS.includes(channel) && sessionCtx.customerId) {
       const to = await replyAddress(ctx, sessionCtx.customerId, channel as OutboundChannel);
       if (to) {
-        await queueOutbound(ctx, { key: `reply:${inboundId}`, sessionId: session.id, channel: channel as OutboundChannel, recipient: to, body: reply });
+        await queueOutbound(ctx, {
+          key: `reply:${inboundId}`,
+          sessionId: session.id,
+          channel: channel as OutboundChannel,
+          recipient: to,
+          body: reply,
+        });
         this.#later(eventId, () => this.deliverOutbound(tenant.name).then(() => undefined));
       }
     }
@@ -613,7 +700,9 @@ export class AgentRuntime {
   async #sweepOutbound(): Promise<void> {
     for (const t of this.#tenants.values()) {
       if (!t.integrations.twilio && !t.integrations.meta) continue;
-      await this.deliverOutbound(t.name).catch((err: unknown) => this.#o.logger?.warn({ err, tenant: t.name }, 'outbound sweep failed'));
+      await this.deliverOutbound(t.name).catch((err: unknown) =>
+        this.#o.logger?.warn({ err, tenant: t.name }, 'outbound sweep failed'),
+      );
     }
   }
 

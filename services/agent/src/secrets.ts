@@ -20,7 +20,8 @@ export function secretSource(options: { dir?: string | undefined; json?: string 
   let map: Record<string, Record<string, string>> = {};
   if (options.json) {
     const parsed: unknown = JSON.parse(options.json);
-    if (!parsed || typeof parsed !== 'object') throw new TypeError('secrets JSON must be an object of objects');
+    if (!parsed || typeof parsed !== 'object')
+      throw new TypeError('secrets JSON must be an object of objects');
     map = parsed as Record<string, Record<string, string>>;
   }
   return {

@@ -81,7 +81,10 @@ describe('dental, English: book → reschedule → cancel, FAQ, streamed tokens'
     expect(tokens.length).toBeGreaterThan(0);
     expect(tokens.join('')).toBe(answer);
     // tool call + result events, in order, with the args encrypted
-    const calls = h.watcher.ofType('io.simptu.agent.tool_call', (e) => (e.data as { run_id: string }).run_id === ask);
+    const calls = h.watcher.ofType(
+      'io.simptu.agent.tool_call',
+      (e) => (e.data as { run_id: string }).run_id === ask,
+    );
     expect(calls.map((e) => (e.data as { name: string }).name)).toEqual(['book_appointment']);
     expect(JSON.stringify(calls[0]!.data)).not.toContain('cleaning');
 
@@ -90,8 +93,9 @@ describe('dental, English: book → reschedule → cancel, FAQ, streamed tokens'
     expect(rows[0]!.status).toBe('booked');
     expect(formatZoned(rows[0]!.start, TZ).slice(0, 16)).toBe(`${tomorrow()}T10:00`);
     expect(rows[0]!.idempotency_key).toMatch(/^agent:/);
-    await waitFor('booking.created domain event', () =>
-      h.watcher.ofType('io.simptu.booking.created', (e) => e.tenant === t.name)[0],
+    await waitFor(
+      'booking.created domain event',
+      () => h.watcher.ofType('io.simptu.booking.created', (e) => e.tenant === t.name)[0],
     );
 
     const move = await h.say(t, sessionId, 'Please reschedule my appointment to tomorrow at 11:30');
@@ -103,8 +107,9 @@ describe('dental, English: book → reschedule → cancel, FAQ, streamed tokens'
     const cancel = await h.say(t, sessionId, 'Actually, cancel my appointment');
     expect(await h.reply(t, cancel)).toMatch(/is cancelled/);
     expect((await bookingsOf(t, customerId))[0]!.status).toBe('cancelled');
-    await waitFor('booking.cancelled domain event', () =>
-      h.watcher.ofType('io.simptu.booking.cancelled', (e) => e.tenant === t.name)[0],
+    await waitFor(
+      'booking.cancelled domain event',
+      () => h.watcher.ofType('io.simptu.booking.cancelled', (e) => e.tenant === t.name)[0],
     );
 
     const faq = await h.say(t, sessionId, 'Is there parking near you?');
@@ -127,8 +132,18 @@ describe('dental, English: book → reschedule → cancel, FAQ, streamed tokens'
     const { sessionId } = await h.newConversation(t);
     const ask = await h.say(t, sessionId, 'I want to talk to a human please');
     expect(await h.reply(t, ask)).toMatch(/member of staff to take over/);
-    await waitFor('handoff event', () => h.watcher.ofType('io.simptu.agent.handoff', (e) => (e.data as { session_id: string }).session_id === sessionId)[0]);
-    const { rows } = await t.adminQuery<{ state: string }>(`SELECT state FROM ${t.table('sessions')} WHERE id = $1`, [sessionId]);
+    await waitFor(
+      'handoff event',
+      () =>
+        h.watcher.ofType(
+          'io.simptu.agent.handoff',
+          (e) => (e.data as { session_id: string }).session_id === sessionId,
+        )[0],
+    );
+    const { rows } = await t.adminQuery<{ state: string }>(
+      `SELECT state FROM ${t.table('sessions')} WHERE id = $1`,
+      [sessionId],
+    );
     expect(rows[0]!.state).toBe('pending_human');
 
     const ignored = await h.say(t, sessionId, 'Hello? What are your prices?');
@@ -154,7 +169,9 @@ describe('gym, Romanian', () => {
     const book = await h.say(t, sessionId, 'Vreau să mă programez la yoga');
     expect(await h.reply(t, book)).toMatch(/Pentru ce zi și oră/);
     const when = await h.say(t, sessionId, 'mâine la ora 18');
-    expect(await h.reply(t, when)).toMatch(new RegExp(`V-am programat pentru Yoga pe ${tomorrow()} la 18:00`));
+    expect(await h.reply(t, when)).toMatch(
+      new RegExp(`V-am programat pentru Yoga pe ${tomorrow()} la 18:00`),
+    );
     expect(await bookingsOf(t, customerId)).toHaveLength(1);
     const cancel = await h.say(t, sessionId, 'Anulați programarea, vă rog');
     expect(await h.reply(t, cancel)).toMatch(/Am anulat programarea pentru Yoga/);

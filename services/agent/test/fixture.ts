@@ -74,7 +74,11 @@ export async function createTestPlatform(): Promise<TestPlatform> {
   const password = randomBytes(12).toString('hex');
   const kek = randomBytes(32);
   const kms = new LocalKms(kek);
-  const kafka = new kafkajs.Kafka({ clientId: 'simptu-agent-fixture', brokers: env('KAFKA_BROKERS').split(','), logLevel: kafkajs.logLevel.NOTHING });
+  const kafka = new kafkajs.Kafka({
+    clientId: 'simptu-agent-fixture',
+    brokers: env('KAFKA_BROKERS').split(','),
+    logLevel: kafkajs.logLevel.NOTHING,
+  });
   const kafkaAdmin = kafka.admin();
   await migratePlatform(admin);
   await admin.query(`CREATE ROLE ${quoteIdent(appRole)} LOGIN NOINHERIT PASSWORD ${quoteLiteral(password)}`);
@@ -117,25 +121,31 @@ export interface TestTenant {
   ref: TenantDbRef;
   timezone: string;
   topics: { inbound: string; agent: string; domain: string };
-  adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
+  adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<pg.QueryResult<R>>;
   table(name: string): string;
   cipher(): Promise<FieldCipher>;
   run<T>(fn: (ctx: DomainContext) => Promise<T>): Promise<T>;
   deprovision(): Promise<void>;
 }
 
-export async function provisionTenant(platform: TestPlatform, name = uniqueTenantName(), o: ProvisionOptions = {}): Promise<TestTenant> {
+export async function provisionTenant(
+  platform: TestPlatform,
+  name = uniqueTenantName(),
+  o: ProvisionOptions = {},
+): Promise<TestTenant> {
   const ref = tenantDbRef(name);
   const tz = o.timezone ?? 'UTC';
   await platform.admin.query(`CREATE ROLE ${quoteIdent(ref.role)} NOLOGIN`);
   await migrateTenantSchema(platform.admin, ref);
   await platform.admin.query(`GRANT ${quoteIdent(ref.role)} TO ${quoteIdent(platform.appRole)}`);
   const wrapped = await platform.kms.wrap(generateDek(), dekWrapAad(name, 1));
-  await platform.admin.query('INSERT INTO platform.tenant_keys (tenant, version, wrapped_dek, kek_id) VALUES ($1, 1, $2, $3)', [
-    name,
-    wrapped,
-    platform.kms.kekId,
-  ]);
+  await platform.admin.query(
+    'INSERT INTO platform.tenant_keys (tenant, version, wrapped_dek, kek_id) VALUES ($1, 1, $2, $3)',
+    [name, wrapped, platform.kms.kekId],
+  );
   const topics = tenantTopics(name);
   await platform.kafkaAdmin.createTopics({
     waitForLeaders: true,
@@ -179,7 +189,9 @@ export async function provisionTenant(platform: TestPlatform, name = uniqueTenan
       if (gone) return;
       gone = true;
       await app.end();
-      await platform.kafkaAdmin.deleteTopics({ topics: Object.values(topics), timeout: 10_000 }).catch(() => undefined);
+      await platform.kafkaAdmin
+        .deleteTopics({ topics: Object.values(topics), timeout: 10_000 })
+        .catch(() => undefined);
       await platform.admin.query('DELETE FROM platform.tenants WHERE name = $1', [name]);
       await platform.admin.query(`DROP SCHEMA IF EXISTS ${quoteIdent(ref.schema)} CASCADE`);
       await dropRole(ref.role);

@@ -50,10 +50,18 @@ export function env(name: 'DATABASE_URL' | 'REDIS_URL' | 'KAFKA_BROKERS'): strin
 }
 
 export function kafkaClient(clientId = 'simptu-agent-test'): kafkajs.Kafka {
-  return new kafkajs.Kafka({ clientId, brokers: env('KAFKA_BROKERS').split(','), logLevel: kafkajs.logLevel.NOTHING });
+  return new kafkajs.Kafka({
+    clientId,
+    brokers: env('KAFKA_BROKERS').split(','),
+    logLevel: kafkajs.logLevel.NOTHING,
+  });
 }
 
-export async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 45_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 45_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -81,7 +89,10 @@ export async function seedCatalog(t: TestTenant, o: SeedOptions): Promise<string
       ids.push(svc.id);
     }
     const h = o.hours ?? { opens: '08:00', closes: '20:00' };
-    await setOpeningHours(ctx, [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({ weekday, ...h })));
+    await setOpeningHours(
+      ctx,
+      [1, 2, 3, 4, 5, 6, 7].map((weekday) => ({ weekday, ...h })),
+    );
     return ids;
   });
 }
@@ -124,7 +135,11 @@ export interface AgentHarness {
   watcher: TopicWatcher;
   tenants: TestTenant[];
   /** a customer + web session in the tenant */
-  newConversation(t: TestTenant, channel?: 'web' | 'sms' | 'email', phone?: string): Promise<{ sessionId: string; customerId: string }>;
+  newConversation(
+    t: TestTenant,
+    channel?: 'web' | 'sms' | 'email',
+    phone?: string,
+  ): Promise<{ sessionId: string; customerId: string }>;
   /** stores the user message and publishes it like the API's sessions route */
   say(t: TestTenant, sessionId: string, text: string): Promise<string>;
   /** the decrypted reply to an inbound message id */
@@ -136,11 +151,16 @@ export interface AgentHarness {
 
 export async function startAgentHarness(
   tenantOpts: Array<ProvisionOptions & { name?: string }>,
-  runtimeOpts: Partial<AgentRuntimeOptions> & { secretsJson?: string; twilioBaseUrl?: string; metaBaseUrl?: string } = {},
+  runtimeOpts: Partial<AgentRuntimeOptions> & {
+    secretsJson?: string;
+    twilioBaseUrl?: string;
+    metaBaseUrl?: string;
+  } = {},
 ): Promise<AgentHarness> {
   const platform = await createTestPlatform();
   const tenants: TestTenant[] = [];
-  for (const o of tenantOpts) tenants.push(await provisionTenant(platform, o.name ?? uniqueTenantName('ag'), o));
+  for (const o of tenantOpts)
+    tenants.push(await provisionTenant(platform, o.name ?? uniqueTenantName('ag'), o));
   const pool = new pg.Pool({ connectionString: platform.appUrl, max: 8 });
   pool.on('error', () => undefined);
   const redis = new Redis(env('REDIS_URL'));
@@ -172,13 +192,22 @@ export async function startAgentHarness(
     tokenWindowMs: 20,
     relayPollMs: 200,
     ...(process.env.SIMPTU_TEST_LOG_LEVEL
-      ? { logger: createLogger({ service: 'agent-test', level: process.env.SIMPTU_TEST_LOG_LEVEL, destination: { write: (s: string) => void process.stderr.write(s) } }) }
+      ? {
+          logger: createLogger({
+            service: 'agent-test',
+            level: process.env.SIMPTU_TEST_LOG_LEVEL,
+            destination: { write: (s: string) => void process.stderr.write(s) },
+          }),
+        }
       : {}),
     ...runtimeOpts,
   });
   await runtime.start();
   const watcher = new TopicWatcher();
-  await watcher.start(kafka, tenants.flatMap((t) => [tenantTopics(t.name).agent, tenantTopics(t.name).domain]));
+  await watcher.start(
+    kafka,
+    tenants.flatMap((t) => [tenantTopics(t.name).agent, tenantTopics(t.name).domain]),
+  );
 
   const run = async <T>(t: TestTenant, fn: (ctx: DomainContext) => Promise<T>) => t.run(fn);
   return {
@@ -226,7 +255,11 @@ export async function startAgentHarness(
     async reply(t, inboundId, timeoutMs = 45_000) {
       const e = await waitFor(
         `reply to ${inboundId}`,
-        () => watcher.ofType('io.simptu.agent.message', (x) => (x.data as { in_reply_to?: string }).in_reply_to === inboundId && x.tenant === t.name)[0],
+        () =>
+          watcher.ofType(
+            'io.simptu.agent.message',
+            (x) => (x.data as { in_reply_to?: string }).in_reply_to === inboundId && x.tenant === t.name,
+          )[0],
         timeoutMs,
       );
       const d = e.data as { message_id: string; body_enc: string };
@@ -238,7 +271,14 @@ export async function startAgentHarness(
       return watcher
         .ofType('io.simptu.agent.token', (x) => (x.data as { run_id?: string }).run_id === inboundId)
         .sort((a, b) => (a.data as { seq: number }).seq - (b.data as { seq: number }).seq)
-        .map((x) => (JSON.parse(cipher.decryptText((x.data as { payload_enc: string }).payload_enc, streamLocation(x.id))) as { text: string }).text);
+        .map(
+          (x) =>
+            (
+              JSON.parse(
+                cipher.decryptText((x.data as { payload_enc: string }).payload_enc, streamLocation(x.id)),
+              ) as { text: string }
+            ).text,
+        );
     },
     async close() {
       await runtime.stop();

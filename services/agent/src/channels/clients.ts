@@ -70,7 +70,11 @@ export async function sendMetaMessage(
   const res = await fetch(url, {
     method: 'POST',
     headers: { authorization: `Bearer ${creds.pageAccessToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ recipient: { id: msg.recipientId }, messaging_type: 'RESPONSE', message: { text: msg.text } }),
+    body: JSON.stringify({
+      recipient: { id: msg.recipientId },
+      messaging_type: 'RESPONSE',
+      message: { text: msg.text },
+    }),
     signal: signal ?? AbortSignal.timeout(15_000),
   });
   const json = (await res.json().catch(() => ({}))) as { message_id?: string; error?: { message?: string } };

@@ -75,7 +75,8 @@ export function parseBookingCom(mail: ParsedEmail): BookingComReservation | null
   const checkIn = field(mail.text, 'Check-in', 'Arrival');
   const checkOut = field(mail.text, 'Check-out', 'Departure');
   if (!number || !/^\d{6,14}$/.test(number)) return null;
-  if (!checkIn || !parseLocalDate(checkIn) || !checkOut || !parseLocalDate(checkOut) || checkOut <= checkIn) return null;
+  if (!checkIn || !parseLocalDate(checkIn) || !checkOut || !parseLocalDate(checkOut) || checkOut <= checkIn)
+    return null;
   return {
     number,
     guestName: field(mail.text, 'Guest name', 'Guest'),
@@ -88,8 +89,7 @@ export function parseBookingCom(mail: ParsedEmail): BookingComReservation | null
 }
 
 export type ImportResult =
-  | { ok: true; bookingIds: string[]; nights: number; created: number }
-  | { ok: false; reason: string };
+  { ok: true; bookingIds: string[]; nights: number; created: number } | { ok: false; reason: string };
 
 /** Creates (idempotently) the reservation's bookings in the tenant, in `ctx`'s transaction. */
 export async function importBookingCom(ctx: DomainContext, r: BookingComReservation): Promise<ImportResult> {
@@ -104,7 +104,8 @@ export async function importBookingCom(ctx: DomainContext, r: BookingComReservat
       ...(r.guestPhone ? { phone: r.guestPhone } : {}),
     }).catch(async (err: unknown) => {
       // A phone/e-mail taken by another customer: keep the booking, drop the contact detail.
-      if (err instanceof SimptuError && err.statusCode === 409) return createCustomer(ctx, { displayName: r.guestName });
+      if (err instanceof SimptuError && err.statusCode === 409)
+        return createCustomer(ctx, { displayName: r.guestName });
       throw err;
     });
   }

@@ -25,7 +25,11 @@ import { sendMetaMessage, sendTwilioMessage, type SendResult } from './clients.t
 
 export type OutboundChannel = 'sms' | 'whatsapp' | 'messenger' | 'instagram';
 
-const loc = (id: string, column: 'recipient' | 'body'): FieldLocation => ({ table: 'outbound_messages', column, rowId: id });
+const loc = (id: string, column: 'recipient' | 'body'): FieldLocation => ({
+  table: 'outbound_messages',
+  column,
+  rowId: id,
+});
 
 /** Queues a message; the same key queues it once. Returns its id. */
 export async function queueOutbound(
@@ -36,23 +40,44 @@ export async function queueOutbound(
   await ctx.client.query(
     `INSERT INTO outbound_messages (id, session_id, channel, recipient, body) VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (id) DO NOTHING`,
-    [id, m.sessionId, m.channel, ctx.cipher.encrypt(m.recipient, loc(id, 'recipient')), ctx.cipher.encrypt(m.body, loc(id, 'body'))],
+    [
+      id,
+      m.sessionId,
+      m.channel,
+      ctx.cipher.encrypt(m.recipient, loc(id, 'recipient')),
+      ctx.cipher.encrypt(m.body, loc(id, 'body')),
+    ],
   );
   return id;
 }
 
 /** The address replies to a session go to: the customer's phone, or their Messenger/Instagram id. */
-export async function replyAddress(ctx: DomainContext, customerId: string, channel: OutboundChannel): Promise<string | null> {
+export async function replyAddress(
+  ctx: DomainContext,
+  customerId: string,
+  channel: OutboundChannel,
+): Promise<string | null> {
   if (channel === 'sms' || channel === 'whatsapp') {
-    const { rows } = await ctx.client.query<{ phone: Buffer | null }>('SELECT phone FROM customers WHERE id = $1', [customerId]);
+    const { rows } = await ctx.client.query<{ phone: Buffer | null }>(
+      'SELECT phone FROM customers WHERE id = $1',
+      [customerId],
+    );
     const phone = rows[0]?.phone;
-    return phone ? ctx.cipher.decryptString(phone, { table: 'customers', column: 'phone', rowId: customerId }) : null;
+    return phone
+      ? ctx.cipher.decryptString(phone, { table: 'customers', column: 'phone', rowId: customerId })
+      : null;
   }
   const { rows } = await ctx.client.query<{ id: string; address: Buffer }>(
     'SELECT id, address FROM channel_contacts WHERE customer_id = $1 AND channel = $2 ORDER BY created_at DESC LIMIT 1',
     [customerId, channel],
   );
-  return rows[0] ? ctx.cipher.decryptString(rows[0].address, { table: 'channel_contacts', column: 'address', rowId: rows[0].id }) : null;
+  return rows[0]
+    ? ctx.cipher.decryptString(rows[0].address, {
+        table: 'channel_contacts',
+        column: 'address',
+        rowId: rows[0].id,
+      })
+    : null;
 }
 
 export interface OutboundSenderOptions {
@@ -96,20 +121,32 @@ export class OutboundSender {
       const name = i.twilio.credentialsSecretRef.name;
       const accountSid = this.#o.secrets.get(name, 'accountSid');
       const authToken = this.#o.secrets.get(name, 'authToken');
-      if (!accountSid || !authToken) return { ok: false, status: 0, error: `secret ${name} lacks accountSid/authToken` };
-      return sendTwilioMessage(this.#o.twilioBaseUrl, { accountSid, authToken }, {
-        from: i.twilio.phoneNumber,
-        to: recipient,
-        body,
-        whatsapp: row.channel === 'whatsapp',
-      });
+      if (!accountSid || !authToken)
+        return { ok: false, status: 0, error: `secret ${name} lacks accountSid/authToken` };
+      return sendTwilioMessage(
+        this.#o.twilioBaseUrl,
+        { accountSid, authToken },
+        {
+          from: i.twilio.phoneNumber,
+          to: recipient,
+          body,
+          whatsapp: row.channel === 'whatsapp',
+        },
+      );
     }
     if (!i.meta) return { ok: false, status: 0, error: 'tenant has no meta integration' };
     const name = i.meta.credentialsSecretRef.name;
     const pageAccessToken = this.#o.secrets.get(name, 'pageAccessToken');
     const appSecret = this.#o.secrets.get(name, 'appSecret');
-    if (!pageAccessToken || !appSecret) return { ok: false, status: 0, error: `secret ${name} lacks pageAccessToken/appSecret` };
-    return sendMetaMessage(this.#o.metaBaseUrl, this.#o.metaApiVersion, i.meta.pageId, { pageAccessToken, appSecret }, { recipientId: recipient, text: body });
+    if (!pageAccessToken || !appSecret)
+      return { ok: false, status: 0, error: `secret ${name} lacks pageAccessToken/appSecret` };
+    return sendMetaMessage(
+      this.#o.metaBaseUrl,
+      this.#o.metaApiVersion,
+      i.meta.pageId,
+      { pageAccessToken, appSecret },
+      { recipientId: recipient, text: body },
+    );
   }
 
   /** Sends the tenant's pending messages; returns how many went out. */
@@ -140,9 +177,18 @@ export class OutboundSender {
           `UPDATE outbound_messages SET status = $2, attempts = attempts + 1, provider_message_id = $3, last_error = $4,
                   sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE NULL END
             WHERE id = $1`,
-          [row.id, r.ok ? 'sent' : failed ? 'failed' : 'pending', r.id ?? null, r.error?.slice(0, 500) ?? null],
+          [
+            row.id,
+            r.ok ? 'sent' : failed ? 'failed' : 'pending',
+            r.id ?? null,
+            r.error?.slice(0, 500) ?? null,
+          ],
         );
-        if (!r.ok) this.#o.logger?.warn({ tenant: tenant.name, outboundId: row.id, status: r.status, error: r.error }, 'outbound send failed');
+        if (!r.ok)
+          this.#o.logger?.warn(
+            { tenant: tenant.name, outboundId: row.id, status: r.status, error: r.error },
+            'outbound send failed',
+          );
       }
       return sent;
     });

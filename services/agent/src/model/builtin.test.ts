@@ -3,9 +3,23 @@ import { AIMessage, HumanMessage, SystemMessage, ToolMessage } from '@langchain/
 import { BuiltinChatModel } from './builtin.ts';
 import { detectIntent, detectLanguage, parseDate, parseTime } from './intents.ts';
 
-const sys = new SystemMessage('You are the assistant of "Smile Dental", a dental business.\nToday is 2026-03-09 (Monday), local time 09:00 in Europe/Bucharest.');
-const TOOLS = ['list_treatments', 'check_availability', 'book_appointment', 'reschedule_appointment', 'cancel_appointment', 'search_faq', 'handoff_to_staff', 'identify_customer'];
-const spec = (name: string) => ({ type: 'function', function: { name, description: name, parameters: { type: 'object', properties: {} } } });
+const sys = new SystemMessage(
+  'You are the assistant of "Smile Dental", a dental business.\nToday is 2026-03-09 (Monday), local time 09:00 in Europe/Bucharest.',
+);
+const TOOLS = [
+  'list_treatments',
+  'check_availability',
+  'book_appointment',
+  'reschedule_appointment',
+  'cancel_appointment',
+  'search_faq',
+  'handoff_to_staff',
+  'identify_customer',
+];
+const spec = (name: string) => ({
+  type: 'function',
+  function: { name, description: name, parameters: { type: 'object', properties: {} } },
+});
 
 describe('intents (EN + RO)', () => {
   it.each([
@@ -55,7 +69,10 @@ describe('BuiltinChatModel', () => {
     const a = model.respond(msgs, TOOLS);
     const b = model.respond(msgs, TOOLS);
     expect(a.toolCalls).toHaveLength(1);
-    expect(a.toolCalls[0]).toMatchObject({ name: 'book_appointment', args: { date: '2026-03-10', time: '10:00' } });
+    expect(a.toolCalls[0]).toMatchObject({
+      name: 'book_appointment',
+      args: { date: '2026-03-10', time: '10:00' },
+    });
     expect(a.toolCalls[0]!.id).toBe(b.toolCalls[0]!.id);
   });
 
@@ -63,15 +80,32 @@ describe('BuiltinChatModel', () => {
     const first = model.respond([sys, new HumanMessage('Vreau o programare la detartraj')], TOOLS);
     expect(first.toolCalls).toHaveLength(0);
     expect(first.content).toMatch(/zi/);
-    const ai = new AIMessage({ content: first.content, additional_kwargs: { builtin: { pending: first.pending } } });
-    const second = model.respond([sys, new HumanMessage('Vreau o programare la detartraj'), ai, new HumanMessage('mâine la 11:00')], TOOLS);
-    expect(second.toolCalls[0]).toMatchObject({ name: 'book_appointment', args: { date: '2026-03-10', time: '11:00' } });
+    const ai = new AIMessage({
+      content: first.content,
+      additional_kwargs: { builtin: { pending: first.pending } },
+    });
+    const second = model.respond(
+      [sys, new HumanMessage('Vreau o programare la detartraj'), ai, new HumanMessage('mâine la 11:00')],
+      TOOLS,
+    );
+    expect(second.toolCalls[0]).toMatchObject({
+      name: 'book_appointment',
+      args: { date: '2026-03-10', time: '11:00' },
+    });
     expect(String(second.toolCalls[0]!.args.service)).toMatch(/detartraj/);
   });
 
   it('phrases tool results in the customer language', () => {
-    const ai = new AIMessage({ content: '', tool_calls: [{ id: 'c1', name: 'book_appointment', args: {}, type: 'tool_call' }] });
-    const tool = new ToolMessage({ tool_call_id: 'c1', content: JSON.stringify({ booked: { service: 'Detartraj', date: '2026-03-10', time: '10:00', reference: 'abcd1234' } }) });
+    const ai = new AIMessage({
+      content: '',
+      tool_calls: [{ id: 'c1', name: 'book_appointment', args: {}, type: 'tool_call' }],
+    });
+    const tool = new ToolMessage({
+      tool_call_id: 'c1',
+      content: JSON.stringify({
+        booked: { service: 'Detartraj', date: '2026-03-10', time: '10:00', reference: 'abcd1234' },
+      }),
+    });
     const ro = model.respond([sys, new HumanMessage('Vreau o programare mâine la 10'), ai, tool], TOOLS);
     expect(ro.content).toMatch(/V-am programat pentru Detartraj pe 2026-03-10 la 10:00/);
     const en = model.respond([sys, new HumanMessage('Book me tomorrow at 10'), ai, tool], TOOLS);
@@ -79,7 +113,10 @@ describe('BuiltinChatModel', () => {
   });
 
   it('refuses intents whose tool is not allowed for the tenant', () => {
-    const r = model.respond([sys, new HumanMessage('Cancel my appointment')], TOOLS.filter((t) => !t.startsWith('cancel')));
+    const r = model.respond(
+      [sys, new HumanMessage('Cancel my appointment')],
+      TOOLS.filter((t) => !t.startsWith('cancel')),
+    );
     expect(r.toolCalls).toHaveLength(0);
     expect(r.content).toMatch(/can't do that/);
   });
@@ -95,7 +132,8 @@ describe('BuiltinChatModel', () => {
     expect(tokens.length).toBeGreaterThan(5);
     expect(tokens.join('')).toMatch(/^Hello! I'm the assistant of Smile Dental/);
     let calls;
-    for await (const c of await bound.stream([sys, new HumanMessage('What are your prices?')])) calls = calls ? calls.concat(c) : c;
+    for await (const c of await bound.stream([sys, new HumanMessage('What are your prices?')]))
+      calls = calls ? calls.concat(c) : c;
     expect(calls!.tool_calls).toEqual([expect.objectContaining({ name: 'list_treatments', args: {} })]);
     const inv = await bound.invoke([sys, new HumanMessage('cancel my booking')]);
     expect(inv.tool_calls?.[0]?.name).toBe('cancel_appointment');

@@ -13,14 +13,13 @@
  * exactly the same calls — and the tools' idempotency keys match.
  */
 import { createHash } from 'node:crypto';
-import { BaseChatModel, type BaseChatModelCallOptions, type BindToolsInput } from '@langchain/core/language_models/chat_models';
-import type { CallbackManagerForLLMRun } from '@langchain/core/callbacks/manager';
 import {
-  AIMessage,
-  AIMessageChunk,
-  type BaseMessage,
-  type ToolCall,
-} from '@langchain/core/messages';
+  BaseChatModel,
+  type BaseChatModelCallOptions,
+  type BindToolsInput,
+} from '@langchain/core/language_models/chat_models';
+import type { CallbackManagerForLLMRun } from '@langchain/core/callbacks/manager';
+import { AIMessage, AIMessageChunk, type BaseMessage, type ToolCall } from '@langchain/core/messages';
 import { ChatGenerationChunk, type ChatResult } from '@langchain/core/outputs';
 import type { Runnable } from '@langchain/core/runnables';
 import type { BaseLanguageModelInput } from '@langchain/core/language_models/base';
@@ -58,11 +57,16 @@ function toolNameOf(t: BindToolsInput): string | undefined {
 
 const T = {
   greet: {
-    en: (biz: string) => `Hello! I'm the assistant of ${biz}. I can tell you about prices, find a free time, book, move or cancel a booking, or put you through to the staff. How can I help?`,
-    ro: (biz: string) => `Bună ziua! Sunt asistentul ${biz}. Vă pot spune prețurile, găsi o oră liberă, face, muta sau anula o programare, sau vă pot pune în legătură cu personalul. Cu ce vă pot ajuta?`,
+    en: (biz: string) =>
+      `Hello! I'm the assistant of ${biz}. I can tell you about prices, find a free time, book, move or cancel a booking, or put you through to the staff. How can I help?`,
+    ro: (biz: string) =>
+      `Bună ziua! Sunt asistentul ${biz}. Vă pot spune prețurile, găsi o oră liberă, face, muta sau anula o programare, sau vă pot pune în legătură cu personalul. Cu ce vă pot ajuta?`,
   },
   thanks: { en: "You're welcome! Anything else?", ro: 'Cu plăcere! Vă mai pot ajuta cu ceva?' },
-  askDate: { en: 'For which day? (e.g. tomorrow, Friday or 2026-03-10)', ro: 'Pentru ce zi? (de exemplu mâine, vineri sau 2026-03-10)' },
+  askDate: {
+    en: 'For which day? (e.g. tomorrow, Friday or 2026-03-10)',
+    ro: 'Pentru ce zi? (de exemplu mâine, vineri sau 2026-03-10)',
+  },
   askTime: { en: 'At what time? (e.g. 10:00)', ro: 'La ce oră? (de exemplu 10:00)' },
   askDateTime: {
     en: 'For which day and time? (e.g. tomorrow at 10:00)',
@@ -94,7 +98,10 @@ function bizFrom(messages: BaseMessage[]): string {
 }
 
 function callId(seed: string, name: string, args: unknown): string {
-  return `call_${createHash('sha256').update(`${seed}\n${name}\n${JSON.stringify(args)}`).digest('hex').slice(0, 24)}`;
+  return `call_${createHash('sha256')
+    .update(`${seed}\n${name}\n${JSON.stringify(args)}`)
+    .digest('hex')
+    .slice(0, 24)}`;
 }
 
 const PHONE_RE = /(\+|00)\d[\d\s.-]{6,16}\d/;
@@ -108,7 +115,10 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
     return 'simptu-builtin';
   }
 
-  override bindTools(tools: BindToolsInput[], kwargs?: Partial<BuiltinCallOptions>): Runnable<BaseLanguageModelInput, AIMessageChunk, BuiltinCallOptions> {
+  override bindTools(
+    tools: BindToolsInput[],
+    kwargs?: Partial<BuiltinCallOptions>,
+  ): Runnable<BaseLanguageModelInput, AIMessageChunk, BuiltinCallOptions> {
     return this.withConfig({ tools, ...kwargs } as Partial<BuiltinCallOptions>) as unknown as Runnable<
       BaseLanguageModelInput,
       AIMessageChunk,
@@ -132,11 +142,13 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
     const today = todayFrom(messages);
     const u: Utterance = understand(text, today);
     const seed = `${messages.length}\n${text}`;
-    const has = (prefixes: string[]) => toolNames.find((n) => prefixes.some((p) => n === p || n.startsWith(p)));
+    const has = (prefixes: string[]) =>
+      toolNames.find((n) => prefixes.some((p) => n === p || n.startsWith(p)));
 
     // A slot question from the previous AI turn: this message may just be the answer.
     const prevAi = [...messages.slice(0, -1)].reverse().find((m) => m.getType() === 'ai');
-    const pending = (prevAi?.additional_kwargs as { builtin?: { pending?: Pending } } | undefined)?.builtin?.pending;
+    const pending = (prevAi?.additional_kwargs as { builtin?: { pending?: Pending } } | undefined)?.builtin
+      ?.pending;
     let intent = u.intent;
     let service = text;
     let date = u.date;
@@ -187,8 +199,18 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
         const n = has(['book_appointment', 'book_class', 'reserve_room']);
         if (!n) return { content: T.cannot[lang], toolCalls: [] };
         const hotel = n === 'reserve_room';
-        if (!date && (hotel || !time)) return { content: hotel ? T.askDate[lang] : T.askDateTime[lang], toolCalls: [], pending: { intent, service, ...(time ? { time } : {}) } };
-        if (!hotel && !time) return { content: T.askTime[lang], toolCalls: [], pending: { intent, service, ...(date ? { date } : {}) } };
+        if (!date && (hotel || !time))
+          return {
+            content: hotel ? T.askDate[lang] : T.askDateTime[lang],
+            toolCalls: [],
+            pending: { intent, service, ...(time ? { time } : {}) },
+          };
+        if (!hotel && !time)
+          return {
+            content: T.askTime[lang],
+            toolCalls: [],
+            pending: { intent, service, ...(date ? { date } : {}) },
+          };
         call(n, hotel ? { service, date } : { service, date, time });
         break;
       }
@@ -197,7 +219,11 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
         if (!n) return { content: T.cannot[lang], toolCalls: [] };
         const hotel = n === 'change_reservation';
         if (!date || (!hotel && !time))
-          return { content: T.askDateTime[lang], toolCalls: [], pending: { intent, ...(date ? { date } : {}), ...(time ? { time } : {}) } };
+          return {
+            content: T.askDateTime[lang],
+            toolCalls: [],
+            pending: { intent, ...(date ? { date } : {}), ...(time ? { time } : {}) },
+          };
         call(n, hotel ? { date } : { date, time });
         break;
       }
@@ -308,19 +334,27 @@ function phraseOne(name: string, r: R, lang: Lang): string {
   if (typeof r.error === 'string') return phraseError(r, lang);
   if (name.startsWith('list_') && name !== 'list_my_bookings') {
     const items = (Object.values(r)[0] as Array<R>) ?? [];
-    if (items.length === 0) return ro ? 'Momentan nu avem nimic disponibil în ofertă.' : 'There is nothing on offer at the moment.';
-    const lines = items.map((s) => `- ${String(s.name)}: ${String(s.price)} (${String(s.duration_minutes)} min)`);
+    if (items.length === 0)
+      return ro ? 'Momentan nu avem nimic disponibil în ofertă.' : 'There is nothing on offer at the moment.';
+    const lines = items.map(
+      (s) => `- ${String(s.name)}: ${String(s.price)} (${String(s.duration_minutes)} min)`,
+    );
     return (ro ? 'Iată ce oferim:\n' : 'Here is what we offer:\n') + lines.join('\n');
   }
   if (name === 'list_my_bookings') {
     const b = (r.bookings as R[]) ?? [];
     if (b.length === 0) return ro ? 'Nu aveți nicio programare viitoare.' : 'You have no upcoming bookings.';
-    return (ro ? 'Programările dumneavoastră: ' : 'Your bookings: ') + b.map((x) => `${String(x.service)} ${String(x.date)} ${String(x.time)}`).join('; ');
+    return (
+      (ro ? 'Programările dumneavoastră: ' : 'Your bookings: ') +
+      b.map((x) => `${String(x.service)} ${String(x.date)} ${String(x.time)}`).join('; ')
+    );
   }
   if ('slots' in r) {
     const slots = r.slots as string[];
     if (slots.length === 0)
-      return ro ? `Nu mai sunt ore libere pentru ${String(r.service)} pe ${String(r.date)}.` : `There are no free times for ${String(r.service)} on ${String(r.date)}.`;
+      return ro
+        ? `Nu mai sunt ore libere pentru ${String(r.service)} pe ${String(r.date)}.`
+        : `There are no free times for ${String(r.service)} on ${String(r.date)}.`;
     return ro
       ? `Ore libere pentru ${String(r.service)} pe ${String(r.date)}: ${list(slots)}. Ce oră preferați?`
       : `Free times for ${String(r.service)} on ${String(r.date)}: ${list(slots)}. Which time suits you?`;
@@ -357,7 +391,10 @@ function phraseOne(name: string, r: R, lang: Lang): string {
     return ro
       ? `Codul dumneavoastră de acces este ${String(r.code)} (valabil 24 de ore).`
       : `Your access code is ${String(r.code)} (valid for 24 hours).`;
-  if (r.asked) return ro ? 'Cum ați nota conversația noastră, de la 1 la 5?' : 'How would you rate our conversation, from 1 to 5?';
+  if (r.asked)
+    return ro
+      ? 'Cum ați nota conversația noastră, de la 1 la 5?'
+      : 'How would you rate our conversation, from 1 to 5?';
   if (r.identified) return '';
   if (r.queued) return ro ? 'Mesajul a fost trimis.' : 'The message is on its way.';
   return ro ? 'Gata.' : 'Done.';
@@ -379,14 +416,21 @@ function phraseError(r: R, lang: Lang): string {
     return ro
       ? `Pentru care serviciu? ${list((r.options as unknown[]) ?? [])}`
       : `Which one would you like? ${list((r.options as unknown[]) ?? [])}`;
-  if (code === 'NO_BOOKING') return ro ? 'Nu găsesc nicio programare viitoare pe numele dumneavoastră.' : "I can't find an upcoming booking for you.";
+  if (code === 'NO_BOOKING')
+    return ro
+      ? 'Nu găsesc nicio programare viitoare pe numele dumneavoastră.'
+      : "I can't find an upcoming booking for you.";
   if (code === 'CUSTOMER_UNKNOWN')
-    return ro ? 'Vă rog să-mi spuneți numărul de telefon (de ex. +40712345678).' : 'Please tell me your phone number (e.g. +40712345678).';
+    return ro
+      ? 'Vă rog să-mi spuneți numărul de telefon (de ex. +40712345678).'
+      : 'Please tell me your phone number (e.g. +40712345678).';
   if (code === 'NOT_ALLOWED')
     return ro
       ? 'Nu pot face această modificare pe acest canal. Un coleg din personal vă va contacta.'
       : "I can't make that change over this channel. A member of staff will follow up with you.";
-  return ro ? 'Îmi pare rău, nu am reușit. Încercați din nou sau cereți să vorbiți cu personalul.' : "Sorry, that didn't work. Please try again or ask for a member of staff.";
+  return ro
+    ? 'Îmi pare rău, nu am reușit. Încercați din nou sau cereți să vorbiți cu personalul.'
+    : "Sorry, that didn't work. Please try again or ask for a member of staff.";
 }
 
 /** Phrases the tool results of the latest AI turn. */

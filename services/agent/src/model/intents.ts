@@ -50,21 +50,30 @@ const PATTERNS: Array<[Intent, RegExp]> = [
     /\b(human|real person|a person|someone|staff|operator|reception\w*|talk to (an? )?(agent|person)|un om|o persoana|cineva|receptie|omul)\b/,
   ],
   ['cancel', /\b(cancel\w*|anul\w*)\b/],
-  ['reschedule', /\b(reschedul\w*|move|postpone|change (my|the) (appointment|booking|time|class|reservation)|reprogram\w*|muta\w*|mutati|schimba\w*)\b/],
+  [
+    'reschedule',
+    /\b(reschedul\w*|move|postpone|change (my|the) (appointment|booking|time|class|reservation)|reprogram\w*|muta\w*|mutati|schimba\w*)\b/,
+  ],
   ['access_code', /\b(access code|login code|cod(ul)? de acces)\b/],
   ['my_bookings', /\b(my (appointments|bookings|reservations)|programaril\w* mele|rezervaril\w* mele)\b/],
   [
     'book',
     /\b(book\w*|appointment|reserve|reservation|sign me up|join the|programare\w*|programez|programeaza\w*|programati|rezerv\w*|inscrie\w*)\b/,
   ],
-  ['availability', /\b(availab\w*|free (slots?|times?|rooms?)|slots?|openings?|disponibil\w*|libere?|locuri)\b/],
+  [
+    'availability',
+    /\b(availab\w*|free (slots?|times?|rooms?)|slots?|openings?|disponibil\w*|libere?|locuri)\b/,
+  ],
   [
     'prices',
     /\b(prices?|pricing|cost\w*|how much|services|treatments|classes|room types|rooms|menu|pret\w*|cat costa|servicii|tratamente|clase|camere|tarif\w*)\b/,
   ],
   ['rating', /\b(rate|rating|review|feedback|recenzie|evalua\w*|nota)\b/],
   ['thanks', /^(thanks?|thank you|multumesc|mersi)\b/],
-  ['greet', /^(hi|hello|hey|good (morning|afternoon|evening)|buna( ziua| dimineata| seara)?|salut(are)?|hei)\b/],
+  [
+    'greet',
+    /^(hi|hello|hey|good (morning|afternoon|evening)|buna( ziua| dimineata| seara)?|salut(are)?|hei)\b/,
+  ],
 ];
 
 export function detectIntent(text: string): Intent {
@@ -127,7 +136,7 @@ export function parseDate(text: string, today: string): string | undefined {
   for (const [name, wd] of Object.entries(WEEKDAYS)) {
     if (new RegExp(`\\b${name}\\b`).test(f)) {
       const cur = isoWeekdayOf(today);
-      const delta = ((wd - cur + 7) % 7) || 7;
+      const delta = (wd - cur + 7) % 7 || 7;
       return addDaysIso(today, delta);
     }
   }

@@ -34,7 +34,10 @@ export function createChatModel(cfg: ModelConfig, secrets: SecretSource): BaseCh
       return new BuiltinChatModel({});
     case 'openai': {
       const apiKey = secret(secrets, cfg, 'apiKey');
-      if (!apiKey && !cfg.baseURL) throw new ModelConfigError('openai needs secretRef with an apiKey (or a baseURL of a keyless server)');
+      if (!apiKey && !cfg.baseURL)
+        throw new ModelConfigError(
+          'openai needs secretRef with an apiKey (or a baseURL of a keyless server)',
+        );
       return new ChatOpenAI({
         model: cfg.name ?? 'gpt-4o-mini',
         apiKey: apiKey ?? 'not-needed',

@@ -107,7 +107,11 @@ async function resolveService(
   return toolError('SERVICE_UNCLEAR', 'which one?', { options: services.map((x) => x.name) });
 }
 
-function startOf(date: string | undefined, time: string | undefined, tz: string): Date | Record<string, unknown> {
+function startOf(
+  date: string | undefined,
+  time: string | undefined,
+  tz: string,
+): Date | Record<string, unknown> {
   if (!date || !parseLocalDate(date)) return toolError('DATE_MISSING', 'a date YYYY-MM-DD is needed');
   const minutes = time === undefined ? 0 : parseTimeOfDay(time);
   if (minutes === null) return toolError('TIME_MISSING', 'a time HH:MM is needed');
@@ -133,7 +137,10 @@ async function nextBooking(
 
 function needCustomer(t: ToolContext): Record<string, unknown> | undefined {
   if (t.session.customerId) return undefined;
-  return toolError('CUSTOMER_UNKNOWN', 'the customer must identify first (identify_customer with a phone number)');
+  return toolError(
+    'CUSTOMER_UNKNOWN',
+    'the customer must identify first (identify_customer with a phone number)',
+  );
 }
 
 export function bookingTools(n: BookingNouns): AgentTool[] {
@@ -212,7 +219,11 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
         if (missing) return missing;
         const service = await resolveService(ctx, n.kind, str(args.service));
         if (!isService(service)) return service;
-        const start = startOf(str(args.date), str(args.time) ?? (n.kind === 'room_type' ? '00:00' : undefined), t.tenant.timeZone);
+        const start = startOf(
+          str(args.date),
+          str(args.time) ?? (n.kind === 'room_type' ? '00:00' : undefined),
+          t.tenant.timeZone,
+        );
         if (!(start instanceof Date)) return start;
         try {
           const r = await createBooking(ctx, {
@@ -259,10 +270,19 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
         if (missing) return missing;
         const found = await nextBooking(ctx, t.session.customerId!, n.kind, str(args.booking_id), t.now());
         if (!found) return toolError('NO_BOOKING', 'the customer has no upcoming booking');
-        const start = startOf(str(args.date), str(args.time) ?? (n.kind === 'room_type' ? '00:00' : undefined), t.tenant.timeZone);
+        const start = startOf(
+          str(args.date),
+          str(args.time) ?? (n.kind === 'room_type' ? '00:00' : undefined),
+          t.tenant.timeZone,
+        );
         if (!(start instanceof Date)) return start;
         try {
-          const b = await rescheduleBooking(ctx, found.booking.id, { start }, { customerId: t.session.customerId! });
+          const b = await rescheduleBooking(
+            ctx,
+            found.booking.id,
+            { start },
+            { customerId: t.session.customerId! },
+          );
           return {
             rescheduled: describe(b, found.service, t.tenant.timeZone),
             previous: describe(found.booking, found.service, t.tenant.timeZone),
@@ -305,9 +325,14 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
       t.db(async (ctx) => {
         const missing = needCustomer(t);
         if (missing) return missing;
-        const page = await listBookings(ctx, { status: 'booked', from: t.now(), limit: 10 }, { customerId: t.session.customerId! });
+        const page = await listBookings(
+          ctx,
+          { status: 'booked', from: t.now(), limit: 10 },
+          { customerId: t.session.customerId! },
+        );
         const out = [];
-        for (const b of page.items) out.push(describe(b, await getService(ctx, b.serviceId), t.tenant.timeZone));
+        for (const b of page.items)
+          out.push(describe(b, await getService(ctx, b.serviceId), t.tenant.timeZone));
         return { bookings: out };
       }),
   };

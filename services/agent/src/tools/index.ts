@@ -38,7 +38,8 @@ export interface ToolPolicy {
 
 export function allowedTools(businessType: BusinessType, policy: ToolPolicy = {}): AgentTool[] {
   return toolSetFor(businessType).filter(
-    (t) => (policy.allow === undefined || policy.allow.includes(t.name)) && !(policy.deny ?? []).includes(t.name),
+    (t) =>
+      (policy.allow === undefined || policy.allow.includes(t.name)) && !(policy.deny ?? []).includes(t.name),
   );
 }
 

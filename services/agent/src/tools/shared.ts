@@ -23,7 +23,9 @@ interface FaqRow {
 }
 
 const STOP = new Set(
-  'the a an is are do does you your we our what when where how can i to of for in on at and or it this that ce cum cand unde este sunt aveti va la de si sau in pe cu un o'.split(' '),
+  'the a an is are do does you your we our what when where how can i to of for in on at and or it this that ce cum cand unde este sunt aveti va la de si sau in pe cu un o'.split(
+    ' ',
+  ),
 );
 
 function words(text: string): string[] {
@@ -38,7 +40,9 @@ export function rankFaq(rows: readonly FaqRow[], query: string): FaqRow | undefi
   let best: { r: FaqRow; score: number } | undefined;
   for (const r of rows) {
     const vocab = [...words(r.question), ...r.keywords.map((k) => fold(k))];
-    const score = q.filter((w) => vocab.some((v) => v.startsWith(w.slice(0, 5)) || w.startsWith(v.slice(0, 5)))).length;
+    const score = q.filter((w) =>
+      vocab.some((v) => v.startsWith(w.slice(0, 5)) || w.startsWith(v.slice(0, 5))),
+    ).length;
     if (score > 0 && (!best || score > best.score)) best = { r, score };
   }
   return best?.r;
@@ -46,7 +50,8 @@ export function rankFaq(rows: readonly FaqRow[], query: string): FaqRow | undefi
 
 export const searchFaq: AgentTool = {
   name: 'search_faq',
-  description: "Look up the business's own answer to a question (opening hours, parking, policies…) in its knowledge base.",
+  description:
+    "Look up the business's own answer to a question (opening hours, parking, policies…) in its knowledge base.",
   schema: { type: 'object', properties: { query: { type: 'string' } }, required: ['query'] },
   sideEffect: false,
   run: (args, t) =>
@@ -81,7 +86,8 @@ export const askForRating: AgentTool = {
 
 export const identifyCustomer: AgentTool = {
   name: 'identify_customer',
-  description: "Identify the customer by phone number (creates the customer if new) and attach them to this conversation.",
+  description:
+    'Identify the customer by phone number (creates the customer if new) and attach them to this conversation.',
   schema: {
     type: 'object',
     properties: { phone: { type: 'string' }, name: { type: 'string' } },
@@ -95,10 +101,10 @@ export const identifyCustomer: AgentTool = {
         const phone = str(args.phone) ?? '';
         const existing = await findCustomerByPhone(ctx, phone);
         const c = existing ?? (await createCustomer(ctx, { phone, displayName: str(args.name) ?? null }));
-        await ctx.client.query('UPDATE sessions SET customer_id = $2, updated_at = now() WHERE id = $1 AND customer_id IS NULL', [
-          t.session.id,
-          c.id,
-        ]);
+        await ctx.client.query(
+          'UPDATE sessions SET customer_id = $2, updated_at = now() WHERE id = $1 AND customer_id IS NULL',
+          [t.session.id, c.id],
+        );
         t.session.customerId = c.id;
         return { identified: true };
       } catch (err) {
@@ -110,7 +116,7 @@ export const identifyCustomer: AgentTool = {
 
 export const issuePatientAccessCode: AgentTool = {
   name: 'issue_access_code',
-  description: "Issue the patient a one-time access code for the patient app (valid 24 hours).",
+  description: 'Issue the patient a one-time access code for the patient app (valid 24 hours).',
   schema: { type: 'object', properties: {} },
   sideEffect: true,
   run: (_args, t) =>
@@ -149,11 +155,21 @@ export const sendChannelMessage: AgentTool = {
           [t.session.customerId],
         );
         if (rows[0])
-          recipient = ctx.cipher.decryptString(rows[0].address, { table: 'channel_contacts', column: 'address', rowId: rows[0].id });
+          recipient = ctx.cipher.decryptString(rows[0].address, {
+            table: 'channel_contacts',
+            column: 'address',
+            rowId: rows[0].id,
+          });
       } else recipient = (await getCustomer(ctx, t.session.customerId)).phone;
       if (!recipient) return toolError('NO_ADDRESS', `the customer has no ${channel} address`);
       // Idempotent: the outbound row id derives from the call's idempotency key.
-      const id = await queueOutbound(ctx, { key: t.idempotencyKey, sessionId: t.session.id, channel, recipient, body: text });
+      const id = await queueOutbound(ctx, {
+        key: t.idempotencyKey,
+        sessionId: t.session.id,
+        channel,
+        recipient,
+        body: text,
+      });
       return { queued: true, outbound_id: id ?? newId() };
     }),
 };

@@ -101,7 +101,12 @@ export interface EventConsumerOptions {
 /** kafkajs' default `heartbeatInterval`. */
 const KAFKAJS_HEARTBEAT_INTERVAL_MS = 3000;
 
-const MEMBERSHIP_ERRORS: readonly string[] = ['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID'];
+const MEMBERSHIP_ERRORS: readonly string[] = [
+  'REBALANCE_IN_PROGRESS',
+  'NOT_COORDINATOR_FOR_GROUP',
+  'ILLEGAL_GENERATION',
+  'UNKNOWN_MEMBER_ID',
+];
 
 /**
  * The broker's error (kafkajs `KafkaJSProtocolError`, found through `cause`) when it says this
@@ -109,7 +114,11 @@ const MEMBERSHIP_ERRORS: readonly string[] = ['REBALANCE_IN_PROGRESS', 'NOT_COOR
  * @see https://github.com/tulios/kafkajs/blob/master/src/consumer/runner.js (rejoins on these types)
  */
 function membershipError(err: unknown): (Error & { type: string }) | undefined {
-  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (
+    let e = err, depth = 0;
+    e && typeof e === 'object' && depth < 5;
+    e = (e as { cause?: unknown }).cause, depth++
+  ) {
     const type = (e as { type?: unknown }).type;
     if (typeof type === 'string' && MEMBERSHIP_ERRORS.includes(type)) return e as Error & { type: string };
   }
@@ -159,7 +168,11 @@ export class EventConsumer {
               // the runner rejoins the group instead; the record is redelivered and skipped as a
               // duplicate (its processed marker committed).
               const cause = membershipError(err);
-              if (cause) this.#o.logger?.warn({ topic, partition, offset: message.offset, type: cause.type }, 'offset commit refused: rejoining the group');
+              if (cause)
+                this.#o.logger?.warn(
+                  { topic, partition, offset: message.offset, type: cause.type },
+                  'offset commit refused: rejoining the group',
+                );
               throw cause ?? err;
             });
         },
@@ -173,7 +186,10 @@ export class EventConsumer {
 
   /** Heartbeats while one record is handled; returns the function that stops it. */
   #keepAlive(heartbeat: () => Promise<void>, topic: string, partition: number, offset: string): () => void {
-    const every = this.#o.heartbeatIntervalMs ?? this.#o.consumerConfig?.heartbeatInterval ?? KAFKAJS_HEARTBEAT_INTERVAL_MS;
+    const every =
+      this.#o.heartbeatIntervalMs ??
+      this.#o.consumerConfig?.heartbeatInterval ??
+      KAFKAJS_HEARTBEAT_INTERVAL_MS;
     if (every <= 0) return () => undefined;
     let stopped = false;
     const timer = setInterval(() => {
