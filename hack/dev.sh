@@ -27,6 +27,25 @@ export SIMPTU_METRICS_PORT=${SIMPTU_METRICS_PORT:-8080} SIMPTU_PROBE_PORT=${SIMP
 export SIMPTU_ENDPOINT_API=${SIMPTU_ENDPOINT_API:-http://127.0.0.1:3003/v1}
 export SIMPTU_ENDPOINT_WEBSOCKET=${SIMPTU_ENDPOINT_WEBSOCKET:-ws://127.0.0.1:4000/socket/websocket}
 export SIMPTU_ENDPOINT_ISSUER=${SIMPTU_ENDPOINT_ISSUER:-http://127.0.0.1:3001}
+# --- platform Secrets (before the operator reads them) ------------------------------------------
+# What a cluster install gets from its admin (docs/install.md): the database URLs and Redis URL
+# the operator hands to dedicated agents (iron-gym runs one). Idempotent: apply, don't create.
+APP_DB_URL=$(node -e 'const u=new URL(process.env.DATABASE_URL);u.username=process.env.SIMPTU_APP_ROLE??"simptu_app";u.password=process.env.SIMPTU_APP_ROLE_PASSWORD;console.log(u.toString())')
+kubectl create namespace simptu-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n simptu-system create secret generic simptu-database --dry-run=client -o yaml \
+  --from-literal=admin-url="$DATABASE_URL" --from-literal=app-url="$APP_DB_URL" \
+  --from-literal=app-password="$SIMPTU_APP_ROLE_PASSWORD" | kubectl apply -f - >/dev/null
+kubectl -n simptu-system create secret generic simptu-redis --dry-run=client -o yaml \
+  --from-literal=url="$REDIS_URL" | kubectl apply -f - >/dev/null
+
+# The samples' channel credentials (placeholders: no message leaves this machine in development).
+kubectl -n simptu-system create secret generic iron-gym-twilio --dry-run=client -o yaml \
+  --from-literal=accountSid=ACdev00000000000000000000000000000 --from-literal=authToken=dev-twilio-token \
+  | kubectl apply -f - >/dev/null
+kubectl -n simptu-system create secret generic harbor-hotel-meta --dry-run=client -o yaml \
+  --from-literal=pageAccessToken=dev-page-token --from-literal=appSecret=dev-app-secret \
+  | kubectl apply -f - >/dev/null
+
 node operator/src/main.ts >"$LOG_DIR/operator.log" 2>&1 &
 pids+=($!)
 echo "[dev] operator started (log: .testenv/logs/operator.log, metrics :$SIMPTU_METRICS_PORT/metrics)"
@@ -48,7 +67,6 @@ kubectl get -f config/samples/
 # --- services ---------------------------------------------------------------------------------
 # They connect as the services' NOINHERIT login role the operator created, unwrap tenant keys
 # with the KEK from the platform Secret, and verify tokens against the SSO's JWKS.
-APP_DB_URL=$(node -e 'const u=new URL(process.env.DATABASE_URL);u.username=process.env.SIMPTU_APP_ROLE??"simptu_app";u.password=process.env.SIMPTU_APP_ROLE_PASSWORD;console.log(u.toString())')
 KEK=$(kubectl -n simptu-system get secret simptu-kek -o jsonpath='{.data.kek}')
 ISSUER=${SIMPTU_ENDPOINT_ISSUER}
 JWKS_URI=$ISSUER/jwks
