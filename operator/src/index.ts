@@ -3,6 +3,7 @@
  * platform constructs) reuse — the Tenant API, the backend reconcilers and the manager.
  */
 export * from './api/types.ts';
+export * from './api/tools.ts';
 export { parseConfig, fromEnv, type OperatorConfig } from './config.ts';
 export { startOperator, loadKubeConfig, type OperatorHandle, type StartOptions } from './manager.ts';
 export { databaseReconciler, ensureAppRole, type DatabaseDeps } from './reconcile/database.ts';

@@ -14,7 +14,8 @@ import {
   toStructuralSchema,
 } from './crd.ts';
 import type { JSONSchemaProps } from './crd.ts';
-import { DEFAULTS } from './schema.ts';
+import { DEFAULTS, LIMITS } from './schema.ts';
+import { AGENT_TOOL_NAMES, AGENT_TOOLS_BY_BUSINESS_TYPE, SIDE_EFFECT_TOOLS } from './tools.ts';
 
 /** Keys a structural CRD schema may carry (apiextensions.k8s.io/v1 JSONSchemaProps, as used here). */
 const ALLOWED_KEYS = new Set([
@@ -161,6 +162,27 @@ describe('tenant CRD schema', () => {
     expect(at(spec, 'isolation.agent')['x-kubernetes-validations']?.[0]?.rule).toBe(
       "!(oldSelf == 'dedicated' && self == 'shared')",
     );
+  });
+
+  it('makes agent.tools lists sets of catalogue names, bounded', () => {
+    for (const list of ['allow', 'deny', 'untrustedAllow']) {
+      const node = at(spec, `agent.tools.${list}`);
+      expect(node['x-kubernetes-list-type'], list).toBe('set');
+      expect(node.maxItems, list).toBe(LIMITS.toolsMaxItems);
+      expect(node.maxItems, list).toBeGreaterThanOrEqual(AGENT_TOOL_NAMES.length);
+    }
+    expect(at(spec, 'agent.tools.allow.[*]').enum).toEqual([...AGENT_TOOL_NAMES]);
+    expect(at(spec, 'agent.tools.deny.[*]').enum).toEqual([...AGENT_TOOL_NAMES]);
+    expect(at(spec, 'agent.tools.untrustedAllow.[*]').enum).toEqual([...SIDE_EFFECT_TOOLS]);
+    expect(at(spec, 'agent.tools').default).toBeUndefined();
+    // one business-type rule per type on the spec, naming that type's tools
+    const rules = spec['x-kubernetes-validations'] ?? [];
+    for (const [type, names] of Object.entries(AGENT_TOOLS_BY_BUSINESS_TYPE)) {
+      const rule = rules.find((r) => r.rule.startsWith(`self.businessType != '${type}'`));
+      expect(rule?.message, type).toBe(
+        `agent.tools may name only tools of a ${type} assistant: ${[...names].sort().join(', ')}`,
+      );
+    }
   });
 
   it('makes unique lists sets and conditions a map keyed by type', () => {

@@ -49,6 +49,7 @@ describe('samples', () => {
       isolation: { database: 'dedicated', agent: 'shared' },
       integrations: { meta: {} },
       deletionPolicy: 'Delete',
+      agent: { tools: { deny: ['cancel_reservation'] } },
     });
   });
 });

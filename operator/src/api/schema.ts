@@ -23,6 +23,7 @@ import { FormatRegistry, Type } from '@sinclair/typebox';
 import type { SchemaOptions, Static, TLiteral, TUnion } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { TENANT_NAME_MAX, TENANT_NAME_MIN, TENANT_NAME_PATTERN } from '@simptu/common';
+import { AGENT_TOOL_NAMES, AGENT_TOOLS_BY_BUSINESS_TYPE, SIDE_EFFECT_TOOLS } from './tools.ts';
 import { API_VERSION, KIND } from './types.ts';
 import type { Tenant, TenantSpec, TenantStatus } from './types.ts';
 
@@ -30,6 +31,8 @@ import type { Tenant, TenantSpec, TenantStatus } from './types.ts';
 export interface CelRule {
   rule: string;
   message: string;
+  /** A CEL string expression for the message (may name the offending value); `message` is the fallback. */
+  messageExpression?: string;
   /** JSONPath relative to the field carrying the rule, reported as the failing field. */
   fieldPath?: string;
   reason?: 'FieldValueInvalid' | 'FieldValueForbidden' | 'FieldValueRequired' | 'FieldValueDuplicate';
@@ -121,6 +124,9 @@ export const LIMITS = {
   rotationDaysMax: 365,
   originsMaxItems: 20,
   redirectURIsMaxItems: 20,
+  /** each of agent.tools.allow, deny, untrustedAllow (a set of catalogue names, so never more) */
+  toolsMaxItems: 50,
+  toolNameMaxLength: 64,
 } as const;
 
 /**
@@ -275,6 +281,100 @@ const IsolationSchema = Type.Object(
   },
 );
 
+function toolListSchema<const T extends readonly string[]>(names: T, description: string) {
+  return Type.Array(StringEnum(names, { maxLength: LIMITS.toolNameMaxLength, description: 'A tool name.' }), {
+    maxItems: LIMITS.toolsMaxItems,
+    uniqueItems: true,
+    description,
+  });
+}
+
+/** `self` is the tools object; `a` and `b` name two of its lists. */
+function disjoint(a: string, b: string, message: string, messageExpression: string): CelRule {
+  return {
+    rule: `!has(self.${a}) || !has(self.${b}) || !self.${a}.exists(t, t in self.${b})`,
+    message,
+    messageExpression,
+    fieldPath: `.${b}`,
+    reason: 'FieldValueInvalid',
+  };
+}
+
+export const ToolPolicySchema = Type.Object(
+  {
+    allow: Type.Optional(
+      toolListSchema(
+        AGENT_TOOL_NAMES,
+        "Only these tools. Empty or absent: every tool of the tenant's business type.",
+      ),
+    ),
+    deny: Type.Optional(toolListSchema(AGENT_TOOL_NAMES, 'Never these tools (applied after allow).')),
+    untrustedAllow: Type.Optional(
+      toolListSchema(
+        SIDE_EFFECT_TOOLS,
+        'Tools that change data (book, cancel, send, …) and stay allowed while the agent handles ' +
+          'untrusted input such as an e-mail. Absent: an e-mail can ask, never act; such calls are refused.',
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "Per-tenant tool policy (guard rails). Names must be tools of the tenant's business type; see " +
+      'docs/tenant-reference.md.',
+    ...cel(
+      disjoint(
+        'allow',
+        'deny',
+        'a tool may not be both in agent.tools.allow and agent.tools.deny',
+        "'tool ' + self.allow.filter(t, t in self.deny)[0] + ' is both in agent.tools.allow and agent.tools.deny; remove it from one of them'",
+      ),
+      disjoint(
+        'untrustedAllow',
+        'deny',
+        'a tool in agent.tools.untrustedAllow may not be denied',
+        "'tool ' + self.untrustedAllow.filter(t, t in self.deny)[0] + ' is in agent.tools.untrustedAllow and in agent.tools.deny; a denied tool is never allowed'",
+      ),
+      {
+        rule:
+          '!has(self.untrustedAllow) || !has(self.allow) || size(self.allow) == 0 || ' +
+          'self.untrustedAllow.all(t, t in self.allow)',
+        message:
+          'every tool in agent.tools.untrustedAllow must also be in agent.tools.allow (when allow is set)',
+        messageExpression:
+          "'tool ' + self.untrustedAllow.filter(t, !(t in self.allow))[0] + ' is in agent.tools.untrustedAllow but not in agent.tools.allow'",
+        fieldPath: '.untrustedAllow',
+        reason: 'FieldValueInvalid',
+      },
+    ),
+  },
+);
+
+/**
+ * One rule per business type on the spec: agent.tools may name only that type's tools (a gym
+ * denying `book_appointment` would deny nothing — its booking tool is `book_class`).
+ */
+function toolsOfBusinessTypeRules(): CelRule[] {
+  return Object.entries(AGENT_TOOLS_BY_BUSINESS_TYPE).map(([type, names]) => {
+    const sorted = [...names].sort();
+    const known = `[${sorted.map((n) => `'${n}'`).join(', ')}]`;
+    const list = (l: string) => `self.agent.tools.${l}`;
+    const fits = (l: string) => `(!has(${list(l)}) || ${list(l)}.all(t, t in ${known}))`;
+    const stranger = (l: string) => `${list(l)}.filter(t, !(t in ${known}))[0]`;
+    return {
+      rule: `self.businessType != '${type}' || !has(self.agent.tools) || (${fits('allow')} && ${fits('deny')} && ${fits('untrustedAllow')})`,
+      message: `agent.tools may name only tools of a ${type} assistant: ${sorted.join(', ')}`,
+      // Evaluated only when the rule failed: one of the three lists has a stranger.
+      messageExpression:
+        `'agent.tools names ' + (!${fits('allow')} ? ${stranger('allow')} : !${fits('deny')} ? ` +
+        `${stranger('deny')} : ${stranger('untrustedAllow')}) + ', which a ${type} assistant does not ` +
+        `have; its tools: ${sorted.join(', ')}'`,
+      fieldPath: '.agent.tools',
+      reason: 'FieldValueInvalid',
+    };
+  });
+}
+
 const AgentSchema = Type.Object(
   {
     replicas: Type.Integer({
@@ -292,6 +392,7 @@ const AgentSchema = Type.Object(
         description: 'Persona and house rules added to the system prompt.',
       }),
     ),
+    tools: Type.Optional(ToolPolicySchema),
   },
   {
     additionalProperties: false,
@@ -481,14 +582,17 @@ export const TenantSpecSchema = Type.Object(
   {
     additionalProperties: false,
     description: 'TenantSpec: what the admin wants for this business.',
-    ...cel({
-      rule: "self.isolation.agent == 'dedicated' || self.agent.replicas == 1",
-      message:
-        'agent.replicas applies to a dedicated agent only; leave it at 1 with isolation.agent: shared ' +
-        '(the shared agent pool is scaled by the platform)',
-      fieldPath: '.agent.replicas',
-      reason: 'FieldValueForbidden',
-    }),
+    ...cel(
+      {
+        rule: "self.isolation.agent == 'dedicated' || self.agent.replicas == 1",
+        message:
+          'agent.replicas applies to a dedicated agent only; leave it at 1 with isolation.agent: shared ' +
+          '(the shared agent pool is scaled by the platform)',
+        fieldPath: '.agent.replicas',
+        reason: 'FieldValueForbidden',
+      },
+      ...toolsOfBusinessTypeRules(),
+    ),
   },
 );
 

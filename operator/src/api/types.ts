@@ -4,6 +4,10 @@
  * (a compile-time check there keeps the two equal). Fields marked "defaulted" are always present
  * on objects read from the API server, because the CRD schema defaults them.
  */
+import type { AgentToolName, SideEffectToolName } from './tools.ts';
+
+export type { AgentToolName, SideEffectToolName } from './tools.ts';
+
 export const GROUP = 'simptu.io';
 export const VERSION = 'v1alpha1';
 export const KIND = 'Tenant';
@@ -22,6 +26,19 @@ export interface SecretRef {
   namespace?: string;
 }
 
+/**
+ * Which tools the agent may use (guard rails, DESIGN §7). Lists are sets (no duplicates); an
+ * empty or absent `allow` means the business type's whole tool set.
+ */
+export interface AgentToolPolicy {
+  /** only these tools; empty/absent = every tool of the business type */
+  allow?: AgentToolName[];
+  /** never these tools */
+  deny?: AgentToolName[];
+  /** tools that change data and stay allowed while the agent handles untrusted input (e-mail) */
+  untrustedAllow?: SideEffectToolName[];
+}
+
 export interface TenantSpec {
   displayName: string;
   businessType: BusinessType;
@@ -36,6 +53,7 @@ export interface TenantSpec {
     replicas: number; // defaulted 1
     model: { provider: ModelProvider; name?: string; baseURL?: string; secretRef?: SecretRef }; // defaulted {provider: builtin}
     instructions?: string;
+    tools?: AgentToolPolicy;
   };
   /** defaulted {partitions: 3, retentionHours: 168} */
   kafka: { partitions: number; retentionHours: number };

@@ -5,6 +5,7 @@ import {
   registryContentHash,
   registryEventData,
   registryFacts,
+  registryToolPolicy,
   type RegistryFacts,
 } from './registry.ts';
 
@@ -88,6 +89,35 @@ describe('desiredRegistryRow', () => {
     expect(b.spec_hash).toBe(a.spec_hash);
     expect(desiredRegistryRow(tenant(), { ...facts, schemaVersion: 8 }).spec_hash).not.toBe(a.spec_hash);
     expect(desiredRegistryRow(tenant({ deletionPolicy: 'Delete' }), facts).spec_hash).toBe(a.spec_hash);
+  });
+
+  it('writes spec.agent.tools into the agent JSON: sorted sets, empty lists left out', () => {
+    const plain = desiredRegistryRow(tenant(), facts);
+    expect(plain.agent).not.toHaveProperty('tools');
+    const agent = (tools: NonNullable<Tenant['spec']['agent']['tools']>) =>
+      tenant({ agent: { ...tenant().spec.agent, tools } });
+
+    const row = desiredRegistryRow(
+      agent({ allow: [], deny: ['send_message', 'book_appointment'], untrustedAllow: ['identify_customer'] }),
+      facts,
+    );
+    expect(row.agent).toEqual({
+      ...plain.agent,
+      tools: { deny: ['book_appointment', 'send_message'], untrustedAllow: ['identify_customer'] },
+    });
+    expect(row.spec_hash).not.toBe(plain.spec_hash);
+    // a set reordered is the same content; an empty policy is no policy (no rewrite of old rows)
+    expect(
+      desiredRegistryRow(
+        agent({ deny: ['book_appointment', 'send_message'], untrustedAllow: ['identify_customer'] }),
+        facts,
+      ).spec_hash,
+    ).toBe(row.spec_hash);
+    expect(desiredRegistryRow(agent({}), facts).spec_hash).toBe(plain.spec_hash);
+    expect(desiredRegistryRow(agent({ allow: [], deny: [] }), facts).spec_hash).toBe(plain.spec_hash);
+    expect(desiredRegistryRow(agent({ deny: ['send_message'] }), facts).spec_hash).not.toBe(row.spec_hash);
+    expect(registryToolPolicy(undefined)).toBeUndefined();
+    expect(registryToolPolicy({ allow: ['search_faq'] })).toEqual({ allow: ['search_faq'] });
   });
 
   it('hashes a row read back from Postgres (bigint as string, extra columns) like the desired one', () => {

@@ -15,7 +15,7 @@
 import type { Producer, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { PLATFORM_TOPIC, tenantId } from '@simptu/common';
-import type { Tenant, TenantStatus } from '../api/types.ts';
+import type { AgentToolPolicy, Tenant, TenantStatus } from '../api/types.ts';
 import type { BackendReconciler, StepResult, WriteCounter } from './types.ts';
 import { stableHash } from './namespace.ts';
 import { deterministicEventId, newCloudEvent, toKafkaRecord, type CloudEvent } from '@simptu/common';
@@ -108,10 +108,28 @@ export function registryContentHash(content: RegistryContent): string {
   return stableHash(c);
 }
 
+/**
+ * `spec.agent.tools` as the agent reads it (`services/agent/src/registry.ts`): each list sorted
+ * (they are sets: reordering them is no change), empty lists left out (an empty `allow` means the
+ * business type's defaults, and the agent reads a present `allow` as "only these"), and no
+ * `tools` key at all without a policy — so rows of tenants without one hash as before.
+ */
+export function registryToolPolicy(
+  policy: AgentToolPolicy | undefined,
+): Record<string, string[]> | undefined {
+  const out: Record<string, string[]> = {};
+  for (const key of ['allow', 'deny', 'untrustedAllow'] as const) {
+    const list = policy?.[key];
+    if (list && list.length > 0) out[key] = [...new Set<string>(list)].sort();
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 /** Pure: the registry row for a tenant. */
 export function desiredRegistryRow(tenant: Tenant, facts: RegistryFacts, state?: RegistryState): RegistryRow {
   const s = tenant.spec;
   const model = s.agent.model;
+  const tools = registryToolPolicy(s.agent.tools);
   const content: RegistryContent = {
     name: tenant.metadata.name,
     tenant_id: tenantId(tenant.metadata.name),
@@ -139,6 +157,7 @@ export function desiredRegistryRow(tenant: Tenant, facts: RegistryFacts, state?:
         ...(model.secretRef ? { secretRef: { ...model.secretRef } } : {}),
       },
       ...(s.agent.instructions !== undefined ? { instructions: s.agent.instructions } : {}),
+      ...(tools ? { tools } : {}),
     },
     state: state ?? (s.suspended ? 'suspended' : 'active'),
   };

@@ -314,6 +314,74 @@ export const REFUSED: RefusedCase[] = [
     message: 'not used by the builtin provider',
     offline: false,
   },
+  // agent.tools: names from the catalogue, sets, no contradictions, the business type's own tools
+  {
+    title: 'unknown tool',
+    create: withSpec((s) => (s.agent = { tools: { allow: ['search_faq', 'teleport'] } })),
+    message: 'Unsupported value: "teleport"',
+    offline: true,
+  },
+  {
+    title: 'duplicate tool',
+    create: withSpec((s) => (s.agent = { tools: { deny: ['book_appointment', 'book_appointment'] } })),
+    message: 'Duplicate value: "book_appointment"',
+    offline: true,
+  },
+  {
+    title: 'tool both allowed and denied',
+    create: withSpec(
+      (s) => (s.agent = { tools: { allow: ['search_faq', 'book_appointment'], deny: ['book_appointment'] } }),
+    ),
+    message: 'tool book_appointment is both in agent.tools.allow and agent.tools.deny',
+    offline: false,
+  },
+  {
+    title: 'tool denied by an edit while allowed',
+    create: withSpec((s) => (s.agent = { tools: { allow: ['search_faq', 'book_appointment'] } })),
+    update: (s) => (s.agent.tools.deny = ['book_appointment']),
+    message: 'tool book_appointment is both in agent.tools.allow and agent.tools.deny',
+    offline: false,
+  },
+  {
+    title: 'untrustedAllow naming a tool without side effects',
+    create: withSpec((s) => (s.agent = { tools: { untrustedAllow: ['search_faq'] } })),
+    message: 'Unsupported value: "search_faq"',
+    offline: true,
+  },
+  {
+    title: 'untrustedAllow naming a denied tool',
+    create: withSpec(
+      (s) => (s.agent = { tools: { deny: ['send_message'], untrustedAllow: ['send_message'] } }),
+    ),
+    message: 'tool send_message is in agent.tools.untrustedAllow and in agent.tools.deny',
+    offline: false,
+  },
+  {
+    title: 'untrustedAllow outside allow',
+    create: withSpec(
+      (s) => (s.agent = { tools: { allow: ['search_faq'], untrustedAllow: ['identify_customer'] } }),
+    ),
+    message: 'tool identify_customer is in agent.tools.untrustedAllow but not in agent.tools.allow',
+    offline: false,
+  },
+  {
+    title: "a gym denying the dental booking tool (not one of the gym's tools)",
+    create: withSpec((s) => {
+      s.businessType = 'gym';
+      s.agent = { tools: { deny: ['book_appointment'] } };
+    }),
+    message: 'agent.tools names book_appointment, which a gym assistant does not have',
+    offline: false,
+  },
+  {
+    title: 'a hotel allowing issue_access_code',
+    create: withSpec((s) => {
+      s.businessType = 'hotel';
+      s.agent = { tools: { allow: ['search_faq', 'issue_access_code'] } };
+    }),
+    message: 'agent.tools names issue_access_code, which a hotel assistant does not have',
+    offline: false,
+  },
   // unknown fields: pruned by the schema, refused under fieldValidation=Strict (kubectl's default)
   {
     title: 'unknown field',
@@ -419,6 +487,34 @@ export const ACCEPTED: AcceptedCase[] = [
     update: (s) => {
       s.isolation.agent = 'dedicated';
       s.agent.replicas = 2;
+    },
+  },
+  {
+    title: 'tool policy: allow-list, deny-list and untrusted side effects of the tenant',
+    create: withSpec(
+      (s) =>
+        (s.agent = {
+          tools: {
+            allow: ['search_faq', 'check_availability', 'book_appointment', 'identify_customer'],
+            deny: ['send_message'],
+            untrustedAllow: ['identify_customer'],
+          },
+        }),
+    ),
+    update: (s) => {
+      s.agent.tools.allow = [];
+      s.agent.tools.deny = ['book_appointment', 'send_message'];
+    },
+  },
+  {
+    title: 'tool policy of a gym, then of a hotel (names follow the business type)',
+    create: withSpec((s) => {
+      s.businessType = 'gym';
+      s.agent = { tools: { deny: ['book_class'], untrustedAllow: ['cancel_class_booking'] } };
+    }),
+    update: (s) => {
+      s.businessType = 'hotel';
+      s.agent.tools = { deny: ['reserve_room'] };
     },
   },
   {

@@ -209,6 +209,64 @@ describe('registry reconciler (real Postgres + Kafka)', () => {
     await pool.query('DELETE FROM platform.tenants WHERE name = $1', [name]);
   });
 
+  it('spec.agent.tools: arrives in the row, an edit rewrites and announces it, no edit writes nothing', async () => {
+    const base = tenant('Delete');
+    const name = base.metadata.name;
+    const withTools = (tools: Tenant['spec']['agent']['tools'], generation: number): Tenant => ({
+      ...base,
+      metadata: { ...base.metadata, generation },
+      spec: { ...base.spec, agent: { ...base.spec.agent, ...(tools ? { tools } : {}) } },
+    });
+    const writes = counter();
+    const deps: RegistryDeps = { pg: pool, producer, writes, facts: facts(name) };
+
+    await registryReconciler.reconcile(
+      withTools({ deny: ['send_message', 'book_class'], untrustedAllow: ['identify_customer'] }, 1),
+      deps,
+    );
+    const r1 = await row(name);
+    expect(r1!.agent).toEqual({
+      replicas: 1,
+      model: { provider: 'builtin' },
+      tools: { deny: ['book_class', 'send_message'], untrustedAllow: ['identify_customer'] },
+    });
+    const [provisioned] = await eventsFor(name, 1);
+    expect(provisioned!.event.data).toMatchObject({
+      agent: { tools: { deny: ['book_class', 'send_message'] } },
+    });
+    expect(writes.counts).toEqual({ registry: 2, kafka: 1 });
+
+    // unchanged (the same sets in another order, a new generation): no write, no event
+    await registryReconciler.reconcile(
+      withTools({ untrustedAllow: ['identify_customer'], deny: ['book_class', 'send_message'] }, 2),
+      deps,
+    );
+    expect(writes.counts).toEqual({ registry: 2, kafka: 1 });
+    expect((await row(name))!.generation).toBe('1');
+
+    // an edit: booking allowed again, only an allow-list → row rewritten, `updated` announced
+    await registryReconciler.reconcile(withTools({ allow: ['search_faq', 'book_class'] }, 3), deps);
+    const r3 = await row(name);
+    expect((r3!.agent as { tools: unknown }).tools).toEqual({ allow: ['book_class', 'search_faq'] });
+    expect(r3!.generation).toBe('3');
+    expect(r3!.spec_hash).not.toBe(r1!.spec_hash);
+    expect(r3!.published_hash).toBe(r3!.spec_hash);
+    const [, updated] = await eventsFor(name, 2);
+    expect(updated!.event).toMatchObject({
+      type: 'io.simptu.tenant.updated',
+      data: { agent: { tools: { allow: ['book_class', 'search_faq'] } }, generation: 3 },
+    });
+    expect(writes.counts).toEqual({ registry: 4, kafka: 2 });
+
+    // the policy removed: no `tools` key left, announced again
+    await registryReconciler.reconcile(withTools(undefined, 4), deps);
+    expect((await row(name))!.agent).toEqual({ replicas: 1, model: { provider: 'builtin' } });
+    await eventsFor(name, 3);
+    expect(writes.counts).toEqual({ registry: 6, kafka: 3 });
+
+    await registryReconciler.finalize(base, deps);
+  });
+
   it('Delete: publishes deleted and removes the row; idempotent', async () => {
     const t = tenant('Delete');
     const name = t.metadata.name;

@@ -20,7 +20,8 @@ export interface ModelConfig {
 
 export interface Integrations {
   twilio?: { phoneNumber: string; credentialsSecretRef: { name: string } };
-  meta?: { pageId: string; credentialsSecretRef: { name: string } };
+  /** `whatsappPhoneNumberId`: the WhatsApp Cloud API number (channels/outbound.ts) */
+  meta?: { pageId: string; whatsappPhoneNumberId?: string; credentialsSecretRef: { name: string } };
   email?: { ingestAddress: string };
 }
 
@@ -63,7 +64,8 @@ export function toAgentTenant(r: Row): AgentTenant {
     database: r.database_name,
     model,
     tools: {
-      ...(Array.isArray(tools.allow) ? { allow: tools.allow.map(String) } : {}),
+      // an empty allow-list means the business type's defaults (docs/tenant-reference.md), not "none"
+      ...(Array.isArray(tools.allow) && tools.allow.length > 0 ? { allow: tools.allow.map(String) } : {}),
       ...(Array.isArray(tools.deny) ? { deny: tools.deny.map(String) } : {}),
       ...(Array.isArray(tools.untrustedAllow) ? { untrustedAllow: tools.untrustedAllow.map(String) } : {}),
     },
