@@ -30,10 +30,84 @@ export interface BuiltinCallOptions extends BaseChatModelCallOptions {
 }
 
 interface Pending {
-  intent: Intent;
+  intent: Intent | GymIntent;
   service?: string;
   date?: string;
   time?: string;
+  trainer?: string;
+  /** the question asked was "which trainer?": the next message is the name */
+  askTrainer?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gym intents (memberships, trainer sessions): recognised only when the gym's tools are bound,
+// so a dental or hotel conversation is never read this way.
+
+export type GymIntent =
+  | 'plans'
+  | 'my_membership'
+  | 'join'
+  | 'membership_desk'
+  | 'trainer_book'
+  | 'trainer_cancel'
+  | 'trainer_reschedule'
+  | 'trainer_prices'
+  | 'trainer_availability';
+
+const MEMBERSHIP_RE = /\b(memberships?|subscriptions?|abonament\w*|abonez|abona\w*)\b/;
+const MY_MEMBERSHIP_RE =
+  /\b(my (membership|subscription|pass)|do i have (a|an|any)( active)? (membership|subscription)|abonamentul meu|abonamentului meu|am (un )?abonament|abonament(ul)? am|abonamentul (mi|imi) expira)\b/;
+/** a verb of getting right before the membership word ("I want the monthly membership") */
+const JOIN_RE =
+  /\b(sign (me )?up|join|buy|get|start|purchase|take|want|would like|i'?d like|vreau|as vrea|doresc|cumpar|iau|fac|sa ma abonez|ma abonez)\b(\s+[\w'-]+){0,3}?\s+(memberships?|subscriptions?|abonament\w*)\b|\b(sa ma abonez|ma abonez)\b/;
+const PRICE_RE = /\b(how much|cost\w*|prices?|pricing|what|which|cat costa|costa|pret\w*|tarif\w*|ce|care)\b/;
+const TRAINER_RE =
+  /\b(personal train\w*|trainers?|coach(es)?|pt session|training session|session with|antrenor\w*|antrenoare\w*|sesiune\w*|antrenament(ul)? personal)\b/;
+
+/** Which gym intent the text is, given the generic intent and the bound tools; undefined: none. */
+export function gymIntent(text: string, base: Intent, toolNames: readonly string[]): GymIntent | undefined {
+  const f = fold(text);
+  const bound = (n: string) => toolNames.includes(n);
+  if (TRAINER_RE.test(f) && bound('book_trainer_session')) {
+    if (base === 'cancel') return 'trainer_cancel';
+    if (base === 'reschedule') return 'trainer_reschedule';
+    if (base === 'prices') return 'trainer_prices';
+    if (base === 'availability') return 'trainer_availability';
+    if (base === 'faq' || base === 'book' || base === 'greet') return 'trainer_book';
+    return undefined;
+  }
+  if (MEMBERSHIP_RE.test(f) && bound('list_membership_plans')) {
+    if (base === 'cancel' || base === 'reschedule') return 'membership_desk';
+    if (MY_MEMBERSHIP_RE.test(f)) return 'my_membership';
+    if (JOIN_RE.test(f) && !PRICE_RE.test(f)) return 'join';
+    if (base === 'book') return undefined; // "book yoga with my membership" is a class
+    if (base === 'human' || base === 'my_bookings' || base === 'rating' || base === 'access_code')
+      return undefined;
+    return 'plans';
+  }
+  return undefined;
+}
+
+const NOT_A_NAME = new Set(
+  'the a an my your our trainer coach personal training session antrenorul antrenoarea antrenor antrenoare domnul doamna un o pe meu mea tomorrow today tonight maine azi astazi poimaine diseara at la ora on in pe next urmatoarea urmatorul monday tuesday wednesday thursday friday saturday sunday luni marti miercuri joi vineri sambata duminica me mine noi us someone cineva'.split(
+    ' ',
+  ),
+);
+
+/** The trainer named after "with" / "cu" ("with Andrei", "cu antrenorul Andrei"), if any. */
+export function trainerNameIn(text: string): string | undefined {
+  const words = text.split(/[^\p{L}'-]+/u).filter(Boolean);
+  for (let i = 0; i < words.length; i++) {
+    const w = fold(words[i]!);
+    if (w !== 'with' && w !== 'cu') continue;
+    for (let j = i + 1; j < words.length && j <= i + 3; j++) {
+      const cand = words[j]!;
+      if (NOT_A_NAME.has(fold(cand))) continue;
+      if (cand.length >= 2 && !/\d/.test(cand)) return cand;
+      break;
+    }
+  }
+  return undefined;
 }
 
 interface Reply {
@@ -75,6 +149,10 @@ const T = {
   cannot: {
     en: "Sorry, I can't do that here. Would you like me to put you through to a member of staff?",
     ro: 'Îmi pare rău, nu pot face asta aici. Doriți să vă pun în legătură cu cineva din personal?',
+  },
+  membershipDesk: {
+    en: 'Memberships are changed, frozen or cancelled by our staff at the front desk. Would you like me to put you through to a member of staff?',
+    ro: 'Abonamentele se modifică, se suspendă sau se anulează de personal, la recepție. Doriți să vă pun în legătură cu cineva din personal?',
   },
 } as const;
 
@@ -132,7 +210,10 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
     if (!last) return { content: '', toolCalls: [] };
     const lastHuman = [...messages].reverse().find((m) => m.getType() === 'human');
     const lang: Lang = lastHuman ? detectLanguage(textOf(lastHuman)) : 'en';
-    if (last.getType() === 'tool') return { content: phraseResults(messages, lang), toolCalls: [] };
+    if (last.getType() === 'tool') {
+      const pending = pendingAfterResults(messages);
+      return { content: phraseResults(messages, lang), toolCalls: [], ...(pending ? { pending } : {}) };
+    }
     return this.#plan(messages, toolNames, lang);
   }
 
@@ -149,16 +230,19 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
     const prevAi = [...messages.slice(0, -1)].reverse().find((m) => m.getType() === 'ai');
     const pending = (prevAi?.additional_kwargs as { builtin?: { pending?: Pending } } | undefined)?.builtin
       ?.pending;
-    let intent = u.intent;
+    let intent: Intent | GymIntent = gymIntent(text, u.intent, toolNames) ?? u.intent;
     let service = text;
     let date = u.date;
     let time = u.time;
+    let trainer = trainerNameIn(text);
     if (pending && (intent === 'faq' || intent === pending.intent || intent === 'availability')) {
       intent = pending.intent;
       service = `${pending.service ?? ''} ${text}`.trim();
       date = u.date ?? pending.date;
       time = u.time ?? pending.time;
+      trainer = trainer ?? (pending.askTrainer ? text.trim() : pending.trainer);
     }
+    const withTrainer = trainer ? { trainer } : {};
 
     const calls: ToolCall[] = [];
     const call = (name: string, args: Record<string, unknown>) =>
@@ -257,6 +341,67 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
         call(n, { query: text });
         break;
       }
+      case 'plans':
+      case 'my_membership':
+      case 'trainer_prices':
+      case 'trainer_cancel': {
+        const name = {
+          plans: 'list_membership_plans',
+          my_membership: 'my_membership',
+          trainer_prices: 'list_trainers',
+          trainer_cancel: 'cancel_trainer_session',
+        }[intent];
+        const n = has([name]);
+        if (!n) return { content: T.cannot[lang], toolCalls: [] };
+        call(n, {});
+        break;
+      }
+      case 'join': {
+        const n = has(['request_membership']);
+        if (!n) return { content: T.cannot[lang], toolCalls: [] };
+        call(n, { plan: service, ...(date ? { start_date: date } : {}) });
+        break;
+      }
+      case 'membership_desk':
+        return { content: T.membershipDesk[lang], toolCalls: [] };
+      case 'trainer_availability': {
+        const n = has(['trainer_availability']);
+        if (!n) return { content: T.cannot[lang], toolCalls: [] };
+        if (!date)
+          return { content: T.askDate[lang], toolCalls: [], pending: { intent, service, ...withTrainer } };
+        call(n, { service, date, ...withTrainer });
+        break;
+      }
+      case 'trainer_book': {
+        const n = has(['book_trainer_session']);
+        if (!n) return { content: T.cannot[lang], toolCalls: [] };
+        if (!date || !time)
+          return {
+            content: !date && !time ? T.askDateTime[lang] : !date ? T.askDate[lang] : T.askTime[lang],
+            toolCalls: [],
+            pending: {
+              intent,
+              service,
+              ...withTrainer,
+              ...(date ? { date } : {}),
+              ...(time ? { time } : {}),
+            },
+          };
+        call(n, { service, date, time, ...withTrainer });
+        break;
+      }
+      case 'trainer_reschedule': {
+        const n = has(['reschedule_trainer_session']);
+        if (!n) return { content: T.cannot[lang], toolCalls: [] };
+        if (!date || !time)
+          return {
+            content: T.askDateTime[lang],
+            toolCalls: [],
+            pending: { intent, ...(date ? { date } : {}), ...(time ? { time } : {}) },
+          };
+        call(n, { date, time });
+        break;
+      }
     }
     return { content: '', toolCalls: calls };
   }
@@ -329,9 +474,143 @@ function list(items: unknown[]): string {
   return items.map(String).join(', ');
 }
 
+const STATUS_RO: Record<string, string> = {
+  pending: 'în așteptare',
+  active: 'activ',
+  frozen: 'suspendat',
+  cancelled: 'anulat',
+};
+
+function periodPhrase(period: string, lang: Lang): string {
+  const ro = lang === 'ro';
+  if (period === 'month') return ro ? 'lună' : 'month';
+  if (period === 'year') return ro ? 'an' : 'year';
+  return ro ? period.replace('days', 'zile') : period;
+}
+
+function classesPhrase(classes: unknown, period: string, lang: Lang): string {
+  const ro = lang === 'ro';
+  if (classes === 'unlimited' || classes == null) return ro ? 'clase nelimitate' : 'unlimited classes';
+  const per =
+    period === 'month'
+      ? ro
+        ? ' pe lună'
+        : ' a month'
+      : period === 'year'
+        ? ro
+          ? ' pe an'
+          : ' a year'
+        : '';
+  return ro ? `${String(classes)} clase${per}` : `${String(classes)} classes${per}`;
+}
+
+function phraseMembership(m: R, lang: Lang): string {
+  const ro = lang === 'ro';
+  const status = String(m.status);
+  const until = m.ends
+    ? ro
+      ? `până la ${String(m.ends)}`
+      : `until ${String(m.ends)}`
+    : ro
+      ? 'se reînnoiește până la anulare'
+      : 'renews until cancelled';
+  let s = ro
+    ? `Abonament ${String(m.plan)}: ${STATUS_RO[status] ?? status}, din ${String(m.starts)}, ${until}.`
+    : `${String(m.plan)} membership: ${status}, from ${String(m.starts)}, ${until}.`;
+  if (status === 'pending')
+    s += ro
+      ? ' Personalul îl activează după plata la recepție.'
+      : ' Staff activate it once it is paid at the front desk.';
+  if (status === 'active' && 'classes_used' in m) {
+    if (m.classes_allowance === 'unlimited')
+      s += ro
+        ? ` Clase nelimitate; ați folosit ${String(m.classes_used)} în această perioadă.`
+        : ` Unlimited classes; ${String(m.classes_used)} used this period.`;
+    else
+      s += ro
+        ? ` Clase în această perioadă: ${String(m.classes_used)} din ${String(m.classes_allowance)} folosite, ${String(m.classes_left)} rămase.`
+        : ` Classes this period: ${String(m.classes_used)} of ${String(m.classes_allowance)} used, ${String(m.classes_left)} left.`;
+  }
+  return s;
+}
+
+/** The gym's own results (memberships, trainer sessions); undefined: not one of them. */
+function phraseGym(name: string, r: R, lang: Lang): string | undefined {
+  const ro = lang === 'ro';
+  if (name === 'list_membership_plans') {
+    const plans = (r.plans as R[]) ?? [];
+    if (plans.length === 0)
+      return ro ? 'Momentan nu avem abonamente de vânzare.' : "We don't sell memberships at the moment.";
+    const lines = plans.map(
+      (p) =>
+        `- ${String(p.name)}: ${String(p.price)} / ${periodPhrase(String(p.period), lang)}, ${classesPhrase(p.classes, String(p.period), lang)}`,
+    );
+    return (ro ? 'Abonamentele noastre:\n' : 'Our memberships:\n') + lines.join('\n');
+  }
+  if (name === 'my_membership') {
+    const ms = (r.memberships as R[]) ?? [];
+    if (ms.length === 0)
+      return ro
+        ? 'Nu aveți niciun abonament în acest moment. Doriți să vedeți abonamentele noastre?'
+        : 'You have no membership at the moment. Would you like to see our plans?';
+    return ms.map((m) => phraseMembership(m, lang)).join('\n');
+  }
+  if (name === 'request_membership' && r.requested) {
+    const m = r.requested as R;
+    return ro
+      ? `Am înregistrat cererea pentru abonamentul ${String(m.plan)} (${String(m.price)}), începând cu ${String(m.starts)}. Este în așteptare: plătiți la recepție și personalul îl activează. Referință: ${String(m.reference)}.`
+      : `I've noted your request for the ${String(m.plan)} membership (${String(m.price)}), starting ${String(m.starts)}. It is pending: pay at the front desk and staff will activate it. Reference: ${String(m.reference)}.`;
+  }
+  if (name === 'list_trainers') {
+    const sessions = (r.sessions as R[]) ?? [];
+    if (sessions.length === 0)
+      return ro
+        ? 'Momentan nu oferim antrenamente personale.'
+        : "We don't offer personal training sessions at the moment.";
+    const lines = sessions.map((x) => {
+      const who = ((x.trainers as string[]) ?? []).join(', ');
+      return `- ${String(x.name)}: ${String(x.price)} (${String(x.duration_minutes)} min)${who ? (ro ? `, cu ${who}` : `, with ${who}`) : ''}`;
+    });
+    return (ro ? 'Antrenamente personale:\n' : 'Personal training:\n') + lines.join('\n');
+  }
+  const withWho = (b: R) =>
+    b.trainer ? (ro ? ` cu ${String(b.trainer)}` : ` with ${String(b.trainer)}`) : '';
+  if (r.booked && (r.booked as R).trainer) {
+    const b = r.booked as R;
+    return ro
+      ? `Gata! V-am programat la ${String(b.service)}${withWho(b)} pe ${String(b.date)} la ${String(b.time)}. Referință: ${String(b.reference)}.`
+      : `Done! Your ${String(b.service)}${withWho(b)} is booked for ${String(b.date)} at ${String(b.time)}. Reference: ${String(b.reference)}.`;
+  }
+  if (r.rescheduled && (r.rescheduled as R).trainer) {
+    const b = r.rescheduled as R;
+    return ro
+      ? `Am mutat sesiunea${withWho(b)} pe ${String(b.date)} la ${String(b.time)}.`
+      : `Your session${withWho(b)} is moved to ${String(b.date)} at ${String(b.time)}.`;
+  }
+  if (r.cancelled && (r.cancelled as R).trainer) {
+    const b = r.cancelled as R;
+    return ro
+      ? `Am anulat sesiunea${withWho(b)} din ${String(b.date)} de la ${String(b.time)}.`
+      : `Your session${withWho(b)} on ${String(b.date)} at ${String(b.time)} is cancelled.`;
+  }
+  if ('slots' in r && r.trainer) {
+    const slots = r.slots as string[];
+    if (slots.length === 0)
+      return ro
+        ? `${String(r.trainer)} nu mai are ore libere pe ${String(r.date)}.`
+        : `${String(r.trainer)} has no free times on ${String(r.date)}.`;
+    return ro
+      ? `Ore libere cu ${String(r.trainer)} pe ${String(r.date)}: ${list(slots)}. Ce oră preferați?`
+      : `Free times with ${String(r.trainer)} on ${String(r.date)}: ${list(slots)}. Which time suits you?`;
+  }
+  return undefined;
+}
+
 function phraseOne(name: string, r: R, lang: Lang): string {
   const ro = lang === 'ro';
   if (typeof r.error === 'string') return phraseError(r, lang);
+  const gym = phraseGym(name, r, lang);
+  if (gym !== undefined) return gym;
   if (name.startsWith('list_') && name !== 'list_my_bookings') {
     const items = (Object.values(r)[0] as Array<R>) ?? [];
     if (items.length === 0)
@@ -404,10 +683,55 @@ function phraseError(r: R, lang: Lang): string {
   const ro = lang === 'ro';
   const code = String(r.error);
   const alts = Array.isArray(r.alternatives) && r.alternatives.length > 0 ? list(r.alternatives) : undefined;
+  const who = typeof r.trainer === 'string' ? (ro ? ` cu ${r.trainer}` : ` with ${r.trainer}`) : '';
   if (code === 'SIMPTU_ERR_BOOKING_CONFLICT')
     return ro
-      ? `Ora aceea nu mai este liberă.${alts ? ` Ore libere în aceeași zi: ${alts}.` : ''}`
-      : `That time is no longer available.${alts ? ` Free times that day: ${alts}.` : ''}`;
+      ? `Ora aceea nu mai este liberă${who}.${alts ? ` Ore libere în aceeași zi: ${alts}.` : ''}`
+      : `That time is no longer available${who}.${alts ? ` Free times that day: ${alts}.` : ''}`;
+  if (code === 'SIMPTU_ERR_MEMBERSHIP_REQUIRED') {
+    const reason = (r.details as R | null)?.reason;
+    const why =
+      reason === 'pending'
+        ? ro
+          ? ' Abonamentul dumneavoastră este încă în așteptare: personalul îl activează după plata la recepție.'
+          : ' Yours is still pending: staff activate it once it is paid at the front desk.'
+        : reason === 'frozen'
+          ? ro
+            ? ' Abonamentul dumneavoastră este suspendat.'
+            : ' Your membership is frozen.'
+          : ro
+            ? ' Doriți să vedeți abonamentele noastre?'
+            : ' Would you like to see our membership plans?';
+    return ro
+      ? `Pentru a vă programa la o clasă aveți nevoie de un abonament activ.${why}`
+      : `Booking a class needs an active membership.${why}`;
+  }
+  if (code === 'SIMPTU_ERR_CLASS_ALLOWANCE_EXHAUSTED') {
+    const d = (r.details as R | null) ?? {};
+    return ro
+      ? `Ați folosit toate cele ${String(d.allowance)} clase ale abonamentului în această perioadă.`
+      : `You've used all ${String(d.allowance)} classes of your membership for this period.`;
+  }
+  if (code === 'SIMPTU_ERR_MEMBERSHIP_OVERLAP') {
+    const e = (r.existing as R | null) ?? {};
+    const status = String(e.status ?? '');
+    const until = e.ends ? (ro ? ` până la ${String(e.ends)}` : ` until ${String(e.ends)}`) : '';
+    return ro
+      ? `Aveți deja un abonament (${STATUS_RO[status] ?? status}${until}), deci nu pot adăuga altul pentru aceeași perioadă.`
+      : `You already have a membership (${status}${until}), so I can't add another for the same time.`;
+  }
+  if (code === 'PLAN_UNCLEAR')
+    return ro
+      ? `Ce abonament doriți? ${list((r.options as unknown[]) ?? [])}`
+      : `Which plan would you like? ${list((r.options as unknown[]) ?? [])}`;
+  if (code === 'TRAINER_UNKNOWN')
+    return ro
+      ? `Nu găsesc acest antrenor. Antrenorii noștri: ${list((r.options as unknown[]) ?? [])}. Cu cine doriți?`
+      : `I can't find that trainer. Our trainers: ${list((r.options as unknown[]) ?? [])}. Who would you like?`;
+  if (code === 'NO_TRAINER_SESSIONS')
+    return ro
+      ? 'Momentan nu oferim antrenamente personale.'
+      : "We don't offer personal training sessions at the moment.";
   if (code === 'SIMPTU_ERR_VALIDATION')
     return ro
       ? `Nu pot programa la ora aceea (în trecut sau în afara programului).${alts ? ` Ore libere: ${alts}.` : ''}`
@@ -431,6 +755,33 @@ function phraseError(r: R, lang: Lang): string {
   return ro
     ? 'Îmi pare rău, nu am reușit. Încercați din nou sau cereți să vorbiți cu personalul.'
     : "Sorry, that didn't work. Please try again or ask for a member of staff.";
+}
+
+/**
+ * A slot question asked by the phrased results (which plan? which trainer?), remembered like
+ * the model's own questions so the next message can answer it.
+ */
+function pendingAfterResults(messages: BaseMessage[]): Pending | undefined {
+  let i = messages.length - 1;
+  const results: BaseMessage[] = [];
+  while (i >= 0 && messages[i]!.getType() === 'tool') results.unshift(messages[i--]!);
+  const calls = new Map(((messages[i] as AIMessage | undefined)?.tool_calls ?? []).map((c) => [c.id, c]));
+  for (const m of results) {
+    const call = calls.get((m as unknown as { tool_call_id: string }).tool_call_id);
+    const error = parse(textOf(m)).error;
+    if (!call || typeof error !== 'string') continue;
+    const a = call.args as { date?: string; time?: string; start_date?: string; trainer?: string };
+    const when = { ...(a.date ? { date: a.date } : {}), ...(a.time ? { time: a.time } : {}) };
+    if (call.name === 'request_membership' && error === 'PLAN_UNCLEAR')
+      return { intent: 'join', ...(a.start_date ? { date: a.start_date } : {}) };
+    if (call.name === 'book_trainer_session' || call.name === 'trainer_availability') {
+      const intent = call.name === 'book_trainer_session' ? 'trainer_book' : 'trainer_availability';
+      if (error === 'TRAINER_UNKNOWN') return { intent, ...when, askTrainer: true };
+      if (error === 'SERVICE_UNCLEAR')
+        return { intent, ...when, ...(a.trainer ? { trainer: a.trainer } : {}) };
+    }
+  }
+  return undefined;
 }
 
 /** Phrases the tool results of the latest AI turn. */

@@ -43,14 +43,23 @@ export function money(cents: number, currency: string): string {
   return `${(cents / 100).toFixed(2)} ${currency}`;
 }
 
-/** The catalog entry whose name best matches the words of `hint` (diacritics-insensitive). */
-export function matchService(services: readonly Service[], hint: string | undefined): Service | undefined {
+/**
+ * The entry (catalog service, membership plan, trainer) whose name best matches the words of
+ * `hint` (diacritics-insensitive, stems by prefix), or its id. With `onlyAsFallback` (default)
+ * a single entry is taken when nothing matches; a trainer asked for by name must match.
+ */
+export function matchService<T extends { id: string; name: string }>(
+  services: readonly T[],
+  hint: string | undefined,
+  onlyAsFallback = true,
+): T | undefined {
   if (services.length === 0) return undefined;
-  if (!hint) return services.length === 1 ? services[0] : undefined;
+  const only = onlyAsFallback && services.length === 1 ? services[0] : undefined;
+  if (!hint) return only;
   const h = fold(hint);
   const byId = services.find((s) => s.id === hint.trim().toLowerCase());
   if (byId) return byId;
-  let best: { s: Service; score: number } | undefined;
+  let best: { s: T; score: number } | undefined;
   for (const s of services) {
     const name = fold(s.name);
     if (h.includes(name)) return s;
@@ -59,15 +68,15 @@ export function matchService(services: readonly Service[], hint: string | undefi
     const score = words.filter((w) => h.includes(w.slice(0, Math.max(4, w.length - 3)))).length;
     if (score > 0 && (!best || score > best.score)) best = { s, score };
   }
-  return best?.s ?? (services.length === 1 ? services[0] : undefined);
+  return best?.s ?? only;
 }
 
-function localParts(d: Date, tz: string): { date: string; time: string } {
+export function localParts(d: Date, tz: string): { date: string; time: string } {
   const z = formatZoned(d, tz); // 2026-03-10T10:00:00+02:00
   return { date: z.slice(0, 10), time: z.slice(11, 16) };
 }
 
-function describe(b: Booking, service: Service, tz: string): Record<string, unknown> {
+export function describe(b: Booking, service: Service, tz: string): Record<string, unknown> {
   const s = localParts(b.start, tz);
   const e = localParts(b.end, tz);
   return {
@@ -82,13 +91,13 @@ function describe(b: Booking, service: Service, tz: string): Record<string, unkn
   };
 }
 
-function domainFailure(err: unknown): Record<string, unknown> {
+export function domainFailure(err: unknown): Record<string, unknown> {
   if (err instanceof SimptuError && err.statusCode < 500)
     return toolError(err.code, err.message, { details: err.details ?? null });
   throw err;
 }
 
-function isService(x: Service | Record<string, unknown>): x is Service {
+export function isService(x: Service | Record<string, unknown>): x is Service {
   return typeof x.durationMinutes === 'number' && typeof x.kind === 'string';
 }
 
@@ -107,7 +116,7 @@ async function resolveService(
   return toolError('SERVICE_UNCLEAR', 'which one?', { options: services.map((x) => x.name) });
 }
 
-function startOf(
+export function startOf(
   date: string | undefined,
   time: string | undefined,
   tz: string,
@@ -119,7 +128,7 @@ function startOf(
 }
 
 /** The customer's next live booking of this kind (what "cancel my appointment" means). */
-async function nextBooking(
+export async function nextBooking(
   ctx: DomainContext,
   customerId: string,
   kind: ServiceKind,
@@ -135,7 +144,7 @@ async function nextBooking(
   return undefined;
 }
 
-function needCustomer(t: ToolContext): Record<string, unknown> | undefined {
+export function needCustomer(t: ToolContext): Record<string, unknown> | undefined {
   if (t.session.customerId) return undefined;
   return toolError(
     'CUSTOMER_UNKNOWN',
@@ -357,7 +366,7 @@ export const NOUNS: Record<'dental' | 'gym' | 'hotel', BookingNouns> = {
     cancel: 'cancel_class_booking',
     reschedule: 'reschedule_class_booking',
     availability: 'class_schedule',
-    what: 'class or trainer session',
+    what: 'group class',
   },
   hotel: {
     kind: 'room_type',

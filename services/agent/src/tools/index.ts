@@ -2,12 +2,14 @@
  * Tool sets per business type and the per-tenant allow-list (guard rails, DESIGN §7).
  *
  * Policy, in order:
- *  1. the business type's tool set (a gym has no `issue_access_code`);
+ *  1. the business type's tool set (a gym has no `issue_access_code`; only a gym has the
+ *     membership and trainer-session tools of gym.ts);
  *  2. the tenant's `agent.tools.allow` (if set: only these) and `agent.tools.deny`;
  *  3. untrusted channels (e-mail): side-effect tools are refused at call time unless the
  *     tenant lists them in `agent.tools.untrustedAllow` — an e-mail can ask, not act.
  */
 import { bookingTools, NOUNS } from './booking.ts';
+import { GYM_TOOLS } from './gym.ts';
 import {
   askForRating,
   handoffToStaff,
@@ -24,7 +26,8 @@ const SHARED: AgentTool[] = [searchFaq, handoffToStaff, askForRating, identifyCu
 
 export function toolSetFor(businessType: BusinessType): AgentTool[] {
   const own = bookingTools(NOUNS[businessType]);
-  const extra = businessType === 'dental' ? [issuePatientAccessCode] : [];
+  const extra =
+    businessType === 'dental' ? [issuePatientAccessCode] : businessType === 'gym' ? [...GYM_TOOLS] : [];
   return [...own, ...extra, ...SHARED];
 }
 

@@ -8,6 +8,7 @@ import {
   findCustomerByPhone,
   getCustomer,
   issueAccessCode,
+  markSessionChanged,
   newId,
   SimptuError,
 } from '@simptu/common';
@@ -105,6 +106,7 @@ export const identifyCustomer: AgentTool = {
           'UPDATE sessions SET customer_id = $2, updated_at = now() WHERE id = $1 AND customer_id IS NULL',
           [t.session.id, c.id],
         );
+        markSessionChanged(ctx, t.session.id); // the owner changed: the API's history cache
         t.session.customerId = c.id;
         return { identified: true };
       } catch (err) {

@@ -27,6 +27,7 @@ import {
   type DomainContext,
 } from './context.ts';
 import { getCustomer } from './customers.ts';
+import { assertClassEntitlement } from './memberships.ts';
 import { DomainErrors, Issues, invalid, notFound, pgCode, pgConstraint } from './errors.ts';
 import { addDays, isValidTimeZone, localDateOf } from './time.ts';
 
@@ -247,7 +248,8 @@ async function emit(ctx: DomainContext, type: string, b: Booking, previous?: Boo
  * BOOKING_CONFLICT when the resource (or every capable resource) is taken; VALIDATION when the
  * time is past or outside opening hours, or the resource can't deliver the service;
  * NOT_FOUND for an unknown customer or service; IDEMPOTENCY_KEY_REUSED for a key reused with
- * other parameters.
+ * other parameters; for a class, MEMBERSHIP_REQUIRED / CLASS_ALLOWANCE_EXHAUSTED when the
+ * tenant sells memberships and the customer has none active or no classes left (memberships.ts).
  */
 export async function createBooking(
   ctx: DomainContext,
@@ -273,6 +275,8 @@ export async function createBooking(
   const start = input.start;
   const end = new Date(start.getTime() + service.durationMinutes * MINUTE);
   const tryOrder = await candidates(ctx, service, start, end, resourceId, undefined);
+  // Classes may need an active membership with classes left (memberships.ts).
+  await assertClassEntitlement(ctx, { customerId, service, start });
 
   let lastError: unknown;
   for (const rid of tryOrder) {
@@ -337,6 +341,12 @@ export async function rescheduleBooking(
     return current;
   // The booking itself doesn't count against its new time (it may overlap its old one).
   const tryOrder = await candidates(ctx, service, start, end, resourceId, current.resourceId, current.id);
+  await assertClassEntitlement(ctx, {
+    customerId: current.customerId,
+    service,
+    start,
+    excludeBookingId: current.id,
+  });
 
   let lastError: unknown;
   for (const rid of tryOrder) {

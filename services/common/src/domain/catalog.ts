@@ -9,7 +9,8 @@ import { assertUuid, attempt, type DbContext } from './context.ts';
 import { DomainErrors, Issues, invalid, notFound, pgCode } from './errors.ts';
 import { parseLocalDate, parseTimeOfDay } from './time.ts';
 
-export const SERVICE_KINDS = ['treatment', 'class', 'room_type'] as const;
+/** `personal_training`: a one-to-one trainer session (gym; tenant migration 0006). */
+export const SERVICE_KINDS = ['treatment', 'class', 'room_type', 'personal_training'] as const;
 export type ServiceKind = (typeof SERVICE_KINDS)[number];
 export const RESOURCE_KINDS = ['chair', 'trainer', 'room', 'studio'] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
