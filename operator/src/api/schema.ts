@@ -518,9 +518,22 @@ const IntegrationsSchema = Type.Object(
             ...matching(META_PAGE_ID_PATTERN, 'must be a numeric Meta Page id'),
             description: 'The numeric Page id.',
           }),
-          credentialsSecretRef: secretRefSchema('Secret with pageAccessToken and appSecret.'),
+          whatsappPhoneNumberId: Type.Optional(
+            Type.String({
+              maxLength: 32,
+              ...matching(META_PAGE_ID_PATTERN, 'must be a numeric WhatsApp phone number id'),
+              description:
+                'The numeric phone number id of a WhatsApp Cloud API number: inbound WhatsApp webhooks must carry it; replies are sent from it.',
+            }),
+          ),
+          credentialsSecretRef: secretRefSchema(
+            'Secret with pageAccessToken, appSecret and verifyToken (and whatsappAccessToken for WhatsApp).',
+          ),
         },
-        { additionalProperties: false, description: 'Messenger and Instagram through the Meta Graph API.' },
+        {
+          additionalProperties: false,
+          description: 'Messenger, Instagram and WhatsApp (Cloud API) through the Meta Graph API.',
+        },
       ),
     ),
     email: Type.Optional(

@@ -62,7 +62,7 @@ export interface TenantSpec {
   frontend?: { origins?: string[]; redirectURIs?: string[] };
   integrations?: {
     twilio?: { phoneNumber: string; credentialsSecretRef: SecretRef };
-    meta?: { pageId: string; credentialsSecretRef: SecretRef };
+    meta?: { pageId: string; whatsappPhoneNumberId?: string; credentialsSecretRef: SecretRef };
     email?: { ingestAddress: string };
   };
   /** defaulted Retain */

@@ -271,6 +271,17 @@ export const REFUSED: RefusedCase[] = [
     offline: true,
   },
   {
+    title: 'non-numeric WhatsApp phone number id',
+    create: withSpec(
+      (s) =>
+        (s.integrations = {
+          meta: { pageId: '123', whatsappPhoneNumberId: '+40712345678', credentialsSecretRef: { name: 'm' } },
+        }),
+    ),
+    message: 'must be a numeric WhatsApp phone number id',
+    offline: true,
+  },
+  {
     title: 'invalid Secret name',
     create: withSpec(
       (s) =>
@@ -429,6 +440,19 @@ export interface AcceptedCase {
 
 /** Edge values that must pass, so the rules above are not simply too strict. */
 export const ACCEPTED: AcceptedCase[] = [
+  {
+    title: 'Meta with a WhatsApp Cloud API number',
+    create: withSpec(
+      (s) =>
+        (s.integrations = {
+          meta: {
+            pageId: '104857600012345',
+            whatsappPhoneNumberId: '106540352242922',
+            credentialsSecretRef: { name: 'meta' },
+          },
+        }),
+    ),
+  },
   {
     title: 'openai-compatible server without a key',
     create: withSpec(

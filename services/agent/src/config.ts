@@ -24,17 +24,20 @@ export const AgentConfigSchema = ConfigObject({
   groupId: Type.String({ default: 'simptu-agent' }),
   /** Kafka consumer session timeout: how soon a dead agent's partitions move to another one */
   kafkaSessionTimeoutMs: Type.Integer({ minimum: 6000, maximum: 300_000, default: 30_000 }),
-  /**
-   * Inbound partitions of one database handled at the same time (a conversation's messages
-   * share a partition, so they stay in order). Each holds a database connection for its run:
-   * keep it below `databasePoolMax`.
-   */
+  /** inbound partitions of one database fetched and dispatched at the same time */
   kafkaPartitionsConcurrently: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+  /**
+   * Runs of one database in progress at the same time, whatever partition their conversations
+   * hash to (a conversation's own messages still run one after another, in order). Each holds a
+   * database connection: capped at `databasePoolMax - 1` (the outbox relay needs one).
+   */
+  concurrentRuns: Type.Integer({ minimum: 1, maximum: 200, default: 8 }),
   /** heartbeat while a run is in progress, so a long LLM turn doesn't exceed the session timeout */
   kafkaHeartbeatIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 3000 }),
   /**
-   * `batch`: consumed offsets are committed once per fetched batch instead of after every
-   * message (safe: a redelivered message finds its processed marker and is skipped)
+   * When a partition's committed offset (the lowest record not yet done) moves: `record` at once,
+   * `batch` at most once a second (safe: a redelivered message finds its processed marker and is
+   * skipped)
    */
   kafkaOffsetCommit: Type.Union([Type.Literal('record'), Type.Literal('batch')], { default: 'batch' }),
   /** base64 256-bit KEK of the `local` KMS */
@@ -59,6 +62,14 @@ export const AgentConfigSchema = ConfigObject({
     metaApiVersion: Type.String({ default: 'v21.0' }),
     /** outbound messages per tenant per minute */
     ratePerMinute: Type.Integer({ minimum: 1, default: 60 }),
+    /** SMTP server for e-mail replies, `smtp://[user:pass@]host[:port]` or `smtps://…`; unset = none sent */
+    smtpUrl: Type.Optional(
+      Type.String({
+        pattern: '^smtps?://([^\\s@/]+@)?([^\\s@/:?\\[\\]]+|\\[[0-9a-fA-F:.]+\\])(:[0-9]{1,5})?([/?]\\S*)?$',
+      }),
+    ),
+    /** e-mail replies to one address per hour, a loop breaker */
+    emailPerRecipientPerHour: Type.Integer({ minimum: 1, default: 10 }),
   }),
   metricsPort: Type.Integer({ minimum: 0, maximum: 65535, default: 9464 }),
   logLevel: Type.Union(

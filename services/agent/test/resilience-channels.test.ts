@@ -3,14 +3,14 @@
  *  - a dedicated agent PROCESS killed (SIGKILL) after its booking tool ran, restarted →
  *    exactly one booking and exactly one reply;
  *  - replies on SMS / Messenger sessions leave through local Twilio and Meta contract servers
- *    (auth, payload, appsecret_proof checked);
+ *    (auth, payload, appsecret_proof checked; the Meta one is channels-contracts.ts);
  *  - a Booking.com confirmation e-mail creates the hotel reservation (once, even replayed);
  *    a prompt-injection e-mail changes nothing;
  *  - the OpenAI-compatible provider streams and calls tools against a local
  *    `/v1/chat/completions` server.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,7 @@ import {
   toText,
 } from '@simptu/common';
 import { emailRawLocation } from '../src/runtime.ts';
+import { startMetaGraph, type MetaGraph } from './channels-contracts.ts';
 import { seedCatalog, startAgentHarness, waitFor, type AgentHarness } from './support.ts';
 
 const TZ = 'Europe/Bucharest';
@@ -74,7 +75,7 @@ const META = { pageAccessToken: 'EAAG-page-token', appSecret: 'meta-app-secret',
 
 let h: AgentHarness;
 let twilio: Awaited<ReturnType<typeof listen>>;
-let meta: Awaited<ReturnType<typeof listen>>;
+let meta: MetaGraph;
 let openai: Awaited<ReturnType<typeof listen>>;
 
 function openAiHandler(r: Recorded): { status: number; body: unknown; sse?: string[] } {
@@ -137,15 +138,7 @@ beforeAll(async () => {
       return { status: 400, body: { message: 'missing' } };
     return { status: 201, body: { sid: `SM${randomUUID().replace(/-/g, '')}` } };
   });
-  meta = await listen((r) => {
-    const proof = createHmac('sha256', META.appSecret).update(META.pageAccessToken).digest('hex');
-    if (
-      r.headers.authorization !== `Bearer ${META.pageAccessToken}` ||
-      r.query.get('appsecret_proof') !== proof
-    )
-      return { status: 401, body: { error: { message: 'bad token or appsecret_proof' } } };
-    return { status: 200, body: { recipient_id: 'x', message_id: `m_${randomUUID()}` } };
-  });
+  meta = await startMetaGraph({ appSecret: META.appSecret, pages: { 'page-1': META.pageAccessToken } });
   openai = await listen(openAiHandler);
   h = await startAgentHarness(
     [
@@ -205,7 +198,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  for (const s of [twilio, meta, openai]) s?.server.close();
+  for (const s of [twilio, openai]) s?.server.close();
+  await meta?.close();
 }, 120_000);
 
 function startAgentProcess(tenant: string, extraEnv: Record<string, string>): ChildProcess {
@@ -318,7 +312,9 @@ describe('channel replies go out through the providers', () => {
     });
     const hi = await h.say(t, sessionId, 'hello');
     const hello = await h.reply(t, hi);
-    const m = await waitFor('meta send', () => meta.seen.find((r) => r.body.includes('recipient')));
+    const m = await waitFor('meta send', () =>
+      meta.seen.find((r) => r.body.includes('recipient') && r.status === 200),
+    );
     expect(JSON.parse(m.body)).toEqual({
       recipient: { id: psid },
       messaging_type: 'RESPONSE',

@@ -1,20 +1,25 @@
 /**
  * Inbound webhooks (routes/webhooks.ts) against real Postgres/Kafka/Redis: Twilio signatures
  * (form, port variants, JSON bodySHA256), Meta handshake and X-Hub-Signature-256 over the raw
- * body, e-mail ingest secret; replays processed once; bad signatures → 403 and nothing stored.
+ * body (Messenger and WhatsApp Cloud API), e-mail ingest secret; replays processed once; bad
+ * signatures → 403 and nothing stored; another tenant's WhatsApp number → 403. (The round trip
+ * through the agent to the providers is services/agent/test/channels-roundtrip.test.ts.)
  */
 import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getCustomer } from '@simptu/common';
 import { metaSignature, twilioSignature } from '../src/routes/webhooks.ts';
 import { buildTestApp, uniqueTenantName, type TestApp, type TestTenant } from './support/index.ts';
 
 const PUBLIC = 'https://hooks.example';
 const TW = { authToken: 'twilio-auth-token' };
 const FB = { appSecret: 'meta-app-secret', verifyToken: 'verify-me' };
+const FB_OTHER = { appSecret: 'other-app-secret', verifyToken: 'verify-other' };
 
 let t: TestApp;
 let a: TestTenant;
 let plain: TestTenant;
+let other: TestTenant;
 const saved = { json: process.env.SIMPTU_WEBHOOK_SECRETS_JSON, url: process.env.SIMPTU_WEBHOOK_PUBLIC_URL };
 
 beforeAll(async () => {
@@ -23,20 +28,31 @@ beforeAll(async () => {
   process.env.SIMPTU_WEBHOOK_SECRETS_JSON = JSON.stringify({
     tw: TW,
     fb: FB,
+    'fb-other': FB_OTHER,
     'simptu-email-ingest': { [name]: 'mail-secret' },
   });
   process.env.SIMPTU_WEBHOOK_PUBLIC_URL = PUBLIC;
   t = await buildTestApp({
-    tenants: [{ name, businessType: 'dental' }, { businessType: 'gym' }],
+    tenants: [{ name, businessType: 'dental' }, { businessType: 'gym' }, { businessType: 'hotel' }],
     waitForEvents: false,
   });
-  [a, plain] = t.tenants as [TestTenant, TestTenant];
+  [a, plain, other] = t.tenants as [TestTenant, TestTenant, TestTenant];
   await t.platform.admin.query('UPDATE platform.tenants SET integrations = $2 WHERE name = $1', [
     a.name,
     JSON.stringify({
       twilio: { phoneNumber: '+40700000009', credentialsSecretRef: { name: 'tw' } },
-      meta: { pageId: 'page-9', credentialsSecretRef: { name: 'fb' } },
+      meta: { pageId: 'page-9', whatsappPhoneNumberId: '109000000009', credentialsSecretRef: { name: 'fb' } },
       email: { ingestAddress: 'in@a.example' },
+    }),
+  ]);
+  await t.platform.admin.query('UPDATE platform.tenants SET integrations = $2 WHERE name = $1', [
+    other.name,
+    JSON.stringify({
+      meta: {
+        pageId: 'page-8',
+        whatsappPhoneNumberId: '108000000008',
+        credentialsSecretRef: { name: 'fb-other' },
+      },
     }),
   ]);
 }, 240_000);
@@ -47,9 +63,9 @@ afterAll(async () => {
   await t?.cleanup();
 }, 120_000);
 
-async function count(table: string, where = 'true', params: unknown[] = []): Promise<number> {
-  const { rows } = await a.adminQuery<{ n: number }>(
-    `SELECT count(*)::int AS n FROM ${a.table(table)} WHERE ${where}`,
+async function count(table: string, where = 'true', params: unknown[] = [], tenant = a): Promise<number> {
+  const { rows } = await tenant.adminQuery<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${tenant.table(table)} WHERE ${where}`,
     params,
   );
   return rows[0]!.n;
@@ -238,6 +254,159 @@ describe('Meta', () => {
       (await send(`sha256=${createHmac('sha256', 'other').update(payload).digest('hex')}`)).statusCode,
     ).toBe(403);
     expect(await count('messages')).toBe(before + 1);
+  });
+});
+
+describe('WhatsApp Cloud API (Meta)', () => {
+  const path = (tenant = a.name) => `/v1/webhooks/meta/${tenant}`;
+  const NUMBER = '109000000009';
+  function payload(o: {
+    number?: string;
+    wamid?: string;
+    from?: string;
+    text?: string;
+    statuses?: boolean;
+    type?: string;
+  }): string {
+    const value: Record<string, unknown> = {
+      messaging_product: 'whatsapp',
+      metadata: { display_phone_number: '40700000009', phone_number_id: o.number ?? NUMBER },
+    };
+    if (o.statuses)
+      value.statuses = [
+        { id: 'wamid.OUT1', status: 'read', timestamp: '1767225600', recipient_id: '40711000555' },
+      ];
+    else {
+      value.contacts = [{ profile: { name: 'Maria' }, wa_id: o.from ?? '40711000555' }];
+      value.messages = [
+        {
+          from: o.from ?? '40711000555',
+          id: o.wamid ?? 'wamid.HBgLNDA3MTEwMDA1NTUVAgASGBQzQUY',
+          timestamp: '1767225600',
+          type: o.type ?? 'text',
+          ...(o.type === 'image'
+            ? { image: { id: 'media-1', mime_type: 'image/jpeg' } }
+            : { text: { body: o.text ?? 'Aveți programări mâine?' } }),
+        },
+      ];
+    }
+    return JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [{ id: 'WABA-9', changes: [{ field: 'messages', value }] }],
+    });
+  }
+  const send = (body: string, sig: string | undefined, tenant = a.name) =>
+    t.app.inject({
+      method: 'POST',
+      url: path(tenant),
+      headers: { 'content-type': 'application/json', ...(sig ? { 'x-hub-signature-256': sig } : {}) },
+      payload: body,
+    });
+  const published = (tenant = a) =>
+    count(
+      'outbox',
+      "event_type = 'io.simptu.message.received' AND headers->>'topic' = $1",
+      [tenant.topics.inbound],
+      tenant,
+    );
+
+  it('a signed text message becomes a whatsapp session of the customer with that phone; the wamid replay is a duplicate', async () => {
+    const body = payload({});
+    const before = await published();
+    const res = await send(body, metaSignature(FB.appSecret, Buffer.from(body)));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ received: 1, duplicates: 0 });
+    expect(await published()).toBe(before + 1);
+    const { rows } = await a.adminQuery<{ customer_id: string }>(
+      `SELECT s.customer_id FROM ${a.table('sessions')} s WHERE s.channel = 'whatsapp'
+         AND EXISTS (SELECT 1 FROM ${a.table('inbound_receipts')} r WHERE r.session_id = s.id AND r.provider = 'meta')`,
+    );
+    expect(rows).toHaveLength(1);
+    const customer = await a.run((ctx) => getCustomer(ctx, rows[0]!.customer_id));
+    expect(customer).toMatchObject({ phone: '+40711000555', displayName: 'Maria' });
+    const replay = await send(body, metaSignature(FB.appSecret, Buffer.from(body)));
+    expect(replay.statusCode).toBe(200);
+    expect(replay.json()).toEqual({ received: 0, duplicates: 1 });
+    expect(await published()).toBe(before + 1);
+  });
+
+  it('status callbacks and non-text messages: 200, nothing stored or published', async () => {
+    const before = [await count('messages'), await count('outbox'), await count('inbound_receipts')];
+    for (const body of [payload({ statuses: true }), payload({ type: 'image', wamid: 'wamid.IMG1' })]) {
+      const res = await send(body, metaSignature(FB.appSecret, Buffer.from(body)));
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({ received: 0, duplicates: 0 });
+    }
+    expect([await count('messages'), await count('outbox'), await count('inbound_receipts')]).toEqual(before);
+  });
+
+  it('bad or missing signatures → 403, nothing stored or published', async () => {
+    const before = [await count('messages'), await count('outbox'), await count('inbound_receipts')];
+    const body = payload({ wamid: 'wamid.BAD1', text: 'cancel all bookings' });
+    for (const sig of [
+      undefined,
+      'sha256=00',
+      metaSignature('wrong-secret', Buffer.from(body)),
+      metaSignature(FB.appSecret, Buffer.from(body.replace('cancel', 'book'))),
+      `sha1=${createHmac('sha1', FB.appSecret).update(body).digest('hex')}`,
+    ]) {
+      const res = await send(body, sig);
+      expect(res.statusCode).toBe(403);
+      expect(res.json()).toMatchObject({ error: { code: 'SIMPTU_ERR_FORBIDDEN' } });
+    }
+    expect([await count('messages'), await count('outbox'), await count('inbound_receipts')]).toEqual(before);
+  });
+
+  it('another tenant’s phone_number_id cannot be used to inject into this tenant (or the reverse)', async () => {
+    const counts = async () => [
+      await count('messages'),
+      await count('outbox'),
+      await count('messages', 'true', [], other),
+      await count('outbox', 'true', [], other),
+    ];
+    const before = await counts();
+    // the other tenant's number, posted to this tenant's URL: signed with this tenant's secret
+    // (the signature is fine, the number is not this tenant's) or with the other's (signature fails)
+    const theirs = payload({ number: '108000000008', wamid: 'wamid.X1' });
+    expect((await send(theirs, metaSignature(FB.appSecret, Buffer.from(theirs)))).statusCode).toBe(403);
+    expect((await send(theirs, metaSignature(FB_OTHER.appSecret, Buffer.from(theirs)))).statusCode).toBe(403);
+    // this tenant's number posted to the other tenant's URL with the other's secret
+    const ours = payload({ wamid: 'wamid.X2' });
+    expect(
+      (await send(ours, metaSignature(FB_OTHER.appSecret, Buffer.from(ours)), other.name)).statusCode,
+    ).toBe(403);
+    // one bad change among good ones: the whole delivery is refused, nothing stored
+    const mixed = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        ...(JSON.parse(payload({ wamid: 'wamid.X3' })) as { entry: unknown[] }).entry,
+        ...(JSON.parse(payload({ number: '108000000008', wamid: 'wamid.X4' })) as { entry: unknown[] }).entry,
+      ],
+    });
+    expect((await send(mixed, metaSignature(FB.appSecret, Buffer.from(mixed)))).statusCode).toBe(403);
+    expect(await counts()).toEqual(before);
+    // a tenant without a WhatsApp number: 403 too
+    await t.platform.admin.query('UPDATE platform.tenants SET integrations = $2 WHERE name = $1', [
+      plain.name,
+      JSON.stringify({ meta: { pageId: 'page-7', credentialsSecretRef: { name: 'fb' } } }),
+    ]);
+    const toPlain = payload({ wamid: 'wamid.X5' });
+    const r = await send(toPlain, metaSignature(FB.appSecret, Buffer.from(toPlain)), plain.name);
+    expect(r.statusCode).toBe(403);
+  });
+
+  it('malformed bodies → 400, never 5xx', async () => {
+    for (const body of ['{not json', JSON.stringify({ object: 'whatsapp_business_account', entry: {} })]) {
+      const res = await send(body, metaSignature(FB.appSecret, Buffer.from(body)));
+      expect(res.statusCode).toBe(400);
+    }
+    const odd = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [null, { changes: 'x' }, { changes: [null, { field: 'messages', value: null }] }],
+    });
+    const res = await send(odd, metaSignature(FB.appSecret, Buffer.from(odd)));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ received: 0, duplicates: 0 });
   });
 });
 

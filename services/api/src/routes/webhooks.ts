@@ -1,6 +1,6 @@
 /**
- * Inbound channel webhooks (DESIGN §7): Twilio (SMS, WhatsApp), Meta (Messenger, Instagram),
- * e-mail ingest. DEVIATION from "tenant from the verified token only": providers don't send our
+ * Inbound channel webhooks (DESIGN §7): Twilio (SMS, WhatsApp), Meta (Messenger, Instagram,
+ * WhatsApp Cloud API), e-mail ingest. DEVIATION from "tenant from the verified token only": providers don't send our
  * bearer tokens, so these routes are unauthenticated by token and authenticate by the
  * PROVIDER'S SIGNATURE instead; the tenant comes from the URL path
  * (`/v1/webhooks/<provider>/<tenant>`) and must have that provider in its registry
@@ -14,7 +14,12 @@
  *        @see https://www.twilio.com/docs/usage/webhooks/webhooks-security
  *   GET  /v1/webhooks/meta/<tenant>     verification handshake (hub.mode, hub.verify_token,
  *        hub.challenge).  POST: X-Hub-Signature-256 = sha256=HMAC-SHA256(appSecret, RAW body).
+ *        `object: page | instagram` → `entry[].messaging[]` (entry.id = the tenant's pageId);
+ *        `object: whatsapp_business_account` → `entry[].changes[].value.messages[]`, each
+ *        value's `metadata.phone_number_id` = the tenant's `whatsappPhoneNumberId`; `statuses[]`
+ *        (sent/delivered/read receipts of our own messages) are acknowledged and ignored.
  *        @see https://developers.facebook.com/docs/messenger-platform/webhooks
+ *        @see https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/payload-examples
  *   POST /v1/webhooks/email/<tenant>    raw MIME (message/rfc822), header
  *        `X-Simptu-Ingest-Secret`; parsed by the agent (untrusted input stays out of the API).
  *
@@ -161,7 +166,7 @@ export function webhookSecretsFromEnv(env: Record<string, string | undefined> = 
 
 interface Integrations {
   twilio?: { phoneNumber?: string; credentialsSecretRef?: { name?: string } };
-  meta?: { pageId?: string; credentialsSecretRef?: { name?: string } };
+  meta?: { pageId?: string; whatsappPhoneNumberId?: string; credentialsSecretRef?: { name?: string } };
   email?: { ingestAddress?: string };
 }
 
@@ -172,6 +177,8 @@ interface InboundText {
   /** phone (E.164) for sms/whatsapp, sender id for messenger/instagram */
   address: string;
   text: string;
+  /** the sender's profile name (WhatsApp), for a customer created by this message */
+  name?: string;
 }
 
 /** Records the provider id; false when it was seen before (a replay). */
@@ -191,7 +198,13 @@ async function firstReceipt(
 async function customerFor(ctx: DomainContext, m: InboundText): Promise<string> {
   if (m.channel === 'sms' || m.channel === 'whatsapp') {
     const found = await findCustomerByPhone(ctx, m.address);
-    return (found ?? (await createCustomer(ctx, { phone: m.address }))).id;
+    return (
+      found ??
+      (await createCustomer(ctx, {
+        phone: m.address,
+        ...(m.name?.trim() ? { displayName: m.name.trim().slice(0, 200) } : {}),
+      }))
+    ).id;
   }
   const bidx = ctx.cipher.blindIndexes('channel_contacts', 'address', 'text', m.address);
   const { rows } = await ctx.client.query<{ customer_id: string }>(
@@ -273,6 +286,101 @@ async function storeInbound(ctx: DomainContext, m: InboundText): Promise<string 
   });
   await enqueue(ctx.client, ctx.cipher, { ...common, type: 'io.simptu.message.created', data });
   return session.id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meta event bodies (only the fields read; everything else is ignored)
+
+interface MetaEvent {
+  object?: string;
+  entry?: Array<{
+    id?: string;
+    messaging?: Array<{
+      sender?: { id?: string };
+      message?: { mid?: string; text?: string; is_echo?: boolean };
+    }>;
+    changes?: Array<{ field?: string; value?: WhatsAppValue }>;
+  }>;
+}
+
+interface WhatsAppValue {
+  messaging_product?: string;
+  metadata?: { display_phone_number?: string; phone_number_id?: string };
+  contacts?: Array<{ wa_id?: string; profile?: { name?: string } }>;
+  messages?: Array<{
+    from?: string;
+    id?: string;
+    timestamp?: string;
+    type?: string;
+    text?: { body?: string };
+    button?: { text?: string };
+    interactive?: { button_reply?: { title?: string }; list_reply?: { title?: string } };
+  }>;
+  statuses?: unknown[];
+}
+
+/** Messenger / Instagram texts; every entry must be the tenant's page. */
+function messengerTexts(body: MetaEvent, pageId: string | undefined): InboundText[] {
+  const channel: Channel = body.object === 'instagram' ? 'instagram' : 'messenger';
+  const texts: InboundText[] = [];
+  for (const entry of body.entry ?? []) {
+    if (pageId && entry?.id !== pageId) throw new ForbiddenError('the event is not for this tenant’s page');
+    for (const ev of Array.isArray(entry?.messaging) ? entry.messaging : []) {
+      const m = ev?.message;
+      if (!m?.mid || typeof m.text !== 'string' || m.is_echo || !ev.sender?.id) continue;
+      texts.push({
+        provider: 'meta',
+        providerMessageId: m.mid,
+        channel,
+        address: ev.sender.id,
+        text: m.text,
+      });
+    }
+  }
+  return texts;
+}
+
+/**
+ * WhatsApp Cloud API texts. Each change's `metadata.phone_number_id` must be the tenant's number
+ * (else 403: another tenant's number can't be used to write into this one). Text messages, and
+ * the text of quick-reply buttons and interactive replies, become messages; other types (media,
+ * location, reactions…) and `statuses` are acknowledged and ignored. `from` is the sender's
+ * WhatsApp id — their number without `+` — so it joins the customer with that phone.
+ */
+function whatsAppTexts(body: MetaEvent, phoneNumberId: string | undefined): InboundText[] {
+  if (!phoneNumberId) throw new ForbiddenError('this tenant has no WhatsApp Cloud API number');
+  const texts: InboundText[] = [];
+  for (const entry of body.entry ?? [])
+    for (const change of Array.isArray(entry?.changes) ? entry.changes : []) {
+      const v = change?.value;
+      if (change?.field !== 'messages' || !v || typeof v !== 'object') continue;
+      if (v.metadata?.phone_number_id !== phoneNumberId)
+        throw new ForbiddenError('the event is not for this tenant’s WhatsApp number');
+      for (const m of Array.isArray(v.messages) ? v.messages : []) {
+        const text =
+          m?.type === 'text'
+            ? m.text?.body
+            : m?.type === 'button'
+              ? m.button?.text
+              : m?.type === 'interactive'
+                ? (m.interactive?.button_reply?.title ?? m.interactive?.list_reply?.title)
+                : undefined;
+        if (typeof text !== 'string' || typeof m.id !== 'string' || !m.id) continue;
+        if (typeof m.from !== 'string' || !/^[1-9][0-9]{6,14}$/.test(m.from)) continue;
+        const name = Array.isArray(v.contacts)
+          ? v.contacts.find((c) => c?.wa_id === m.from)?.profile?.name
+          : undefined;
+        texts.push({
+          provider: 'meta',
+          providerMessageId: m.id,
+          channel: 'whatsapp',
+          address: `+${m.from}`,
+          text,
+          ...(typeof name === 'string' ? { name } : {}),
+        });
+      }
+    }
+  return texts;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +532,8 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
     {
       schema: {
         tags,
-        summary: 'Meta (Messenger / Instagram) events, signed with X-Hub-Signature-256 over the raw body',
+        summary:
+          'Meta (Messenger / Instagram / WhatsApp Cloud API) events, signed with X-Hub-Signature-256 over the raw body',
         params: TenantParams,
         response: { 200: Accepted, ...errorResponses(400, 403, 404, 413, 429, 500) },
       },
@@ -437,39 +546,19 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
       const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       if (!verifyMeta(appSecret, raw, request.headers['x-hub-signature-256'] as string | undefined))
         throw new ForbiddenError('bad webhook signature');
-      let body: {
-        object?: string;
-        entry?: Array<{
-          id?: string;
-          messaging?: Array<{
-            sender?: { id?: string };
-            message?: { mid?: string; text?: string; is_echo?: boolean };
-          }>;
-        }>;
-      };
+      let body: MetaEvent;
       try {
-        body = JSON.parse(raw.toString('utf8')) as typeof body;
+        body = JSON.parse(raw.toString('utf8')) as MetaEvent;
       } catch {
         throw new ValidationError([{ path: 'body', message: 'is not JSON' }]);
       }
-      const channel: Channel = body.object === 'instagram' ? 'instagram' : 'messenger';
-      const pageId = integrations.meta?.pageId;
-      const texts: InboundText[] = [];
-      for (const entry of body.entry ?? []) {
-        if (pageId && entry.id !== pageId)
-          throw new ForbiddenError('the event is not for this tenant’s page');
-        for (const ev of entry.messaging ?? []) {
-          const m = ev.message;
-          if (!m?.mid || typeof m.text !== 'string' || m.is_echo || !ev.sender?.id) continue;
-          texts.push({
-            provider: 'meta',
-            providerMessageId: m.mid,
-            channel,
-            address: ev.sender.id,
-            text: m.text,
-          });
-        }
-      }
+      if (!body || typeof body !== 'object' || (body.entry !== undefined && !Array.isArray(body.entry)))
+        throw new ValidationError([{ path: 'body.entry', message: 'must be an array' }]);
+      // Every entry is checked against the tenant before anything is stored.
+      const texts =
+        body.object === 'whatsapp_business_account'
+          ? whatsAppTexts(body, integrations.meta?.whatsappPhoneNumberId)
+          : messengerTexts(body, integrations.meta?.pageId);
       let received = 0;
       for (const t of texts) if (await inTenant(info, (ctx) => storeInbound(ctx, t))) received++;
       return { received, duplicates: texts.length - received };
