@@ -83,11 +83,24 @@ start_service() { # name, port, command…
   echo "[dev] $name did not become ready in 60 s; see .testenv/logs/$name.log"; exit 1
 }
 
+# Development mail catcher (hack/dev-mail.ts): every mail the platform sends — the agent's e-mail
+# replies and staff messages, the SSO's mails — is logged and kept under .dev/mail/, none delivered.
+MAIL_PORT=${SIMPTU_DEV_MAIL_PORT:-1025}
+SMTP_URL=smtp://127.0.0.1:$MAIL_PORT
+SIMPTU_DEV_MAIL_PORT=$MAIL_PORT node hack/dev-mail.ts >"$LOG_DIR/mail.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 60); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$MAIL_PORT") 2>/dev/null && { echo "[dev] mail catcher on $SMTP_URL (log: .testenv/logs/mail.log, mails: .dev/mail/)"; break; }
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "[dev] the mail catcher exited; see .testenv/logs/mail.log"; tail -20 "$LOG_DIR/mail.log"; exit 1; }
+  sleep 1
+done
+
 if [[ -f services/auth/src/main.ts ]]; then
   # development: the SSO migrates its `auth` schema with the superuser URL; see docs/auth.md for the
   # least-privilege role in production
   SIMPTU_AUTH_DATABASE_URL=$DATABASE_URL SIMPTU_AUTH_REDIS_URL=$REDIS_URL SIMPTU_AUTH_KEK=$KEK \
   SIMPTU_AUTH_ISSUER=$ISSUER SIMPTU_AUTH_PORT=3001 SIMPTU_AUTH_COOKIE_KEYS=simptu-dev-cookie-key-0123456789abcdef \
+  SIMPTU_AUTH_MAIL_SMTP_URL=$SMTP_URL \
     start_service auth 3001 node services/auth/src/main.ts
 fi
 SIMPTU_API_DATABASE_URL=$APP_DB_URL SIMPTU_API_KEK=$KEK SIMPTU_API_PORT=3003 \
@@ -100,6 +113,7 @@ SIMPTU_REALTIME_AUTH_ISSUER=$ISSUER SIMPTU_REALTIME_AUTH_JWKS_URI=$JWKS_URI \
 if [[ -f services/agent/src/main.ts ]]; then
   SIMPTU_AGENT_DATABASE_URL=$APP_DB_URL SIMPTU_AGENT_REDIS_URL=$REDIS_URL SIMPTU_AGENT_KAFKA_BROKERS=$KAFKA_BROKERS \
   SIMPTU_AGENT_KEK=$KEK SIMPTU_AGENT_MODE=pool SIMPTU_AGENT_METRICS_PORT=3005 \
+  SIMPTU_AGENT_CHANNELS_SMTP_URL=$SMTP_URL \
     start_service agent 3005 node services/agent/src/main.ts
 fi
 
@@ -113,7 +127,8 @@ Simptu is running.
   Operator metrics:  http://127.0.0.1:$SIMPTU_METRICS_PORT/metrics
   Database:          psql "$DATABASE_URL"   (registry: select * from platform.tenants)
   Kafka:             $KAFKA_BROKERS
-  Logs:              .testenv/logs/{operator,auth,api,realtime,agent}.log
+  Mail (caught):     $SMTP_URL — logged in .testenv/logs/mail.log, kept in .dev/mail/*.eml
+  Logs:              .testenv/logs/{operator,auth,api,realtime,agent,mail}.log
 Press Ctrl-C to stop.
 MSG
 wait "${pids[0]}"

@@ -4,16 +4,21 @@
  * `services/agent/src/config.ts` (`SIMPTU_AGENT_*`; unknown ones are refused there): mode `pool`,
  * health, readiness and metrics on `metricsPort`. No Ingress: it talks only to Kafka, Postgres,
  * Redis and the tenants' model providers. Tenants' model and channel credentials come from
- * Secrets mounted at `/etc/simptu/secrets/<name>/<key>` (the agent's `secrets.dir`).
+ * Secrets mounted at `/etc/simptu/secrets/<name>/<key>` (the agent's `secrets.dir`). The SMTP
+ * server e-mail replies and staff messages leave through (`SIMPTU_AGENT_CHANNELS_SMTP_URL`) comes
+ * from the platform Secret `simptu-smtp`, key `url` — an optional reference: without the Secret
+ * (or the key) the variable is unset and e-mail replies are recorded `failed` (docs/channels.md).
  */
 import { Construct } from 'constructs';
 import { DEFAULT_REFS, checkBackends, type BackendProps } from './backends.ts';
 import { PlatformService, validateCommon, type PlatformServiceCommonProps } from './platform-service.ts';
-import { checkSecretName, secretEnv } from './util.ts';
+import { checkSecretKeyRef, checkSecretName, secretEnv, type SecretKeyRef } from './util.ts';
 
 export const POOLED_AGENT_NAME = 'simptu-agent-pool';
 export const POOLED_AGENT_PORT = 8080;
 export const AGENT_SECRETS_DIR = '/etc/simptu/secrets';
+/** The platform Secret with the SMTP URL of outgoing e-mail (optional). */
+export const SMTP_SECRET_REF = { name: 'simptu-smtp', key: 'url' } as const;
 
 export interface PooledAgentProps extends Omit<PlatformServiceCommonProps, 'ingress'>, BackendProps {
   /**
@@ -23,6 +28,11 @@ export interface PooledAgentProps extends Omit<PlatformServiceCommonProps, 'ingr
   readonly credentialSecrets?: readonly string[];
   /** Kafka consumer group of the pool. @default 'simptu-agent' */
   readonly groupId?: string;
+  /**
+   * Where the SMTP URL (`smtp://user:pass@host:587`, `smtps://…:465`) of e-mail replies is; the
+   * reference is optional: without that Secret or key, no e-mail is sent. @default simptu-smtp/url
+   */
+  readonly smtpUrl?: SecretKeyRef;
 }
 
 export class PooledAgent extends Construct {
@@ -36,6 +46,7 @@ export class PooledAgent extends Construct {
     for (const s of secrets) checkSecretName('PooledAgent', 'credentialSecrets[]', s);
     if (new Set(secrets).size !== secrets.length)
       throw new TypeError('PooledAgent: credentialSecrets has duplicates');
+    checkSecretKeyRef('PooledAgent', 'smtpUrl', props.smtpUrl);
     if (props.groupId !== undefined && !/^[A-Za-z0-9._-]{1,200}$/.test(props.groupId))
       throw new TypeError(
         `PooledAgent: groupId ${JSON.stringify(props.groupId)} is not a valid consumer group id`,
@@ -59,6 +70,7 @@ export class PooledAgent extends Construct {
         { name: 'SIMPTU_AGENT_KAFKA_BROKERS', value: props.kafkaBrokers.join(',') },
         secretEnv('SIMPTU_AGENT_KEK', props.kekBase64 ?? DEFAULT_REFS.kekBase64),
         ...(props.groupId ? [{ name: 'SIMPTU_AGENT_GROUP_ID', value: props.groupId }] : []),
+        optionalSecretEnv('SIMPTU_AGENT_CHANNELS_SMTP_URL', props.smtpUrl ?? SMTP_SECRET_REF),
         ...(secrets.length > 0 ? [{ name: 'SIMPTU_AGENT_SECRETS_DIR', value: AGENT_SECRETS_DIR }] : []),
       ],
       volumes: secrets.map((name, i) => ({ name: `credentials-${i}`, secret: { secretName: name } })),
@@ -69,4 +81,10 @@ export class PooledAgent extends Construct {
       })),
     });
   }
+}
+
+/** An environment variable from a Secret key that may be missing (then the variable is unset). */
+function optionalSecretEnv(name: string, ref: SecretKeyRef) {
+  const env = secretEnv(name, ref);
+  return { ...env, valueFrom: { secretKeyRef: { ...env.valueFrom!.secretKeyRef!, optional: true } } };
 }

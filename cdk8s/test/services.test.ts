@@ -267,9 +267,31 @@ describe('PooledAgent', () => {
       SIMPTU_AGENT_REDIS_URL: 'secret:simptu-redis/url',
       SIMPTU_AGENT_KAFKA_BROKERS: 'k1:9092,k2:9092',
       SIMPTU_AGENT_KEK: 'secret:simptu-kek/kek-base64',
+      SIMPTU_AGENT_CHANNELS_SMTP_URL: 'secret:simptu-smtp/url',
       TMPDIR: '/tmp',
     });
     expect(find(objs, 'Deployment').spec.template.spec.terminationGracePeriodSeconds).toBe(60);
+  });
+
+  it('SMTP URL from an optional Secret key (no Secret: no e-mail, the pod still starts)', () => {
+    const ref = (objs: ReturnType<typeof synth>) =>
+      (container(objs).env as Array<{ name: string; valueFrom?: unknown }>).find(
+        (e) => e.name === 'SIMPTU_AGENT_CHANNELS_SMTP_URL',
+      )?.valueFrom;
+    expect(ref(synth((s) => new PooledAgent(s, 'agent', backends)))).toEqual({
+      secretKeyRef: { name: 'simptu-smtp', key: 'url', optional: true },
+    });
+    expect(
+      ref(
+        synth(
+          (s) =>
+            new PooledAgent(s, 'agent', { ...backends, smtpUrl: { name: 'mail-relay', key: 'smtp-url' } }),
+        ),
+      ),
+    ).toEqual({ secretKeyRef: { name: 'mail-relay', key: 'smtp-url', optional: true } });
+    expect(() =>
+      synth((s) => new PooledAgent(s, 'a', { ...backends, smtpUrl: { name: 'Bad_Name', key: 'url' } })),
+    ).toThrow(/smtpUrl/);
   });
 
   it('credential Secrets mounted read-only under the secrets dir; consumer group', () => {

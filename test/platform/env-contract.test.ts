@@ -17,12 +17,14 @@ const SAMPLE: Record<string, string> = {
   url: 'redis://redis:6379',
   'kek-base64': Buffer.alloc(32, 7).toString('base64'),
   'cookie-keys': 'cookie-key-0123456789abcdef0123456789',
+  // by `<secret>/<key>` where the key alone is ambiguous
+  'simptu-smtp/url': 'smtp://mailer:secret@smtp.example.com:587',
 };
 
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { key: string }; fieldRef?: { fieldPath: string } };
+  valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } };
 }
 
 function containerEnv(docs: Manifest[], name: string): Record<string, string> {
@@ -33,11 +35,10 @@ function containerEnv(docs: Manifest[], name: string): Record<string, string> {
   return Object.fromEntries(
     env.map((e) => {
       if (e.value !== undefined) return [e.name, e.value];
-      if (e.valueFrom?.secretKeyRef)
-        return [
-          e.name,
-          SAMPLE[e.valueFrom.secretKeyRef.key] ?? `missing sample ${e.valueFrom.secretKeyRef.key}`,
-        ];
+      if (e.valueFrom?.secretKeyRef) {
+        const { name, key } = e.valueFrom.secretKeyRef;
+        return [e.name, SAMPLE[`${name}/${key}`] ?? SAMPLE[key] ?? `missing sample ${key}`];
+      }
       return [e.name, 'pod-name-0'];
     }),
   );
@@ -82,12 +83,18 @@ describe.each(Object.keys(ENVIRONMENTS))('%s', (env) => {
     // test/tsconfig.json does not reference services/agent yet: loaded by path, typed here.
     const agentConfig = '../../services/agent/src/config.ts';
     const { loadAgentConfig } = (await import(agentConfig)) as {
-      loadAgentConfig: (env: Record<string, string>) => { mode: string; metricsPort: number; kek: string };
+      loadAgentConfig: (env: Record<string, string>) => {
+        mode: string;
+        metricsPort: number;
+        kek: string;
+        channels: { smtpUrl?: string };
+      };
     };
     const config = loadAgentConfig(containerEnv(docs, 'simptu-agent-pool'));
     expect(config.mode).toBe('pool');
     expect(config.metricsPort).toBe(8080);
     expect(config.kek).toBe(SAMPLE['kek-base64']);
+    expect(config.channels.smtpUrl).toBe(SAMPLE['simptu-smtp/url']);
   });
 
   it('the operator accepts its environment', () => {

@@ -110,6 +110,11 @@ export interface EmailThread {
   /** the inbound Message-ID, or null when the mail had none */
   inReplyTo: string | null;
   references: string[];
+  /**
+   * Written by staff (staff-relay.ts), not by the agent: a person's message, so it is not marked
+   * automatic (`Auto-Submitted`) and not counted by the per-recipient loop guard.
+   */
+  staff?: boolean;
 }
 
 /**

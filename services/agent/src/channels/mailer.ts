@@ -4,9 +4,10 @@
  * (`smtp://user:pass@host:587`, `smtps://…:465`; nodemailer's URL options such as `?pool=true`
  * apply).
  *
- * A reply is threaded on the customer's mail (`In-Reply-To`, `References`, `Re:` subject) and
- * marks itself as automatic, so well-behaved auto-responders at the other end stay quiet
- * (`Auto-Submitted: auto-replied`, RFC 3834 §5; Microsoft's `X-Auto-Response-Suppress`). Its
+ * A reply is threaded on the customer's mail (`In-Reply-To`, `References`, `Re:` subject); the
+ * agent's replies mark themselves as automatic, so well-behaved auto-responders at the other end
+ * stay quiet (`Auto-Submitted: auto-replied`, RFC 3834 §5; Microsoft's
+ * `X-Auto-Response-Suppress`) — staff messages, written by a person, do not. Its
  * Message-ID derives from the outbound row id, so a resend after a crash is recognisable as the
  * same message.
  * @see https://nodemailer.com/smtp/
@@ -23,6 +24,11 @@ export interface EmailReply {
   to: string;
   text: string;
   thread: EmailThread;
+  /**
+   * Sent on the agent's behalf: `Auto-Submitted: auto-replied` and `X-Auto-Response-Suppress`.
+   * False for a staff member's message (RFC 3834 §5: only automatic responses say so). @default true
+   */
+  automatic?: boolean;
 }
 
 export interface ReplyMailer {
@@ -45,7 +51,10 @@ export function createReplyMailer(smtpUrl: string): ReplyMailer {
           messageId: `<${m.id}@${domain}>`,
           ...(m.thread.inReplyTo ? { inReplyTo: m.thread.inReplyTo } : {}),
           ...(m.thread.references.length ? { references: m.thread.references } : {}),
-          headers: { 'Auto-Submitted': 'auto-replied', 'X-Auto-Response-Suppress': 'All' },
+          headers:
+            (m.automatic ?? true)
+              ? { 'Auto-Submitted': 'auto-replied', 'X-Auto-Response-Suppress': 'All' }
+              : {},
         })) as { messageId?: string; rejected?: unknown[] };
         if (info.rejected?.length)
           return { ok: false, status: 550, permanent: true, error: 'recipient rejected' };

@@ -1,5 +1,6 @@
 /**
- * Replies and `send_message` texts to SMS/WhatsApp/Messenger customers, and e-mail replies.
+ * Replies and `send_message` texts to SMS/WhatsApp/Messenger customers, and e-mail replies;
+ * staff messages on those conversations too (staff-relay.ts), through the same queue.
  *
  * Two steps, so nothing is lost and nothing is sent twice by a replay: `queueOutbound` records
  * the message (encrypted recipient and body, id derived from the idempotency key, so the same
@@ -21,6 +22,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import {
   deterministicEventId,
+  getCustomer,
   withTenant,
   type DomainContext,
   type FieldCipher,
@@ -87,6 +89,57 @@ export async function queueEmailReply(
       ctx.cipher.encrypt(m.mail.from, loc(id, 'recipient')),
       ctx.cipher.encrypt(m.body, loc(id, 'body')),
       ctx.cipher.encrypt(JSON.stringify(thread), loc(id, 'thread')),
+    ],
+  );
+  return id;
+}
+
+/**
+ * Queues a staff member's message to an e-mail conversation (staff-relay.ts; the same key queues
+ * it once), threaded like the conversation's latest e-mail reply — the agent's answer to the
+ * customer's last answered mail, or an earlier staff message — and sent to the same address.
+ * A conversation without one (the agent never answered it) gets an unthreaded mail to the
+ * customer's address, subject `Re: <session subject>`. Null when the tenant has no e-mail
+ * integration or there is no address (or only the tenant's own).
+ */
+export async function queueStaffEmail(
+  ctx: DomainContext,
+  tenant: Pick<AgentTenant, 'integrations' | 'displayName'>,
+  m: { key: string; sessionId: string; customerId: string | null; subject: string | null; body: string },
+): Promise<string | null> {
+  const own = tenant.integrations.email?.ingestAddress?.toLowerCase();
+  if (!own) return null;
+  const { rows } = await ctx.client.query<{ id: string; recipient: Buffer; thread: Buffer }>(
+    `SELECT id, recipient, thread FROM outbound_messages WHERE session_id = $1 AND channel = 'email'
+      ORDER BY created_at DESC, id DESC LIMIT 1`,
+    [m.sessionId],
+  );
+  let recipient: string | null;
+  let thread: EmailThread;
+  if (rows[0]) {
+    const last = rows[0];
+    recipient = ctx.cipher.decryptString(last.recipient, loc(last.id, 'recipient'));
+    thread = JSON.parse(ctx.cipher.decryptString(last.thread, loc(last.id, 'thread'))) as EmailThread;
+  } else {
+    recipient = m.customerId ? ((await getCustomer(ctx, m.customerId)).email?.toLowerCase() ?? null) : null;
+    const subject = (m.subject ?? '').replace(/[\r\n]+/g, ' ').trim() || tenant.displayName;
+    thread = {
+      subject: (/^re\s*:/i.test(subject) ? subject : `Re: ${subject}`).slice(0, 500),
+      inReplyTo: null,
+      references: [],
+    };
+  }
+  if (!recipient || recipient === own) return null;
+  const id = deterministicEventId('outbound', ctx.cipher.tenant, m.key);
+  await ctx.client.query(
+    `INSERT INTO outbound_messages (id, session_id, channel, recipient, body, thread) VALUES ($1, $2, 'email', $3, $4, $5)
+     ON CONFLICT (id) DO NOTHING`,
+    [
+      id,
+      m.sessionId,
+      ctx.cipher.encrypt(recipient, loc(id, 'recipient')),
+      ctx.cipher.encrypt(m.body, loc(id, 'body')),
+      ctx.cipher.encrypt(JSON.stringify({ ...thread, staff: true }), loc(id, 'thread')),
     ],
   );
   return id;
@@ -219,7 +272,8 @@ export class OutboundSender {
         };
       if (!i.email?.ingestAddress || !thread)
         return { ok: false, status: 0, permanent: true, error: 'tenant has no email integration' };
-      if (row.attempts === 0 && !(await this.#mailBudget(tenant.name, recipient)))
+      // The loop guard is for the agent's automatic replies; staff messages are a person's.
+      if (!thread.staff && row.attempts === 0 && !(await this.#mailBudget(tenant.name, recipient)))
         return {
           ok: false,
           status: 0,
@@ -232,6 +286,7 @@ export class OutboundSender {
         to: recipient,
         text: body,
         thread,
+        automatic: !thread.staff,
       });
     }
     if (row.channel === 'whatsapp' && (await this.#whatsAppViaMeta(c, tenant, row.session_id))) {
