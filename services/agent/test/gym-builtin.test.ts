@@ -213,3 +213,216 @@ describe('BuiltinChatModel, gym', () => {
     });
   });
 });
+
+/**
+ * A conversation with the builtin model, the tools answered by `tools` (name, args → result):
+ * each customer message → the model's turn → (tool results → the phrased answer). Returns the
+ * answers and the tool calls made.
+ */
+function converse(
+  texts: string[],
+  tools: (name: string, args: Record<string, unknown>) => unknown,
+  system = sys,
+): { answers: string[]; calls: Array<{ name: string; args: Record<string, unknown> }> } {
+  const msgs: BaseMessage[] = [system];
+  const answers: string[] = [];
+  const calls: Array<{ name: string; args: Record<string, unknown> }> = [];
+  for (const text of texts) {
+    msgs.push(new HumanMessage(text));
+    let r = model.respond(msgs, GYM);
+    while (r.toolCalls.length > 0) {
+      msgs.push(new AIMessage({ content: r.content, tool_calls: r.toolCalls }));
+      for (const c of r.toolCalls) {
+        calls.push({ name: c.name, args: c.args });
+        msgs.push(new ToolMessage({ tool_call_id: c.id!, content: JSON.stringify(tools(c.name, c.args)) }));
+      }
+      r = model.respond(msgs, GYM);
+    }
+    msgs.push(
+      new AIMessage({
+        content: r.content,
+        additional_kwargs: r.pending ? { builtin: { pending: r.pending } } : {},
+      }),
+    );
+    answers.push(r.content);
+  }
+  return { answers, calls };
+}
+
+describe('the conversation keeps its language', () => {
+  const PLANS = ['Monthly Unlimited (200.00 RON / month)', '10-class pass (300.00 RON / 30 days)'];
+  const tools = (name: string, args: Record<string, unknown>): unknown => {
+    if (name === 'request_membership')
+      return /10-class/.test(String(args.plan))
+        ? {
+            requested: {
+              plan: '10-class pass',
+              price: '300.00 RON',
+              starts: '2026-03-09',
+              status: 'pending',
+              reference: 'abcd1234',
+            },
+          }
+        : { error: 'PLAN_UNCLEAR', message: 'which plan?', options: PLANS };
+    if (name === 'book_trainer_session') {
+      if (args.trainer === 'Bogdan')
+        return { error: 'TRAINER_UNKNOWN', message: 'x', options: ['Andrei Popescu', 'Maria Ionescu'] };
+      const trainer = args.trainer === 'Andrei' ? 'Andrei Popescu' : 'Maria Ionescu';
+      return {
+        booked: {
+          service: 'Personal training',
+          trainer,
+          date: args.date,
+          time: args.time,
+          reference: 'feedbeef',
+        },
+      };
+    }
+    if (name === 'list_membership_plans')
+      return {
+        plans: [{ name: 'Monthly Unlimited', price: '200.00 RON', period: 'month', classes: 'unlimited' }],
+      };
+    if (name === 'search_faq') return { answer: null };
+    return { error: 'UNEXPECTED', message: name };
+  };
+
+  it('answers language-neutral follow-ups ("10-class pass", "Andrei", "10:00") in Romanian', () => {
+    const { answers, calls } = converse(
+      [
+        'Vreau un abonament',
+        '10-class pass',
+        'O sesiune cu antrenorul Bogdan mâine la 12',
+        'Andrei',
+        'Vreau o sesiune cu antrenorul poimâine',
+        '10:00',
+      ],
+      tools,
+    );
+    expect(answers[0]).toMatch(/^Ce abonament doriți\?/);
+    expect(answers[1]).toBe(
+      'Am înregistrat cererea pentru abonamentul 10-class pass (300.00 RON), începând cu 2026-03-09. Este în așteptare: plătiți la recepție și personalul îl activează. Referință: abcd1234.',
+    );
+    expect(answers[2]).toMatch(
+      /^Nu găsesc acest antrenor\. Antrenorii noștri: Andrei Popescu, Maria Ionescu/,
+    );
+    expect(answers[3]).toBe(
+      'Gata! V-am programat la Personal training cu Andrei Popescu pe 2026-03-10 la 12:00. Referință: feedbeef.',
+    );
+    expect(answers[4]).toBe('La ce oră? (de exemplu 10:00)');
+    expect(answers[5]).toMatch(/^Gata! V-am programat la Personal training .* pe 2026-03-11 la 10:00\./);
+    expect(calls.map((c) => c.name)).toEqual([
+      'request_membership',
+      'request_membership',
+      'book_trainer_session',
+      'book_trainer_session',
+      'book_trainer_session',
+    ]);
+    expect(calls[3]!.args).toMatchObject({ trainer: 'Andrei', date: '2026-03-10', time: '12:00' });
+  });
+
+  it('switches when the customer clearly writes English, and stays there for neutral follow-ups', () => {
+    const { answers } = converse(
+      ['Vreau un abonament', 'What memberships do you have?', 'I want a membership', '10-class pass'],
+      tools,
+    );
+    expect(answers[0]).toMatch(/^Ce abonament doriți\?/);
+    expect(answers[1]).toMatch(/^Our memberships:/);
+    expect(answers[2]).toMatch(/^Which plan would you like\?/);
+    expect(answers[3]).toMatch(/^I've noted your request for the 10-class pass membership/);
+  });
+
+  it('before any clear sign, answers in the business default language', () => {
+    const ro = new SystemMessage(
+      `${String(sys.content)}\nAnswer in the customer's language (the business's default locale is ro-RO). Be brief and friendly.`,
+    );
+    // "10-class pass" on its own is a question for the FAQ, which has no answer here
+    expect(converse(['10-class pass'], tools, ro).answers[0]).toMatch(/^Nu știu răspunsul/);
+    expect(converse(['10-class pass'], tools).answers[0]).toMatch(/^I don't know the answer/);
+  });
+});
+
+describe('class places (capacity)', () => {
+  function after(human: string, name: string, result: unknown) {
+    const ai = new AIMessage({ content: '', tool_calls: [{ id: 'c1', name, args: {}, type: 'tool_call' }] });
+    return model.respond(
+      [
+        sys,
+        new HumanMessage(human),
+        ai,
+        new ToolMessage({ tool_call_id: 'c1', content: JSON.stringify(result) }),
+      ],
+      GYM,
+    ).content;
+  }
+  const full = (alternatives: string[], date: string, spots: Record<string, number> = {}) => ({
+    error: 'SIMPTU_ERR_CLASS_FULL',
+    message: 'The class is full',
+    details: { capacity: 12, start: '2026-03-10T16:00:00.000Z' },
+    date: '2026-03-10',
+    alternatives,
+    alternatives_date: date,
+    spots_left: spots,
+  });
+
+  it('says a class is full and offers the other times with places, that day or the next one', () => {
+    expect(
+      after('Book yoga tomorrow at 18:00', 'book_class', full(['19:00'], '2026-03-10', { '19:00': 3 })),
+    ).toBe(
+      'That class is full (all 12 places are taken). There are places that day at: 19:00 (3 places left). Would you like one of those?',
+    );
+    expect(after('Vreau la yoga mâine la 18', 'book_class', full(['09:00', '18:00'], '2026-03-11'))).toBe(
+      'Clasa este plină (toate cele 12 locuri sunt ocupate). Următoarele locuri libere sunt pe 2026-03-11: 09:00, 18:00. Doriți una dintre ele?',
+    );
+    expect(after('Book yoga tomorrow at 18:00', 'book_class', full([], '2026-03-10'))).toMatch(
+      /^That class is full .* I can't find free places in the next days\.$/,
+    );
+    expect(
+      after('Book yoga tomorrow at 18:00', 'book_class', {
+        error: 'SIMPTU_ERR_CLASS_ALREADY_BOOKED',
+        message: 'x',
+        details: { bookingId: 'abcd1234-0000' },
+        reference: 'abcd1234',
+      }),
+    ).toBe('You already have a place in this class (reference: abcd1234).');
+  });
+
+  it('shows the places left in the class schedule', () => {
+    const schedule = {
+      service: 'Yoga',
+      date: '2026-03-10',
+      slots: ['10:00', '18:00'],
+      spots_left: { '10:00': 1, '18:00': 12 },
+      more: false,
+    };
+    expect(after('Any free slots for yoga tomorrow?', 'class_schedule', schedule)).toBe(
+      'Free times for Yoga on 2026-03-10: 10:00 (1 place left), 18:00 (12 places left). Which time suits you?',
+    );
+    expect(after('Aveți locuri libere la yoga mâine?', 'class_schedule', schedule)).toBe(
+      'Ore libere pentru Yoga pe 2026-03-10: 10:00 (un loc liber), 18:00 (12 locuri libere). Ce oră preferați?',
+    );
+  });
+});
+
+describe('after a full class', () => {
+  it('takes a bare time as the answer to "would you like one of those?"', () => {
+    const { answers, calls } = converse(
+      ['Vreau să mă programez la yoga mâine la 18', '19:00'],
+      (name, args) =>
+        args.time === '18:00'
+          ? {
+              error: 'SIMPTU_ERR_CLASS_FULL',
+              message: 'The class is full',
+              details: { capacity: 12 },
+              date: '2026-03-10',
+              alternatives: ['19:00'],
+              alternatives_date: '2026-03-10',
+              spots_left: { '19:00': 4 },
+            }
+          : { booked: { service: 'Yoga', date: args.date, time: args.time, reference: 'c0ffee00' } },
+    );
+    expect(answers[0]).toMatch(/^Clasa este plină/);
+    expect(calls[1]).toMatchObject({ name: 'book_class', args: { date: '2026-03-10', time: '19:00' } });
+    expect(String(calls[1]!.args.service)).toMatch(/yoga/);
+    expect(answers[1]).toBe('Gata! V-am programat pentru Yoga pe 2026-03-10 la 19:00. Referință: c0ffee00.');
+  });
+});

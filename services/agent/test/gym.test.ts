@@ -3,19 +3,25 @@
  * questions answered from the tenant's real plans (tool call → answer), a membership request
  * recorded as pending (row + domain event), the class rule (no class without an active
  * membership, then booked once staff activate it), a trainer session booked on the named
- * trainer (booking row on that trainer resource → domain event) and cancelled; the per-tenant
- * allow-list still removes tools; nothing reaches the other gym tenant.
+ * trainer (booking row on that trainer resource → domain event) and cancelled; a full class
+ * refused with the other times that have places, the schedule showing places left, a Romanian
+ * conversation staying Romanian for a bare "09:00"; the per-tenant allow-list still removes
+ * tools; nothing reaches the other gym tenant.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   activateMembership,
   addDays,
+  createCustomer,
+  createMembership,
   createMembershipPlan,
   createResource,
   createService,
   formatZoned,
+  listMembershipPlans,
   listServiceResources,
   listServices,
+  localDateMinutesToUtc,
   localDateOf,
   setOpeningHours,
   setServiceResources,
@@ -289,6 +295,66 @@ describe('gym, Romanian', () => {
     expect(await h.reply(gym, cancel)).toMatch(new RegExp(`Am anulat sesiunea cu ${name} din ${tomorrow()}`));
     expect((await bookingsOf(gym, customerId))[0]!.status).toBe('cancelled');
     await domainEvent(gym, 'io.simptu.booking.cancelled', (d) => d.bookingId === rows[0]!.id);
+  }, 180_000);
+});
+
+describe('a full class (capacity per occurrence)', () => {
+  it('is refused as full with the times that still have places; the schedule shows places left', async () => {
+    const day = tomorrow();
+    const nine = localDateMinutesToUtc(day, 9 * 60, TZ);
+    const { sessionId, customerId } = await h.newConversation(gym);
+    const spin = await gym.run(async (ctx) => {
+      const studio = await createResource(ctx, { kind: 'studio', name: 'Studio B' });
+      const spin = await createService(ctx, {
+        kind: 'class',
+        name: 'Spin',
+        durationMinutes: 45,
+        priceCents: 4000,
+        currency: 'RON',
+        capacity: 2,
+      });
+      await setServiceResources(ctx, spin.id, [studio.id]);
+      const plan = (await listMembershipPlans(ctx)).find((p) => p.name === 'Monthly Unlimited')!;
+      await createMembership(ctx, { customerId, planId: plan.id }, { sub: 'desk-1' });
+      return { id: spin.id, studio: studio.id };
+    });
+    // two members fill tomorrow's 09:00 Spin (written at the desk, bypassing memberships)
+    for (const name of ['Member A', 'Member B']) {
+      const other = await gym.run((ctx) => createCustomer(ctx, { displayName: name }));
+      await gym.adminQuery(
+        `INSERT INTO ${gym.table('bookings')} (customer_id, service_id, resource_id, during, source)
+         VALUES ($1, $2, $3, tstzrange($4, $5), 'staff')`,
+        [other.id, spin.id, spin.studio, nine, new Date(nine.getTime() + 45 * 60_000)],
+      );
+    }
+
+    const ask = await h.say(gym, sessionId, 'Book spin tomorrow at 9:00');
+    expect(await h.reply(gym, ask)).toBe(
+      'That class is full (all 2 places are taken). There are places that day at: 08:00 (2 places left), 10:15 (2 places left), 11:00 (2 places left), 11:45 (2 places left), 12:30 (2 places left), 13:15 (2 places left). Would you like one of those?',
+    );
+    expect(toolCalls(ask)).toEqual(['book_class']);
+    expect(await bookingsOf(gym, customerId)).toEqual([]);
+
+    const eight = await h.say(gym, sessionId, 'Book spin tomorrow at 08:00');
+    expect(await h.reply(gym, eight)).toMatch(new RegExp(`booked for Spin on ${day} at 08:00`));
+    const schedule = await h.say(gym, sessionId, 'Any free slots for spin tomorrow?');
+    const free = await h.reply(gym, schedule);
+    expect(toolCalls(schedule)).toEqual(['class_schedule']);
+    expect(free).toMatch(/^Free times for Spin on .*: 08:00 \(1 place left\), 10:15 \(2 places left\)/);
+    expect(free).not.toMatch(/09:00/);
+
+    // Romanian from here on: a bare "09:00" keeps the conversation Romanian
+    const ro = await h.say(gym, sessionId, 'Vreau să mă programez la spin mâine');
+    expect(await h.reply(gym, ro)).toBe('La ce oră? (de exemplu 10:00)');
+    const time = await h.say(gym, sessionId, '09:00');
+    expect(await h.reply(gym, time)).toMatch(
+      /^Clasa este plină \(toate cele 2 locuri sunt ocupate\)\. Mai sunt locuri în aceeași zi la: 08:00 \(un loc liber\), 10:15 \(2 locuri libere\)/,
+    );
+    const again = await h.say(gym, sessionId, '08:00');
+    expect(await h.reply(gym, again)).toMatch(
+      /^Aveți deja un loc la această clasă \(referință: [0-9a-f]{8}\)\.$/,
+    );
+    expect((await bookingsOf(gym, customerId)).map((b) => b.status)).toEqual(['booked']);
   }, 180_000);
 });
 

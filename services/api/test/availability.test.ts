@@ -189,6 +189,64 @@ describe('cache and bookings', () => {
     expect(starts(await req('GET', url, tokens.staff))).toContain('2027-04-06T09:00:00+03:00');
   });
 
+  it('shows a class occurrence with places left (spotsLeft) until it is full', async () => {
+    const owner = tokens.owner;
+    const yoga = (
+      await req('POST', '/v1/catalog/services', owner, {
+        kind: 'class',
+        name: 'Yoga',
+        durationMinutes: 60,
+        priceCents: 4000,
+        currency: 'RON',
+        capacity: 2,
+      })
+    ).json().id as string;
+    const studio = (
+      await req('POST', '/v1/catalog/resources', owner, { kind: 'studio', name: 'Studio' })
+    ).json().id as string;
+    await req('PUT', `/v1/catalog/services/${yoga}/resources`, owner, { resourceIds: [studio] });
+    const url = q({
+      serviceId: yoga,
+      from: '2027-04-09T09:00:00+03:00',
+      to: '2027-04-09T12:00:00+03:00',
+      stepMinutes: 30,
+    });
+    const slotAt = async (start: string) =>
+      ((await req('GET', url, tokens.customer)).json().slots as Array<Record<string, unknown>>).find(
+        (s) => s.start === start,
+      );
+    expect(await slotAt('2027-04-09T10:00:00+03:00')).toEqual({
+      start: '2027-04-09T10:00:00+03:00',
+      end: '2027-04-09T11:00:00+03:00',
+      resourceIds: [studio],
+      spotsLeft: 2,
+    });
+    const first = await req('POST', '/v1/bookings', tokens.customer, {
+      serviceId: yoga,
+      start: '2027-04-09T10:00:00+03:00',
+    });
+    expect(first.statusCode).toBe(201);
+    // still offered, one place left; the overlapping 10:30 start is not
+    expect(await slotAt('2027-04-09T10:00:00+03:00')).toMatchObject({ spotsLeft: 1 });
+    expect(await slotAt('2027-04-09T10:30:00+03:00')).toBeUndefined();
+    const other = await t.createCustomer(a);
+    const second = await req('POST', '/v1/bookings', tokens.staff, {
+      customerId: other.id,
+      serviceId: yoga,
+      start: '2027-04-09T10:00:00+03:00',
+    });
+    expect(second.statusCode).toBe(201);
+    expect(await slotAt('2027-04-09T10:00:00+03:00')).toBeUndefined();
+    // one-booking-per-resource services carry no spotsLeft
+    const plain = await req(
+      'GET',
+      q({ serviceId, from: '2027-04-09T09:00:00+03:00', to: '2027-04-09T10:00:00+03:00' }),
+      tokens.staff,
+    );
+    expect(plain.json().slots.length).toBeGreaterThan(0);
+    for (const s of plain.json().slots) expect(s).not.toHaveProperty('spotsLeft');
+  });
+
   it('filters by resource and shows nothing for an inactive service', async () => {
     const url = q({
       serviceId,

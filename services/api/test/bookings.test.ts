@@ -576,6 +576,167 @@ describe('reschedule and cancel', () => {
   });
 });
 
+describe('group classes (capacity per occurrence)', () => {
+  /** a 30-minute class of `capacity` in its own studio (plus the studio, for other services) */
+  async function mkClass(name: string, capacity: number, studio?: string) {
+    const owner = tokens.owner;
+    const service = (
+      await req('POST', '/v1/catalog/services', owner, {
+        kind: 'class',
+        name,
+        durationMinutes: 30,
+        priceCents: 3000,
+        currency: 'RON',
+        capacity,
+      })
+    ).json().id as string;
+    const room =
+      studio ??
+      ((await req('POST', '/v1/catalog/resources', owner, { kind: 'studio', name: `${name} studio` })).json()
+        .id as string);
+    await req('PUT', `/v1/catalog/services/${service}/resources`, owner, { resourceIds: [room] });
+    return { service, studio: room };
+  }
+  const liveAt = async (start: string) =>
+    (
+      await a.adminQuery<{ service_id: string; customer_id: string }>(
+        `SELECT service_id, customer_id FROM ${a.table('bookings')} WHERE lower(during) = $1 AND status = 'booked'`,
+        [new Date(start)],
+      )
+    ).rows;
+
+  it('books up to capacity into one occurrence, then 409 SIMPTU_ERR_CLASS_FULL', async () => {
+    const yoga = await mkClass('API Yoga', 3);
+    const start = nextSlot();
+    const members = await Promise.all(Array.from({ length: 4 }, () => t.createCustomer(a)));
+    for (const m of members.slice(0, 3)) {
+      const res = await req('POST', '/v1/bookings', tokens.staff, {
+        customerId: m.id,
+        serviceId: yoga.service,
+        start,
+      });
+      expect(res.statusCode).toBe(201);
+      expect(res.json()).toMatchObject({ resourceId: yoga.studio, start, status: 'booked' });
+    }
+    const full = await req('POST', '/v1/bookings', tokens.staff, {
+      customerId: members[3]!.id,
+      serviceId: yoga.service,
+      start,
+    });
+    expect(full.statusCode).toBe(409);
+    expect(full.json().error).toMatchObject({
+      code: 'SIMPTU_ERR_CLASS_FULL',
+      message: 'The class is full',
+      details: { serviceId: yoga.service, resourceId: yoga.studio, capacity: 3 },
+    });
+    expect(await liveAt(start)).toHaveLength(3);
+  });
+
+  it('20 concurrent bookings of a class of capacity 5: exactly five 201, fifteen 409 CLASS_FULL', async () => {
+    const pilates = await mkClass('API Pilates', 5);
+    const start = nextSlot();
+    const members = await Promise.all(Array.from({ length: 20 }, () => t.createCustomer(a)));
+    const results = await Promise.all(
+      members.map((m) =>
+        req('POST', '/v1/bookings', tokens.staff, { customerId: m.id, serviceId: pilates.service, start }),
+      ),
+    );
+    const codes = results.map((r) => r.statusCode);
+    expect(codes.filter((c) => c === 201)).toHaveLength(5);
+    expect(codes.filter((c) => c === 409)).toHaveLength(15);
+    for (const r of results.filter((x) => x.statusCode === 409))
+      expect(r.json().error.code).toBe('SIMPTU_ERR_CLASS_FULL');
+    const rows = await liveAt(start);
+    expect(rows).toHaveLength(5);
+    expect(new Set(rows.map((r) => r.customer_id)).size).toBe(5);
+  });
+
+  it('refuses the same customer twice in one occurrence (409 SIMPTU_ERR_CLASS_ALREADY_BOOKED)', async () => {
+    const spin = await mkClass('API Spin', 10);
+    const start = nextSlot();
+    const first = await req('POST', '/v1/bookings', ana.token, { serviceId: spin.service, start });
+    expect(first.statusCode).toBe(201);
+    const again = await req('POST', '/v1/bookings', ana.token, { serviceId: spin.service, start });
+    expect(again.statusCode).toBe(409);
+    expect(again.json().error).toMatchObject({
+      code: 'SIMPTU_ERR_CLASS_ALREADY_BOOKED',
+      details: { bookingId: first.json().id },
+    });
+    // staff booking her in again: the same answer; Bob still gets a place
+    const staff = await req('POST', '/v1/bookings', tokens.staff, {
+      customerId: ana.id,
+      serviceId: spin.service,
+      start,
+    });
+    expect(staff.json().error.code).toBe('SIMPTU_ERR_CLASS_ALREADY_BOOKED');
+    expect(
+      (await req('POST', '/v1/bookings', bob.token, { serviceId: spin.service, start })).statusCode,
+    ).toBe(201);
+    // an Idempotency-Key retry of her first request is still a replay, not a refusal
+    const key = `class-${randomUUID()}`;
+    const later = nextSlot();
+    const k1 = await req(
+      'POST',
+      '/v1/bookings',
+      ana.token,
+      { serviceId: spin.service, start: later },
+      {
+        'idempotency-key': key,
+      },
+    );
+    const k2 = await req(
+      'POST',
+      '/v1/bookings',
+      ana.token,
+      { serviceId: spin.service, start: later },
+      {
+        'idempotency-key': key,
+      },
+    );
+    expect([k1.statusCode, k2.statusCode]).toEqual([201, 201]);
+    expect(k2.json().id).toBe(k1.json().id);
+    expect(await liveAt(start)).toHaveLength(2);
+  });
+
+  it('keeps the studio to one thing: a different class or a trainer session at an overlapping time is 409', async () => {
+    const boxing = await mkClass('API Boxing', 8);
+    const zumba = await mkClass('API Zumba', 8, boxing.studio);
+    const pt = (
+      await req('POST', '/v1/catalog/services', tokens.owner, {
+        kind: 'personal_training',
+        name: 'API PT',
+        durationMinutes: 30,
+        priceCents: 9000,
+        currency: 'RON',
+      })
+    ).json().id as string;
+    await req('PUT', `/v1/catalog/services/${pt}/resources`, tokens.owner, { resourceIds: [boxing.studio] });
+    const start = nextSlot();
+    expect(
+      (await req('POST', '/v1/bookings', ana.token, { serviceId: boxing.service, start })).statusCode,
+    ).toBe(201);
+    const overlapping = new Date(new Date(start).getTime() + 15 * 60_000).toISOString();
+    for (const [serviceId, at] of [
+      [zumba.service, start],
+      [zumba.service, overlapping],
+      [boxing.service, overlapping],
+      [pt, start],
+    ] as const) {
+      const res = await req('POST', '/v1/bookings', bob.token, { serviceId, start: at });
+      expect(res.statusCode, `${serviceId} ${at}`).toBe(409);
+      expect(res.json().error.code).toBe('SIMPTU_ERR_BOOKING_CONFLICT');
+    }
+    // trainer sessions keep one booking per resource and time
+    const ptStart = nextSlot();
+    expect((await req('POST', '/v1/bookings', ana.token, { serviceId: pt, start: ptStart })).statusCode).toBe(
+      201,
+    );
+    const second = await req('POST', '/v1/bookings', bob.token, { serviceId: pt, start: ptStart });
+    expect(second.json().error.code).toBe('SIMPTU_ERR_BOOKING_CONFLICT');
+    expect((await liveAt(start)).map((r) => r.service_id)).toEqual([boxing.service]);
+  });
+});
+
 describe('tenant isolation', () => {
   it("answers 404 with tenant A's token for tenant B's ids on every booking route", async () => {
     const bOwner = await t.tokenFor(b, { roles: ['owner'] });

@@ -23,7 +23,7 @@ import { AIMessage, AIMessageChunk, type BaseMessage, type ToolCall } from '@lan
 import { ChatGenerationChunk, type ChatResult } from '@langchain/core/outputs';
 import type { Runnable } from '@langchain/core/runnables';
 import type { BaseLanguageModelInput } from '@langchain/core/language_models/base';
-import { detectLanguage, fold, understand, type Intent, type Lang, type Utterance } from './intents.ts';
+import { conversationLanguage, fold, understand, type Intent, type Lang, type Utterance } from './intents.ts';
 
 export interface BuiltinCallOptions extends BaseChatModelCallOptions {
   tools?: BindToolsInput[];
@@ -166,6 +166,16 @@ function todayFrom(messages: BaseMessage[]): string {
   return new Date().toISOString().slice(0, 10);
 }
 
+/** The business's default language, from "default locale is ro-RO" in the system prompt. */
+function localeFrom(messages: BaseMessage[]): Lang {
+  for (const m of messages) {
+    if (m.getType() !== 'system') continue;
+    const d = /default locale is ([A-Za-z]{2})\b/.exec(textOf(m));
+    if (d) return d[1]!.toLowerCase() === 'ro' ? 'ro' : 'en';
+  }
+  return 'en';
+}
+
 function bizFrom(messages: BaseMessage[]): string {
   for (const m of messages) {
     if (m.getType() !== 'system') continue;
@@ -208,8 +218,12 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
   respond(messages: BaseMessage[], toolNames: readonly string[]): Reply {
     const last = messages[messages.length - 1];
     if (!last) return { content: '', toolCalls: [] };
-    const lastHuman = [...messages].reverse().find((m) => m.getType() === 'human');
-    const lang: Lang = lastHuman ? detectLanguage(textOf(lastHuman)) : 'en';
+    // The conversation's language, not the last message's: "10:00" or "Andrei" after Romanian
+    // messages is answered in Romanian, until the customer clearly writes in English.
+    const lang: Lang = conversationLanguage(
+      messages.filter((m) => m.getType() === 'human').map(textOf),
+      localeFrom(messages),
+    );
     if (last.getType() === 'tool') {
       const pending = pendingAfterResults(messages);
       return { content: phraseResults(messages, lang), toolCalls: [], ...(pending ? { pending } : {}) };
@@ -634,9 +648,10 @@ function phraseOne(name: string, r: R, lang: Lang): string {
       return ro
         ? `Nu mai sunt ore libere pentru ${String(r.service)} pe ${String(r.date)}.`
         : `There are no free times for ${String(r.service)} on ${String(r.date)}.`;
+    const times = withPlaces(slots, r.spots_left, lang);
     return ro
-      ? `Ore libere pentru ${String(r.service)} pe ${String(r.date)}: ${list(slots)}. Ce oră preferați?`
-      : `Free times for ${String(r.service)} on ${String(r.date)}: ${list(slots)}. Which time suits you?`;
+      ? `Ore libere pentru ${String(r.service)} pe ${String(r.date)}: ${times}. Ce oră preferați?`
+      : `Free times for ${String(r.service)} on ${String(r.date)}: ${times}. Which time suits you?`;
   }
   if (r.booked) {
     const b = r.booked as R;
@@ -679,6 +694,20 @@ function phraseOne(name: string, r: R, lang: Lang): string {
   return ro ? 'Gata.' : 'Done.';
 }
 
+/** `10:00 (3 places left), 11:00 (1 place left)` for a class; the bare times otherwise. */
+function withPlaces(times: unknown[], spots: unknown, lang: Lang): string {
+  if (!spots || typeof spots !== 'object') return list(times);
+  const left = spots as Record<string, unknown>;
+  return times
+    .map((t) => {
+      const n = left[String(t)];
+      if (typeof n !== 'number') return String(t);
+      if (lang === 'ro') return `${String(t)} (${n === 1 ? 'un loc liber' : `${n} locuri libere`})`;
+      return `${String(t)} (${n} ${n === 1 ? 'place' : 'places'} left)`;
+    })
+    .join(', ');
+}
+
 function phraseError(r: R, lang: Lang): string {
   const ro = lang === 'ro';
   const code = String(r.error);
@@ -688,6 +717,33 @@ function phraseError(r: R, lang: Lang): string {
     return ro
       ? `Ora aceea nu mai este liberă${who}.${alts ? ` Ore libere în aceeași zi: ${alts}.` : ''}`
       : `That time is no longer available${who}.${alts ? ` Free times that day: ${alts}.` : ''}`;
+  if (code === 'SIMPTU_ERR_CLASS_FULL') {
+    const d = (r.details as R | null) ?? {};
+    const times = Array.isArray(r.alternatives) && r.alternatives.length > 0 ? r.alternatives : undefined;
+    const other = typeof r.alternatives_date === 'string' ? r.alternatives_date : undefined;
+    const sameDay = other === undefined || other === r.date;
+    const places = times ? withPlaces(times, r.spots_left, lang) : undefined;
+    const full = ro
+      ? `Clasa este plină (toate cele ${String(d.capacity)} locuri sunt ocupate).`
+      : `That class is full (all ${String(d.capacity)} places are taken).`;
+    if (!places)
+      return ro
+        ? `${full} Nu găsesc locuri libere în zilele următoare.`
+        : `${full} I can't find free places in the next days.`;
+    if (sameDay)
+      return ro
+        ? `${full} Mai sunt locuri în aceeași zi la: ${places}. Doriți una dintre ele?`
+        : `${full} There are places that day at: ${places}. Would you like one of those?`;
+    return ro
+      ? `${full} Următoarele locuri libere sunt pe ${other}: ${places}. Doriți una dintre ele?`
+      : `${full} The next free places are on ${other}: ${places}. Would you like one of those?`;
+  }
+  if (code === 'SIMPTU_ERR_CLASS_ALREADY_BOOKED') {
+    const ref = typeof r.reference === 'string' ? r.reference : undefined;
+    return ro
+      ? `Aveți deja un loc la această clasă${ref ? ` (referință: ${ref})` : ''}.`
+      : `You already have a place in this class${ref ? ` (reference: ${ref})` : ''}.`;
+  }
   if (code === 'SIMPTU_ERR_MEMBERSHIP_REQUIRED') {
     const reason = (r.details as R | null)?.reason;
     const why =
@@ -757,9 +813,12 @@ function phraseError(r: R, lang: Lang): string {
     : "Sorry, that didn't work. Please try again or ask for a member of staff.";
 }
 
+/** The generic booking tools (a class, an appointment, a room). */
+const BOOK_TOOLS = new Set(['book_appointment', 'book_class', 'reserve_room']);
+
 /**
- * A slot question asked by the phrased results (which plan? which trainer?), remembered like
- * the model's own questions so the next message can answer it.
+ * A slot question asked by the phrased results (which plan? which trainer? one of these other
+ * times?), remembered like the model's own questions so the next message can answer it.
  */
 function pendingAfterResults(messages: BaseMessage[]): Pending | undefined {
   let i = messages.length - 1;
@@ -772,6 +831,22 @@ function pendingAfterResults(messages: BaseMessage[]): Pending | undefined {
     if (!call || typeof error !== 'string') continue;
     const a = call.args as { date?: string; time?: string; start_date?: string; trainer?: string };
     const when = { ...(a.date ? { date: a.date } : {}), ...(a.time ? { time: a.time } : {}) };
+    // "Full / taken — would you like one of those?": the next message may be just a time.
+    const offered = (parse(textOf(m)) as { alternatives?: unknown; alternatives_date?: unknown }) ?? {};
+    if (
+      BOOK_TOOLS.has(call.name) &&
+      (error === 'SIMPTU_ERR_CLASS_FULL' || error === 'SIMPTU_ERR_BOOKING_CONFLICT') &&
+      Array.isArray(offered.alternatives) &&
+      offered.alternatives.length > 0
+    ) {
+      const date = typeof offered.alternatives_date === 'string' ? offered.alternatives_date : a.date;
+      const service = (call.args as { service?: unknown }).service;
+      return {
+        intent: 'book',
+        ...(typeof service === 'string' ? { service } : {}),
+        ...(date ? { date } : {}),
+      };
+    }
     if (call.name === 'request_membership' && error === 'PLAN_UNCLEAR')
       return { intent: 'join', ...(a.start_date ? { date: a.start_date } : {}) };
     if (call.name === 'book_trainer_session' || call.name === 'trainer_availability') {

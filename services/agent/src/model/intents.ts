@@ -43,6 +43,42 @@ export function detectLanguage(text: string): Lang {
   return hits >= 1 && !/\b(the|please|want|book|can|my|i|is|at)\b/.test(f) ? 'ro' : hits >= 2 ? 'ro' : 'en';
 }
 
+/**
+ * Common English words that are not Romanian ones (no `are`, `in`, `a`, `o`: Romanian words
+ * too; `i` but not the Romanian `i-` of "i-am"). Names, times, dates, numbers and catalog words ("10-class pass", "Yoga", "Andrei",
+ * "10:00") are in neither list, so such a message says nothing about the language.
+ */
+const EN_HINTS =
+  /\b(the|please|want|book|can|my|i(?!-)|is|at|you|your|what|when|where|how|which|who|do|does|did|have|has|need|would|like|could|thanks|thank|hello|hi|hey|tomorrow|today|tonight|morning|afternoon|evening|and|for|with|me|it|this|that|there|to|of|on|any|yes|sure|next|week)\b/g;
+
+/**
+ * The language a message CLEARLY is, or undefined when it carries no sign of one (a name, a
+ * time, a plan's name): Romanian for diacritics, else whichever of Romanian and common English
+ * words it has more of.
+ */
+export function languageSignal(text: string): Lang | undefined {
+  if (/[ăâîșşțţ]/i.test(text)) return 'ro';
+  const f = fold(text);
+  const ro = f.match(new RegExp(RO_HINTS.source, 'g'))?.length ?? 0;
+  const en = f.match(EN_HINTS)?.length ?? 0;
+  if (ro === 0 && en === 0) return undefined;
+  // a mixed message ("Vreau yoga tomorrow") goes by the majority, Romanian on a tie
+  return ro >= en ? 'ro' : 'en';
+}
+
+/**
+ * The conversation's language: that of the customer's latest message that clearly has one, so
+ * a short answer ("Andrei", "10:00", "10-class pass") keeps the language the conversation was
+ * in until the customer clearly switches; `fallback` (the business's default) before any.
+ */
+export function conversationLanguage(humanTexts: readonly string[], fallback: Lang = 'en'): Lang {
+  for (let i = humanTexts.length - 1; i >= 0; i--) {
+    const lang = languageSignal(humanTexts[i]!);
+    if (lang) return lang;
+  }
+  return fallback;
+}
+
 // Order matters: the first matching intent wins (a "cancel my appointment" is not a booking).
 const PATTERNS: Array<[Intent, RegExp]> = [
   [

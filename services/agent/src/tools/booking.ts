@@ -4,6 +4,10 @@
  * `createBooking`, `rescheduleBooking`, `cancelBooking`, `listBookings`). Bookings are always
  * scoped to the conversation's customer (`BookingScope`), so a tool can never touch anyone
  * else's booking, whatever the model asks for.
+ *
+ * Classes (gym) take up to their capacity per occurrence: the schedule shows the places left
+ * (`spots_left`), and a full class (`SIMPTU_ERR_CLASS_FULL`) comes back with the start times
+ * that still have places — that day, or the next day that has any (`alternatives_date`).
  */
 import {
   addDays,
@@ -97,6 +101,65 @@ export function domainFailure(err: unknown): Record<string, unknown> {
   throw err;
 }
 
+/** The availability step the tools offer: a start every duration, between 15 and 60 minutes. */
+export function stepFor(service: Service): number {
+  return Math.min(60, Math.max(15, service.durationMinutes));
+}
+
+/**
+ * Free start times of `service` on a local date (a class: with places left, in `spots`), as
+ * local `HH:MM`. `step` defaults to the slot default (15 minutes).
+ */
+export async function openTimes(
+  ctx: DomainContext,
+  service: Service,
+  date: string,
+  tz: string,
+  step?: number,
+): Promise<{ times: string[]; spots: Record<string, number> }> {
+  const slots = await findAvailableSlots(ctx, {
+    serviceId: service.id,
+    from: localDateMinutesToUtc(date, 0, tz),
+    to: localDateMinutesToUtc(addDays(date, 1), 0, tz),
+    ...(step !== undefined ? { stepMinutes: step } : {}),
+  });
+  const spots: Record<string, number> = {};
+  const times = slots.map((s) => {
+    const time = localParts(s.start, tz).time;
+    if (s.spotsLeft !== undefined) spots[time] = s.spotsLeft;
+    return time;
+  });
+  return { times, spots };
+}
+
+/** How many days after a full class's date to look for one with places. */
+const CLASS_LOOKAHEAD_DAYS = 7;
+
+/**
+ * What to offer instead of a full class: its start times with places left on `date`, else on
+ * the first of the next days that has any. Adds `alternatives`, `alternatives_date` (compare
+ * with the requested `date`) and `spots_left` to the tool error.
+ */
+export async function classAlternatives(
+  ctx: DomainContext,
+  service: Service,
+  date: string,
+  tz: string,
+  f: Record<string, unknown>,
+): Promise<void> {
+  for (let i = 0; i <= CLASS_LOOKAHEAD_DAYS; i++) {
+    const day = addDays(date, i);
+    const open = await openTimes(ctx, service, day, tz, stepFor(service));
+    if (open.times.length === 0) continue;
+    const times = open.times.slice(0, 6);
+    f.alternatives = times;
+    f.alternatives_date = day;
+    f.spots_left = Object.fromEntries(times.map((t) => [t, open.spots[t]]));
+    return;
+  }
+  f.alternatives = [];
+}
+
 export function isService(x: Service | Record<string, unknown>): x is Service {
   return typeof x.durationMinutes === 'number' && typeof x.kind === 'string';
 }
@@ -152,6 +215,37 @@ export function needCustomer(t: ToolContext): Record<string, unknown> | undefine
   );
 }
 
+/**
+ * A refused booking, with what to offer instead so the conversation can continue: a full class
+ * → its other start times with places (that day or the next day with any); a taken or invalid
+ * time → what is free that day; a customer already in the class → the reference of their place.
+ */
+async function offerInstead(
+  ctx: DomainContext,
+  service: Service,
+  start: Date,
+  tz: string,
+  f: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const date = localDateOf(start, tz);
+  if (f.error === 'SIMPTU_ERR_CLASS_FULL') {
+    f.date = date;
+    await classAlternatives(ctx, service, date, tz, f).catch(() => {
+      f.alternatives = [];
+    });
+  } else if (f.error === 'SIMPTU_ERR_BOOKING_CONFLICT' || f.error === 'SIMPTU_ERR_VALIDATION')
+    f.alternatives = (
+      await openTimes(ctx, service, date, tz, service.kind === 'class' ? stepFor(service) : undefined).catch(
+        () => ({ times: [] as string[] }),
+      )
+    ).times.slice(0, 6);
+  else if (f.error === 'SIMPTU_ERR_CLASS_ALREADY_BOOKED') {
+    const id = (f.details as { bookingId?: unknown } | null)?.bookingId;
+    if (typeof id === 'string') f.reference = id.slice(0, 8);
+  }
+  return f;
+}
+
 export function bookingTools(n: BookingNouns): AgentTool[] {
   const list: AgentTool = {
     name: `list_${n.list}`,
@@ -171,7 +265,10 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
 
   const availability: AgentTool = {
     name: n.availability,
-    description: `Free start times of a ${n.what} on a local date (YYYY-MM-DD).`,
+    description:
+      n.kind === 'class'
+        ? `Start times of a ${n.what} with places left on a local date (YYYY-MM-DD), and how many places each has.`
+        : `Free start times of a ${n.what} on a local date (YYYY-MM-DD).`,
     schema: {
       type: 'object',
       properties: {
@@ -188,20 +285,18 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
         const date = str(args.date);
         if (!date || !parseLocalDate(date)) return toolError('DATE_MISSING', 'a date YYYY-MM-DD is needed');
         const tz = t.tenant.timeZone;
-        const from = localDateMinutesToUtc(date, 0, tz);
-        const to = localDateMinutesToUtc(addDays(date, 1), 0, tz);
         try {
-          const slots = await findAvailableSlots(ctx, {
-            serviceId: service.id,
-            from,
-            to,
-            stepMinutes: Math.min(60, Math.max(15, service.durationMinutes)),
-          });
+          const open = await openTimes(ctx, service, date, tz, stepFor(service));
+          const slots = open.times.slice(0, 12);
           return {
             service: service.name,
             date,
-            slots: slots.slice(0, 12).map((s) => localParts(s.start, tz).time),
-            more: slots.length > 12,
+            slots,
+            // a class: places left at each start
+            ...(service.kind === 'class'
+              ? { spots_left: Object.fromEntries(slots.map((s) => [s, open.spots[s]])) }
+              : {}),
+            more: open.times.length > 12,
           };
         } catch (err) {
           return domainFailure(err);
@@ -211,7 +306,10 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
 
   const book: AgentTool = {
     name: n.book,
-    description: `Book a ${n.what} for the customer at a local date and time.`,
+    description:
+      n.kind === 'class'
+        ? `Book the customer a place in a ${n.what} at a local date and time. A full class answers with other start times that have places.`
+        : `Book a ${n.what} for the customer at a local date and time.`,
     schema: {
       type: 'object',
       properties: {
@@ -244,18 +342,7 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
           });
           return { booked: describe(r.booking, service, t.tenant.timeZone), replayed: !r.created };
         } catch (err) {
-          const f = domainFailure(err);
-          if (f.error === 'SIMPTU_ERR_BOOKING_CONFLICT' || f.error === 'SIMPTU_ERR_VALIDATION') {
-            // Offer what IS free that day, so the conversation can continue.
-            const date = localDateOf(start, t.tenant.timeZone);
-            const slots = await findAvailableSlots(ctx, {
-              serviceId: service.id,
-              from: localDateMinutesToUtc(date, 0, t.tenant.timeZone),
-              to: localDateMinutesToUtc(addDays(date, 1), 0, t.tenant.timeZone),
-            }).catch(() => []);
-            f.alternatives = slots.slice(0, 6).map((s) => localParts(s.start, t.tenant.timeZone).time);
-          }
-          return f;
+          return offerInstead(ctx, service, start, t.tenant.timeZone, domainFailure(err));
         }
       }),
   };
@@ -297,7 +384,7 @@ export function bookingTools(n: BookingNouns): AgentTool[] {
             previous: describe(found.booking, found.service, t.tenant.timeZone),
           };
         } catch (err) {
-          return domainFailure(err);
+          return offerInstead(ctx, found.service, start, t.tenant.timeZone, domainFailure(err));
         }
       }),
   };

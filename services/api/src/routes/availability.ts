@@ -5,6 +5,9 @@
  * offset AT THAT INSTANT (`2027-03-28T09:00:00+03:00`), so a client shows wall-clock times
  * without a time-zone library and a range crossing a DST change carries both offsets.
  *
+ * For a class (service kind `class`) a slot is also offered while the class occurrence already
+ * booked at that start has places left, and carries `spotsLeft` (summed over `resourceIds`).
+ *
  *   GET /v1/availability?serviceId&from&to[&resourceId][&stepMinutes]   any role of the tenant
  *
  * Cached briefly in Redis (cache.ts, area `availability`); booking and catalog writes of this
@@ -45,7 +48,15 @@ const Slot = Type.Object(
   {
     start: Type.String({ format: 'date-time', description: "in the tenant's zone, with offset" }),
     end: Type.String({ format: 'date-time' }),
-    resourceIds: Type.Array(Uuid, { description: 'the capable resources free for the whole slot' }),
+    resourceIds: Type.Array(Uuid, {
+      description: 'the capable resources free for the whole slot (a class: with places left at this start)',
+    }),
+    spotsLeft: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description: 'classes only: places left in the occurrence at this start, over resourceIds',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -108,7 +119,12 @@ export default async function availabilityRoutes(fastify: FastifyInstance): Prom
                 ...(resourceId !== undefined ? { resourceId } : {}),
               }),
             )
-          ).map((s) => ({ start: s.localStart, end: s.localEnd, resourceIds: s.resourceIds })),
+          ).map((s) => ({
+            start: s.localStart,
+            end: s.localEnd,
+            resourceIds: s.resourceIds,
+            ...(s.spotsLeft !== undefined ? { spotsLeft: s.spotsLeft } : {}),
+          })),
       );
       return { serviceId, timeZone: request.tenant.timezone, slots };
     },

@@ -1,7 +1,9 @@
 /**
  * Bookings (DESIGN §6, §7). The domain layer does the work in the caller's tenant transaction:
- * the exclusion constraint `bookings_no_overlap` makes double booking impossible (a lost race
- * is 409 SIMPTU_ERR_BOOKING_CONFLICT), and every change enqueues its domain event
+ * the database's exclusion constraints make double booking impossible (a lost race is 409
+ * SIMPTU_ERR_BOOKING_CONFLICT); a class occurrence takes up to the service's capacity, one
+ * place per customer (409 SIMPTU_ERR_CLASS_FULL / SIMPTU_ERR_CLASS_ALREADY_BOOKED, counted
+ * under a lock per occurrence — domain/bookings.ts), and every change enqueues its domain event
  * (`io.simptu.booking.created|rescheduled|cancelled`) in the tenant's outbox in the same
  * transaction; the outbox relay publishes it on `simptu.t.<name>.domain`.
  *
@@ -130,7 +132,10 @@ export default async function bookingRoutes(fastify: FastifyInstance): Promise<v
         summary: 'Book a service',
         description:
           'Customers book for themselves (customerId defaults to, and must equal, the token subject); ' +
-          'staff give the customerId. Without resourceId the first free capable resource is taken.',
+          'staff give the customerId. Without resourceId the first free capable resource is taken; ' +
+          'for a class, a studio where that class occurrence already runs with places left comes first. ' +
+          '409: SIMPTU_ERR_BOOKING_CONFLICT (taken), SIMPTU_ERR_CLASS_FULL (no place left), ' +
+          'SIMPTU_ERR_CLASS_ALREADY_BOOKED (the customer has a place in it already).',
         headers: IdempotencyHeaders,
         body: CreateBookingBody,
         response: {

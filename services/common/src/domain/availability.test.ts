@@ -165,6 +165,47 @@ describe('computeSlots', () => {
     expect(computeSlots(input({ resourceIds: [] }))).toEqual([]);
   });
 
+  it('for a class: an occurrence with places left stays open with spotsLeft; anything else takes the resource', () => {
+    const YOGA = 'yoga';
+    const at = (hhmm: string) => new Date(`2026-06-01T${hhmm}:00+03:00`);
+    const yoga = (r: string, start: string, n: number) =>
+      Array.from({ length: n }, () => ({
+        resourceId: r,
+        serviceId: YOGA,
+        start: at(start),
+        end: new Date(at(start).getTime() + 3_600_000),
+      }));
+    const busy = [
+      ...yoga(R1, '10:00', 2), // 2 of 3 places
+      ...yoga(R2, '10:00', 3), // full
+      ...yoga(R1, '12:00', 3), // full
+      { resourceId: R2, serviceId: 'pilates', start: at('12:00'), end: at('13:00') },
+    ];
+    const slots = computeSlots(
+      input({
+        resourceIds: [R1, R2],
+        busy,
+        durationMinutes: 60,
+        stepMinutes: 30,
+        occupancy: { serviceId: YOGA, capacity: 3 },
+      }),
+    );
+    const by = new Map(slots.map((s) => [s.localStart.slice(11, 16), s]));
+    expect(by.get('09:00')).toMatchObject({ resourceIds: [R1, R2], spotsLeft: 6 });
+    expect(by.get('10:00')).toMatchObject({ resourceIds: [R1], spotsLeft: 1 }); // the occurrence
+    expect(by.has('09:30')).toBe(false); // overlaps the 10:00 class in both studios
+    expect(by.has('10:30')).toBe(false); // another start of the class
+    expect(by.has('12:00')).toBe(false); // full in R1, another class in R2
+    expect(by.get('13:00')).toMatchObject({ resourceIds: [R1, R2], spotsLeft: 6 });
+    // the same bookings for a one-per-resource service: every overlap takes the resource
+    const plain = computeSlots(input({ resourceIds: [R1, R2], busy, durationMinutes: 60, stepMinutes: 30 }));
+    expect(plain.map((s) => s.localStart.slice(11, 16))).not.toContain('10:00');
+    expect(plain.every((s) => s.spotsLeft === undefined)).toBe(true);
+    expect(() => computeSlots(input({ occupancy: { serviceId: YOGA, capacity: 0 } }))).toThrow(
+      ValidationError,
+    );
+  });
+
   it('honours now, lead time and the [from, to) bounds', () => {
     const now = new Date('2026-06-01T08:10:00Z'); // 11:10 local
     const slots = computeSlots(input({ now, leadTimeMinutes: 60 }));

@@ -8,6 +8,11 @@
  * through each window in ABSOLUTE time from its opening instant. So on a DST day a window that
  * spans the change yields every real instant once (no slot lost in the gap, none duplicated in
  * the repeated hour), and ordinary windows yield the same wall-clock times as any other day.
+ *
+ * Classes (services of kind `class`, tenant migration 0008): a slot of a studio where the same
+ * class already starts at that very time is the class OCCURRENCE, open while it has fewer
+ * bookings than the service's capacity; the slot then reports `spotsLeft`. Anything else
+ * overlapping (another class, another start of this class, a trainer session) takes the studio.
  */
 import type pg from 'pg';
 import { getService, listServiceResources } from './catalog.ts';
@@ -53,6 +58,14 @@ export interface BusyInterval {
   resourceId: string;
   start: Date;
   end: Date;
+  /** the booked service (classes: bookings of one occurrence share the resource) */
+  serviceId?: string;
+}
+
+/** A class: its bookings that start exactly at a slot's start share the resource, up to capacity. */
+export interface ClassOccupancy {
+  serviceId: string;
+  capacity: number;
 }
 
 export interface ComputeSlotsInput {
@@ -72,6 +85,8 @@ export interface ComputeSlotsInput {
   resourceIds: readonly string[];
   /** live bookings of those resources */
   busy: readonly BusyInterval[];
+  /** the service is a class: report places left, let an occurrence with room through */
+  occupancy?: ClassOccupancy;
 }
 
 export interface Slot {
@@ -80,8 +95,10 @@ export interface Slot {
   /** wall clock with offset in the tenant's zone, e.g. `2026-03-29T09:00:00+03:00` */
   localStart: string;
   localEnd: string;
-  /** the capable resources free for the whole slot (non-empty) */
+  /** the capable resources free for the whole slot (non-empty); for a class, with places left */
   resourceIds: string[];
+  /** classes only: places left at this start, summed over `resourceIds` */
+  spotsLeft?: number;
 }
 
 export const DEFAULT_SLOT_STEP_MINUTES = 15;
@@ -173,13 +190,17 @@ function validateSlotsInput(input: ComputeSlotsInput): void {
     issues.add('stepMinutes', 'must be an integer 1..1440');
   const lead = input.leadTimeMinutes ?? 0;
   if (!Number.isInteger(lead) || lead < 0) issues.add('leadTimeMinutes', 'must be a non-negative integer');
+  const cap = input.occupancy?.capacity;
+  if (cap !== undefined && (!Number.isInteger(cap) || cap < 1))
+    issues.add('occupancy.capacity', 'must be a positive integer');
   issues.throwIfAny();
 }
 
 /**
  * Every slot of `durationMinutes` that starts in [from, to), no earlier than now + lead time,
- * fits inside an opening window, and has at least one capable resource free for all of it.
- * Ordered by start. Pure.
+ * fits inside an opening window, and has at least one capable resource free for all of it —
+ * for a class (`occupancy`), free or holding the class's occurrence at that start with places
+ * left. Ordered by start. Pure.
  */
 export function computeSlots(input: ComputeSlotsInput): Slot[] {
   validateSlotsInput(input);
@@ -193,10 +214,23 @@ export function computeSlots(input: ComputeSlotsInput): Slot[] {
   const to = input.to.getTime();
   if (input.resourceIds.length === 0) return [];
 
-  const busyBy = new Map<string, Array<[number, number]>>();
+  const busyBy = new Map<string, Array<{ s: number; e: number; service: string | undefined }>>();
   for (const id of input.resourceIds) busyBy.set(id, []);
-  for (const b of input.busy) busyBy.get(b.resourceId)?.push([b.start.getTime(), b.end.getTime()]);
-  for (const list of busyBy.values()) list.sort((a, b) => a[0] - b[0]);
+  for (const b of input.busy)
+    busyBy.get(b.resourceId)?.push({ s: b.start.getTime(), e: b.end.getTime(), service: b.serviceId });
+  for (const list of busyBy.values()) list.sort((a, b) => a.s - b.s);
+  const occ = input.occupancy;
+  /** places left on resource `id` for [s, e): 0 = taken; one-per-resource services: 1 or 0 */
+  const placesLeft = (id: string, s: number, e: number): number => {
+    let taken = 0;
+    for (const b of busyBy.get(id)!) {
+      if (b.s >= e) break;
+      if (b.e <= s) continue;
+      if (!occ || b.service !== occ.serviceId || b.s !== s) return 0;
+      taken++;
+    }
+    return occ ? Math.max(0, occ.capacity - taken) : 1;
+  };
 
   const windows = openingWindows({
     timeZone,
@@ -211,7 +245,15 @@ export function computeSlots(input: ComputeSlotsInput): Slot[] {
       if (s < earliest) continue;
       if (s >= to) break;
       const e = s + duration;
-      const free = input.resourceIds.filter((id) => !busyBy.get(id)!.some(([bs, be]) => bs < e && be > s));
+      const free: string[] = [];
+      let spots = 0;
+      for (const id of input.resourceIds) {
+        const left = placesLeft(id, s, e);
+        if (left > 0) {
+          free.push(id);
+          spots += left;
+        }
+      }
       if (free.length === 0) continue;
       const start = new Date(s);
       const end = new Date(e);
@@ -221,6 +263,7 @@ export function computeSlots(input: ComputeSlotsInput): Slot[] {
         localStart: formatZoned(start, timeZone),
         localEnd: formatZoned(end, timeZone),
         resourceIds: free,
+        ...(occ ? { spotsLeft: spots } : {}),
       });
     }
   }
@@ -282,12 +325,22 @@ export async function loadBusy(
   to: Date,
 ): Promise<BusyInterval[]> {
   if (resourceIds.length === 0) return [];
-  const { rows } = await client.query<{ resource_id: string; start_at: Date; end_at: Date }>(
-    `SELECT resource_id, lower(during) AS start_at, upper(during) AS end_at FROM bookings
+  const { rows } = await client.query<{
+    resource_id: string;
+    service_id: string;
+    start_at: Date;
+    end_at: Date;
+  }>(
+    `SELECT resource_id, service_id, lower(during) AS start_at, upper(during) AS end_at FROM bookings
       WHERE status = 'booked' AND resource_id = ANY($1::uuid[]) AND during && tstzrange($2, $3, '[)')`,
     [resourceIds, from, to],
   );
-  return rows.map((r) => ({ resourceId: r.resource_id, start: r.start_at, end: r.end_at }));
+  return rows.map((r) => ({
+    resourceId: r.resource_id,
+    serviceId: r.service_id,
+    start: r.start_at,
+    end: r.end_at,
+  }));
 }
 
 export interface AvailabilityQuery {
@@ -305,7 +358,10 @@ export interface AvailabilityQuery {
 /** At most this many days per query, so one request can't make the server compute a year. */
 export const MAX_AVAILABILITY_DAYS = 62;
 
-/** Free slots of an active service, from the tenant's opening hours, resources and bookings. */
+/**
+ * Free slots of an active service, from the tenant's opening hours, resources and bookings; for
+ * a class, with the places left (`spotsLeft`) of each start.
+ */
 export async function findAvailableSlots(ctx: DomainContext, q: AvailabilityQuery): Promise<Slot[]> {
   const serviceId = assertUuid(q.serviceId, 'serviceId');
   const issues = new Issues();
@@ -344,5 +400,6 @@ export async function findAvailableSlots(ctx: DomainContext, q: AvailabilityQuer
     ...schedule,
     resourceIds: resources,
     busy,
+    ...(service.kind === 'class' ? { occupancy: { serviceId: service.id, capacity: service.capacity } } : {}),
   });
 }

@@ -2,15 +2,31 @@
  * Bookings (DESIGN §6, §7): create, reschedule, cancel, get, list. One implementation for the
  * API and the agent's tools.
  *
- * Double booking is prevented by the database (`bookings_no_overlap`, an exclusion constraint
- * on resource and time range), not by the checks here: the checks give good messages, the
- * constraint gives correctness under concurrency. A `23P01` exclusion violation becomes
- * BOOKING_CONFLICT (409); when no resource was named, the next free capable resource is tried
- * first, each attempt under a savepoint so the transaction survives the violation.
+ * Double booking is prevented by the database, not by the checks here: the checks give good
+ * messages and choose a resource, the constraints (tenant migrations 0002, 0008) give
+ * correctness under concurrency:
+ *
+ *  - two live bookings overlap on a resource only when they are the same CLASS OCCURRENCE (same
+ *    class service, same start): `bookings_no_overlap` on (resource =, occurrence <>, time &&),
+ *    where `occurrence` is derived from (service, start) for a class and is the booking's own id
+ *    for anything else. So appointments, trainer sessions and rooms keep one live booking per
+ *    resource and time, and a studio never holds two different things at once;
+ *  - a class occurrence on a resource takes up to the service's `capacity` live bookings, one
+ *    per customer (`bookings_class_once_per_customer`). The capacity is counted under a
+ *    transaction-scoped advisory lock per occurrence — taken here before the studio is chosen,
+ *    and again (re-entrantly) by the table's trigger, which refuses one booking too many
+ *    (`bookings_class_capacity`) whoever writes.
+ *
+ * An exclusion violation (`23P01`) becomes BOOKING_CONFLICT (409), a full occurrence CLASS_FULL
+ * (409), a second place of one customer CLASS_ALREADY_BOOKED (409). When no resource was named,
+ * the capable resources are tried in order — for a class, a studio where the occurrence already
+ * runs with room comes first — each attempt under a savepoint so the transaction survives a
+ * violation.
  *
  * Every change writes its domain event (`io.simptu.booking.created|rescheduled|cancelled`) to
  * the tenant's outbox in the same transaction, encrypted with the tenant's DEK (events/outbox.ts).
  */
+import type pg from 'pg';
 import { enqueue } from '../events/outbox.ts';
 import { isWithinOpeningHours, loadOpeningSchedule } from './availability.ts';
 import { getService, listServiceResources, type Service } from './catalog.ts';
@@ -140,8 +156,37 @@ function conflict(details: Record<string, unknown>, cause?: unknown): Error {
   return new DomainErrors.BOOKING_CONFLICT({ details, ...(cause !== undefined ? { cause } : {}) });
 }
 
+/**
+ * The resource is taken: an exclusion violation, or a deadlock between two inserts of
+ * overlapping rows — each inserts its index entry, then finds and waits for the other's
+ * (PostgreSQL's execIndexing.c documents this; the deadlock detector aborts one). Inside the
+ * savepoint the loser's statement rolls back and the winner goes on, so it is the same lost race.
+ */
 function isOverlapViolation(err: unknown): boolean {
-  return pgCode(err) === '23P01' && pgConstraint(err) === 'bookings_no_overlap';
+  const code = pgCode(err);
+  return (code === '23P01' && pgConstraint(err) === 'bookings_no_overlap') || code === '40P01';
+}
+
+function isCapacityViolation(err: unknown): boolean {
+  return pgCode(err) === '23514' && pgConstraint(err) === 'bookings_class_capacity';
+}
+
+function isOncePerCustomerViolation(err: unknown): boolean {
+  return pgCode(err) === '23505' && pgConstraint(err) === 'bookings_class_once_per_customer';
+}
+
+function classFull(service: Service, start: Date, resourceId: string, cause?: unknown): Error {
+  return new DomainErrors.CLASS_FULL({
+    details: { serviceId: service.id, resourceId, start: start.toISOString(), capacity: service.capacity },
+    ...(cause !== undefined ? { cause } : {}),
+  });
+}
+
+function alreadyBooked(bookingId: string | null, service: Service, start: Date, cause?: unknown): Error {
+  return new DomainErrors.CLASS_ALREADY_BOOKED({
+    details: { bookingId, serviceId: service.id, start: start.toISOString() },
+    ...(cause !== undefined ? { cause } : {}),
+  });
 }
 
 async function selectByKey(ctx: DomainContext, key: string): Promise<Booking | null> {
@@ -170,18 +215,49 @@ function replay(
 }
 
 /**
- * Checks shared by create and reschedule: the service is active, the slot is in the future and
- * inside opening hours, the named resource can deliver the service. Returns the candidate
- * resources in the order to try.
+ * Serializes every booking change into the class occurrence(s) of `serviceId` at `start` (all
+ * its studios) until the transaction ends: the same key as the table's trigger
+ * (`class_occurrence_lock_key`, tenant migration 0008). Counting the occurrence's bookings
+ * after this is exact at READ COMMITTED: the previous holder has committed when we get the lock,
+ * and our next statement's snapshot includes its rows.
+ * @see https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
  */
-async function candidates(
+async function lockOccurrence(ctx: DomainContext, serviceId: string, start: Date): Promise<void> {
+  await ctx.client.query('SELECT pg_advisory_xact_lock(class_occurrence_lock_key($1, $2))', [
+    serviceId,
+    start,
+  ]);
+}
+
+/** The customer's live place in the class occurrence at `start`, if any (one per customer). */
+async function placeOf(
+  ctx: DomainContext,
+  customerId: string,
+  serviceId: string,
+  start: Date,
+  excludeBookingId: string | undefined,
+): Promise<Booking | null> {
+  const { rows } = await ctx.client.query<BookingRow>(
+    `SELECT ${COLUMNS} FROM bookings
+      WHERE customer_id = $1 AND occurrence = class_occurrence_id($2, $3) AND status = 'booked'
+        AND service_kind = 'class' AND id IS DISTINCT FROM $4::uuid
+      LIMIT 1`,
+    [customerId, serviceId, start, excludeBookingId ?? null],
+  );
+  return rows[0] ? toBooking(rows[0]) : null;
+}
+
+/**
+ * Checks shared by create and reschedule: the service is active, the slot is in the future and
+ * inside opening hours, the named resource can deliver the service. Returns the resources to
+ * try: the named one, or the service's active ones in catalog order.
+ */
+async function checkSlot(
   ctx: DomainContext,
   service: Service,
   start: Date,
   end: Date,
   resourceId: string | undefined,
-  prefer: string | undefined,
-  excludeBookingId?: string,
 ): Promise<string[]> {
   if (!service.active) throw invalid('serviceId', 'the service is not offered any more');
   if (!isValidTimeZone(ctx.timeZone)) throw invalid('timeZone', 'is not an IANA time zone');
@@ -197,17 +273,128 @@ async function candidates(
     return [resourceId];
   }
   if (capable.length === 0) throw conflict({ reason: 'no resource can deliver this service' });
-  // Free ones first (a hint: the constraint decides); the preferred (current) resource leads.
+  return capable;
+}
+
+/**
+ * The order to try `resources` in for one-booking-per-resource services: the free ones (a
+ * hint: the constraint decides), the preferred (current) resource first. A named resource is
+ * left to the constraint.
+ */
+async function freeOrder(
+  ctx: DomainContext,
+  resources: string[],
+  named: boolean,
+  start: Date,
+  end: Date,
+  prefer: string | undefined,
+  excludeBookingId: string | undefined,
+): Promise<string[]> {
+  if (named) return resources;
   const { rows } = await ctx.client.query<{ id: string }>(
     `SELECT r.id FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n)
       WHERE NOT EXISTS (SELECT 1 FROM bookings b WHERE b.resource_id = r.id AND b.status = 'booked'
                           AND b.during && tstzrange($2, $3, '[)') AND b.id IS DISTINCT FROM $4::uuid)
       ORDER BY r.n`,
-    [capable, start, end, excludeBookingId ?? null],
+    [resources, start, end, excludeBookingId ?? null],
   );
   const free = rows.map((r) => r.id);
   if (free.length === 0) throw conflict({ start: start.toISOString(), end: end.toISOString() });
   return prefer && free.includes(prefer) ? [prefer, ...free.filter((f) => f !== prefer)] : free;
+}
+
+/**
+ * The order to try `resources` in for a class, counted under the occurrence lock (so exact):
+ * per studio, the places already taken in this occurrence and whether something else (another
+ * class, another start, a trainer session) overlaps. Studios where the occurrence runs with
+ * room come first (a class fills before a parallel one opens), then free ones; the preferred
+ * (current) studio leads. None with room: CLASS_FULL when the occurrence is full somewhere,
+ * else BOOKING_CONFLICT.
+ */
+async function classOrder(
+  ctx: DomainContext,
+  service: Service,
+  resources: string[],
+  start: Date,
+  end: Date,
+  prefer: string | undefined,
+  excludeBookingId: string | undefined,
+): Promise<string[]> {
+  const { rows } = await ctx.client.query<{ id: string; taken: number; blocked: boolean }>(
+    `SELECT r.id,
+            (SELECT count(*)::int FROM bookings b
+              WHERE b.resource_id = r.id AND b.status = 'booked' AND b.occurrence = o.id
+                AND b.id IS DISTINCT FROM $5::uuid) AS taken,
+            EXISTS (SELECT 1 FROM bookings b
+                     WHERE b.resource_id = r.id AND b.status = 'booked'
+                       AND b.during && tstzrange($3, $4, '[)') AND b.occurrence <> o.id
+                       AND b.id IS DISTINCT FROM $5::uuid) AS blocked
+       FROM unnest($1::uuid[]) WITH ORDINALITY AS r(id, n),
+            (SELECT class_occurrence_id($2, $3) AS id) o
+      ORDER BY r.n`,
+    [resources, service.id, start, end, excludeBookingId ?? null],
+  );
+  const open = rows.filter((r) => !r.blocked && r.taken < service.capacity);
+  if (open.length === 0) {
+    const full = rows.find((r) => !r.blocked);
+    if (full) throw classFull(service, start, full.id);
+    throw conflict({ start: start.toISOString(), end: end.toISOString() });
+  }
+  const order = [...open.filter((r) => r.taken > 0), ...open.filter((r) => r.taken === 0)].map((r) => r.id);
+  return prefer && order.includes(prefer) ? [prefer, ...order.filter((f) => f !== prefer)] : order;
+}
+
+/**
+ * Where a booking of `service` at [start, end) may go, in the order to try. For a class, takes
+ * the occurrence lock first and refuses a second place of the customer in it.
+ */
+async function placement(
+  ctx: DomainContext,
+  service: Service,
+  customerId: string,
+  start: Date,
+  end: Date,
+  resourceId: string | undefined,
+  prefer: string | undefined,
+  excludeBookingId?: string,
+): Promise<string[]> {
+  const resources = await checkSlot(ctx, service, start, end, resourceId);
+  if (service.kind !== 'class')
+    return freeOrder(ctx, resources, resourceId !== undefined, start, end, prefer, excludeBookingId);
+  await lockOccurrence(ctx, service.id, start);
+  const mine = await placeOf(ctx, customerId, service.id, start, excludeBookingId);
+  if (mine) throw alreadyBooked(mine.id, service, start);
+  return classOrder(ctx, service, resources, start, end, prefer, excludeBookingId);
+}
+
+/**
+ * Runs `write` on each resource of `tryOrder` until one succeeds: a taken resource (exclusion
+ * violation) or a full occurrence (the trigger) moves on to the next; the last such failure is
+ * thrown as BOOKING_CONFLICT / CLASS_FULL. A second place of the customer is CLASS_ALREADY_BOOKED.
+ * `replayOnError` may answer a failure with the booking an earlier request of the same
+ * idempotency key made (returned as `replayed`).
+ */
+async function firstThatFits(
+  ctx: DomainContext,
+  service: Service,
+  start: Date,
+  end: Date,
+  tryOrder: string[],
+  write: (resourceId: string) => Promise<pg.QueryResult<BookingRow>>,
+  replayOnError?: (err: unknown) => Promise<Booking | null>,
+): Promise<{ booking: Booking; replayed: boolean }> {
+  let last: { error: unknown; resourceId: string } | undefined;
+  for (const rid of tryOrder) {
+    const r = await attempt(ctx.client, () => write(rid));
+    if (r.ok) return { booking: toBooking(r.value.rows[0]!), replayed: false };
+    const earlier = replayOnError ? await replayOnError(r.error) : null;
+    if (earlier) return { booking: earlier, replayed: true };
+    if (isOncePerCustomerViolation(r.error)) throw alreadyBooked(null, service, start, r.error);
+    if (!isOverlapViolation(r.error) && !isCapacityViolation(r.error)) throw r.error;
+    last = { error: r.error, resourceId: rid };
+  }
+  if (last && isCapacityViolation(last.error)) throw classFull(service, start, last.resourceId, last.error);
+  throw conflict({ start: start.toISOString(), end: end.toISOString() }, last?.error);
 }
 
 function eventData(b: Booking, previous?: Booking): BookingEventData {
@@ -245,11 +432,14 @@ async function emit(ctx: DomainContext, type: string, b: Booking, previous?: Boo
 
 /**
  * Books `serviceId` for `customerId` at `start` (end = start + the service's duration).
- * BOOKING_CONFLICT when the resource (or every capable resource) is taken; VALIDATION when the
- * time is past or outside opening hours, or the resource can't deliver the service;
- * NOT_FOUND for an unknown customer or service; IDEMPOTENCY_KEY_REUSED for a key reused with
- * other parameters; for a class, MEMBERSHIP_REQUIRED / CLASS_ALLOWANCE_EXHAUSTED when the
- * tenant sells memberships and the customer has none active or no classes left (memberships.ts).
+ * BOOKING_CONFLICT when the resource (or every capable resource) is taken; for a class,
+ * CLASS_FULL when the occurrence has no place left (in the named studio, or in every capable
+ * one that isn't taken by something else) and CLASS_ALREADY_BOOKED when the customer has a
+ * place in it already; VALIDATION when the time is past or outside opening hours, or the
+ * resource can't deliver the service; NOT_FOUND for an unknown customer or service;
+ * IDEMPOTENCY_KEY_REUSED for a key reused with other parameters; for a class,
+ * MEMBERSHIP_REQUIRED / CLASS_ALLOWANCE_EXHAUSTED when the tenant sells memberships and the
+ * customer has none active or no classes left (memberships.ts).
  */
 export async function createBooking(
   ctx: DomainContext,
@@ -274,34 +464,38 @@ export async function createBooking(
   await getCustomer(ctx, customerId);
   const start = input.start;
   const end = new Date(start.getTime() + service.durationMinutes * MINUTE);
-  const tryOrder = await candidates(ctx, service, start, end, resourceId, undefined);
+  if (service.kind === 'class' && key !== undefined) {
+    // A request with this key may have booked while we waited for the occurrence lock.
+    await lockOccurrence(ctx, service.id, start);
+    const existing = await selectByKey(ctx, key);
+    if (existing) return replay(existing, input, customerId, serviceId);
+  }
+  const tryOrder = await placement(ctx, service, customerId, start, end, resourceId, undefined);
   // Classes may need an active membership with classes left (memberships.ts).
   await assertClassEntitlement(ctx, { customerId, service, start });
 
-  let lastError: unknown;
-  for (const rid of tryOrder) {
-    const r = await attempt(ctx.client, () =>
+  const { booking, replayed } = await firstThatFits(
+    ctx,
+    service,
+    start,
+    end,
+    tryOrder,
+    (rid) =>
       ctx.client.query<BookingRow>(
         `INSERT INTO bookings (customer_id, service_id, resource_id, during, idempotency_key, source)
          VALUES ($1, $2, $3, tstzrange($4, $5, '[)'), $6, $7) RETURNING ${COLUMNS}`,
         [customerId, serviceId, rid, start, end, key ?? null, input.source],
       ),
-    );
-    if (r.ok) {
-      const booking = toBooking(r.value.rows[0]!);
-      await emit(ctx, BOOKING_EVENT_TYPES.created, booking);
-      return { booking, created: true };
-    }
     // A concurrent request with the same key committed first (it waited on it): replay that.
-    const keyRace = key !== undefined && (pgCode(r.error) === '23505' || isOverlapViolation(r.error));
-    if (keyRace) {
+    async (err) => {
+      if (key === undefined || !(pgCode(err) === '23505' || isOverlapViolation(err))) return null;
       const existing = await selectByKey(ctx, key);
-      if (existing) return replay(existing, input, customerId, serviceId);
-    }
-    if (!isOverlapViolation(r.error)) throw r.error;
-    lastError = r.error;
-  }
-  throw conflict({ start: start.toISOString(), end: end.toISOString() }, lastError);
+      return existing ? replay(existing, input, customerId, serviceId).booking : null;
+    },
+  );
+  if (replayed) return { booking, created: false };
+  await emit(ctx, BOOKING_EVENT_TYPES.created, booking);
+  return { booking, created: true };
 }
 
 async function lockBooking(ctx: DomainContext, id: string, scope: BookingScope): Promise<Booking> {
@@ -317,8 +511,9 @@ async function lockBooking(ctx: DomainContext, id: string, scope: BookingScope):
 
 /**
  * Moves a live booking to `start` (same service, so same duration), on the named resource or,
- * by default, its own resource if free, else another free capable resource. Same checks and
- * conflict handling as create. Unchanged time and resource → returned as is, no event.
+ * by default, its own resource if free (for a class: if the occurrence there has room), else
+ * another capable one. Same checks and conflict handling as create. Unchanged time and
+ * resource → returned as is, no event.
  */
 export async function rescheduleBooking(
   ctx: DomainContext,
@@ -340,32 +535,31 @@ export async function rescheduleBooking(
   )
     return current;
   // The booking itself doesn't count against its new time (it may overlap its old one).
-  const tryOrder = await candidates(ctx, service, start, end, resourceId, current.resourceId, current.id);
+  const tryOrder = await placement(
+    ctx,
+    service,
+    current.customerId,
+    start,
+    end,
+    resourceId,
+    current.resourceId,
+    current.id,
+  );
   await assertClassEntitlement(ctx, {
     customerId: current.customerId,
     service,
     start,
     excludeBookingId: current.id,
   });
-
-  let lastError: unknown;
-  for (const rid of tryOrder) {
-    const r = await attempt(ctx.client, () =>
-      ctx.client.query<BookingRow>(
-        `UPDATE bookings SET resource_id = $2, during = tstzrange($3, $4, '[)'), updated_at = now()
-          WHERE id = $1 RETURNING ${COLUMNS}`,
-        [current.id, rid, start, end],
-      ),
-    );
-    if (r.ok) {
-      const booking = toBooking(r.value.rows[0]!);
-      await emit(ctx, BOOKING_EVENT_TYPES.rescheduled, booking, current);
-      return booking;
-    }
-    if (!isOverlapViolation(r.error)) throw r.error;
-    lastError = r.error;
-  }
-  throw conflict({ start: start.toISOString(), end: end.toISOString() }, lastError);
+  const { booking } = await firstThatFits(ctx, service, start, end, tryOrder, (rid) =>
+    ctx.client.query<BookingRow>(
+      `UPDATE bookings SET resource_id = $2, during = tstzrange($3, $4, '[)'), updated_at = now()
+        WHERE id = $1 RETURNING ${COLUMNS}`,
+      [current.id, rid, start, end],
+    ),
+  );
+  await emit(ctx, BOOKING_EVENT_TYPES.rescheduled, booking, current);
+  return booking;
 }
 
 /** Cancels a live booking (frees its time); cancelling a cancelled booking returns it unchanged. */

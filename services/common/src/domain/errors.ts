@@ -11,6 +11,13 @@ export { NotFoundError, ValidationError, type ValidationIssue };
 export const DomainErrors = defineErrors({
   /** the resource is taken for (part of) the requested time, or no capable resource is free */
   BOOKING_CONFLICT: { status: 409, message: 'The requested time is no longer available' },
+  /**
+   * a class occurrence (service, studio, start) has `capacity` live bookings already — in the
+   * named studio, or in every capable studio not taken by something else at that time
+   */
+  CLASS_FULL: { status: 409, message: 'The class is full' },
+  /** the customer already has a place in this class occurrence */
+  CLASS_ALREADY_BOOKED: { status: 409, message: 'The customer already has a place in this class' },
   /** reschedule/cancel of a booking that is not live */
   BOOKING_NOT_ACTIVE: { status: 409, message: 'The booking is cancelled' },
   /** an idempotency key reused for a different request */
