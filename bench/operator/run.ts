@@ -25,7 +25,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -36,6 +36,7 @@ import pg from 'pg';
 import { createScratchDatabase, PLATFORM_NAMESPACE, quoteIdent, type ScratchDatabase } from '@simptu/common';
 import type { Tenant } from '../../operator/src/api/types.ts';
 import { kubeRequest } from '../../operator/src/controller/client.ts';
+import { statusCode } from '../../operator/src/controller/errors.ts';
 import {
   benchTenant,
   deleteNamespaces,
@@ -49,6 +50,7 @@ import {
   BenchTimeoutError,
   diffCounts,
   fmt,
+  imageCommand,
   mapLimit,
   metricBy,
   parsePrometheus,
@@ -142,10 +144,18 @@ async function apiserverRequestTotal(): Promise<number> {
 }
 
 async function listBenchTenants(): Promise<Tenant[]> {
-  const r = await kubeRequest<{ items: Tenant[] }>(kc, TENANTS_PATH, {
-    query: { labelSelector: `${RUN_LABEL}=${RUN}` },
-  });
-  return r.items;
+  // 429 "storage is (re)initializing" while someone re-applies the CRD: wait it out (a few seconds).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await kubeRequest<{ items: Tenant[] }>(kc, TENANTS_PATH, {
+        query: { labelSelector: `${RUN_LABEL}=${RUN}` },
+      });
+      return r.items;
+    } catch (err) {
+      if (statusCode(err) !== 429 || attempt >= 30) throw err;
+      await sleep(1000);
+    }
+  }
 }
 
 const isReady = (t: Tenant) =>
@@ -194,11 +204,14 @@ async function startOperatorProcess(
     }),
   );
   const out = createWriteStream(logFile);
-  const child = spawn(process.execPath, [join(ROOT, 'operator/src/main.ts')], {
+  // As the image runs it (its CMD: Node's flags and the script, relative to the WORKDIR).
+  const image = imageCommand(readFileSync(join(ROOT, 'operator/Dockerfile'), 'utf8'));
+  const child = spawn(process.execPath, image.nodeArgs, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...env,
+      ...image.env,
       KUBECONFIG: kubeconfig,
       SIMPTU_DATABASE_URL: databaseUrl,
       SIMPTU_KAFKA_BROKERS: brokers.join(','),
@@ -491,6 +504,11 @@ async function main(): Promise<number> {
       steadySeconds: STEADY_SECONDS,
       kafkaBatchTenants: KAFKA_BATCH,
       timeoutSeconds: TIMEOUT_SECONDS,
+      // the operator's command line, from operator/Dockerfile's CMD
+      operatorCommand: [
+        'node',
+        ...imageCommand(readFileSync(join(ROOT, 'operator/Dockerfile'), 'utf8')).nodeArgs,
+      ],
     },
   };
   let failure: unknown;

@@ -5,7 +5,9 @@
  * switch (`kms.createIfMissing`).
  */
 import { randomBytes } from 'node:crypto';
-import { ApiException, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { kubeRequest } from './controller/client.ts';
+import { statusCode } from './controller/errors.ts';
+import type { KubeAccess } from './controller/kubeconfig.ts';
 import { LocalKms, type KmsProvider } from '@simptu/common';
 
 /** the 32 raw key bytes (what `--from-file=kek=<(openssl rand 32)` stores) */
@@ -35,13 +37,16 @@ export interface KekOptions {
   createIfMissing: boolean;
 }
 
-const code = (e: unknown) => (e instanceof ApiException ? e.code : undefined);
+const code = statusCode;
 
-export async function loadKms(kc: KubeConfig, opts: KekOptions): Promise<KmsProvider> {
-  const core = kc.makeApiClient(CoreV1Api);
+export async function loadKms(kc: KubeAccess, opts: KekOptions): Promise<KmsProvider> {
+  const secrets = `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/secrets`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const secret = await core.readNamespacedSecret({ name: opts.secretName, namespace: opts.namespace });
+      const secret = await kubeRequest<{ data?: Record<string, string> }>(
+        kc,
+        `${secrets}/${encodeURIComponent(opts.secretName)}`,
+      );
       const kek = kekFromSecretData(secret.data);
       if (!kek)
         throw new Error(
@@ -60,30 +65,33 @@ export async function loadKms(kc: KubeConfig, opts: KekOptions): Promise<KmsProv
     }
     // Development: create the platform namespace and a fresh KEK; AlreadyExists means another
     // replica won the race, and the next loop reads its key.
-    await core.createNamespace({ body: { metadata: { name: opts.namespace } } }).catch((e) => {
+    await kubeRequest(kc, '/api/v1/namespaces', {
+      method: 'POST',
+      body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.namespace } },
+    }).catch((e: unknown) => {
       if (code(e) !== 409) throw e;
     });
-    await core
-      .createNamespacedSecret({
-        namespace: opts.namespace,
-        body: {
-          metadata: {
-            name: opts.secretName,
-            labels: { 'app.kubernetes.io/part-of': 'simptu', 'app.kubernetes.io/component': 'kms' },
-          },
-          type: 'Opaque',
-          data: (() => {
-            const key = randomBytes(32);
-            return {
-              [KEK_SECRET_KEY]: key.toString('base64'),
-              [KEK_SECRET_BASE64_KEY]: Buffer.from(key.toString('base64')).toString('base64'),
-            };
-          })(),
+    await kubeRequest(kc, secrets, {
+      method: 'POST',
+      body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: {
+          name: opts.secretName,
+          labels: { 'app.kubernetes.io/part-of': 'simptu', 'app.kubernetes.io/component': 'kms' },
         },
-      })
-      .catch((e) => {
-        if (code(e) !== 409) throw e;
-      });
+        type: 'Opaque',
+        data: (() => {
+          const key = randomBytes(32);
+          return {
+            [KEK_SECRET_KEY]: key.toString('base64'),
+            [KEK_SECRET_BASE64_KEY]: Buffer.from(key.toString('base64')).toString('base64'),
+          };
+        })(),
+      },
+    }).catch((e: unknown) => {
+      if (code(e) !== 409) throw e;
+    });
   }
   throw new Error(`could not load the KEK Secret ${opts.namespace}/${opts.secretName}`);
 }

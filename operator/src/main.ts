@@ -19,7 +19,7 @@ try {
 }
 
 const log = pino({ level: config.logLevel, base: { service: 'simptu-operator' } });
-const handle = await startOperator(config, { kc: loadKubeConfig(), logger: log });
+const handle = await startOperator(config, { kc: await loadKubeConfig(), logger: log });
 
 let stopping = false;
 async function shutdown(signal: string, code = 0): Promise<void> {

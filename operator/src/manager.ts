@@ -3,7 +3,7 @@
  * informers of what it owns, the tenant controller, leader election, metrics and probes.
  * `startOperator` is what `main.ts` runs and what the integration tests start in-process.
  */
-import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { Kafka, logLevel as kafkaLogLevel } from 'kafkajs';
 import pg from 'pg';
 import { Counter } from 'prom-client';
@@ -22,8 +22,10 @@ import {
   mapByLabel,
   patchStatus,
   resourcePath,
+  slimObject,
   type Logger,
 } from './controller/index.ts';
+import type { KubeAccess } from './controller/kubeconfig.ts';
 import { loadKms } from './kek.ts';
 import { agentReconciler } from './reconcile/agent.ts';
 import { databaseReconciler, ensureAppRole } from './reconcile/database.ts';
@@ -41,8 +43,41 @@ import type { BackendReconciler, WriteCounter } from './reconcile/types.ts';
 
 export const TENANT_REF = { apiVersion: API_VERSION, plural: PLURAL } as const;
 
+/** Tenants are cached whole (spec and status are what reconciles), minus managedFields and kubectl's copy. */
+export const TENANT_TRANSFORM = slimObject(['spec', 'status']);
+
+/**
+ * The kinds the operator owns, as its informers watch them. The reconcilers read of these only
+ * metadata — the tenant label, the spec-hash annotation, deletionTimestamp (namespace.ts,
+ * agent.ts) — and of the dedicated agent's Deployment also `metadata.generation` and `status`
+ * (its rollout); drift in content is detected through the spec-hash annotation, never by
+ * comparing specs. So all but Deployments are watched metadata-only, and Deployments are cached
+ * without their spec (a pod template is most of a Deployment).
+ */
+export const OWNED_KINDS: ReadonlyArray<{
+  kind: string;
+  apiVersion: string;
+  plural: string;
+  metadataOnly?: boolean;
+  transform?: (obj: Record<string, unknown>) => Record<string, unknown>;
+}> = [
+  { kind: 'Namespace', apiVersion: 'v1', plural: 'namespaces', metadataOnly: true },
+  {
+    kind: 'NetworkPolicy',
+    apiVersion: 'networking.k8s.io/v1',
+    plural: 'networkpolicies',
+    metadataOnly: true,
+  },
+  { kind: 'ResourceQuota', apiVersion: 'v1', plural: 'resourcequotas', metadataOnly: true },
+  { kind: 'LimitRange', apiVersion: 'v1', plural: 'limitranges', metadataOnly: true },
+  { kind: 'Deployment', apiVersion: 'apps/v1', plural: 'deployments', transform: slimObject(['status']) },
+  { kind: 'Service', apiVersion: 'v1', plural: 'services', metadataOnly: true },
+  { kind: 'ConfigMap', apiVersion: 'v1', plural: 'configmaps', metadataOnly: true },
+];
+
 export interface StartOptions {
-  kc: KubeConfig;
+  /** the cluster: `loadKubeConfig()`, or a client-node `KubeConfig` */
+  kc: KubeAccess;
   logger: Logger;
   /** leader election identity @default hostname_pid_random */
   identity?: string;
@@ -137,22 +172,23 @@ export async function startOperator(config: OperatorConfig, opts: StartOptions):
     const tenants = new Informer(kc, {
       ...TENANT_REF,
       labelSelector: opts.tenantSelector ?? config.tenantSelector,
+      transform: TENANT_TRANSFORM,
       logger: clog,
     });
     // What the operator owns, scoped by label; any change (or deletion) re-reconciles its tenant.
-    const ownedKinds = [
-      { kind: 'Namespace', apiVersion: 'v1', plural: 'namespaces' },
-      { kind: 'NetworkPolicy', apiVersion: 'networking.k8s.io/v1', plural: 'networkpolicies' },
-      { kind: 'ResourceQuota', apiVersion: 'v1', plural: 'resourcequotas' },
-      { kind: 'LimitRange', apiVersion: 'v1', plural: 'limitranges' },
-      { kind: 'Deployment', apiVersion: 'apps/v1', plural: 'deployments' },
-      { kind: 'Service', apiVersion: 'v1', plural: 'services' },
-      { kind: 'ConfigMap', apiVersion: 'v1', plural: 'configmaps' },
-    ];
+    // The caches hold only what the reconcilers read (see OWNED_KINDS).
     const ownedInformers = new Map(
-      ownedKinds.map(({ kind, ...ref }) => [
+      OWNED_KINDS.map(({ kind, apiVersion, plural, metadataOnly, transform }) => [
         kind,
-        new Informer(kc, { ...ref, labelSelector: TENANT_LABEL, logger: clog }),
+        new Informer(kc, {
+          kind,
+          apiVersion,
+          plural,
+          labelSelector: TENANT_LABEL,
+          ...(metadataOnly ? { metadataOnly } : {}),
+          ...(transform ? { transform } : {}),
+          logger: clog,
+        }),
       ]),
     );
     const owned = [...ownedInformers.values()];
@@ -359,9 +395,4 @@ export function cachedObjectClient(
   };
 }
 
-/** The operator's kubeconfig: $KUBECONFIG, ~/.kube/config or the in-cluster ServiceAccount. */
-export function loadKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  return kc;
-}
+export { loadKubeConfig } from './controller/kubeconfig.ts';

@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   classifyRequest,
   diffCounts,
+  imageCommand,
   mapLimit,
   metricBy,
   parsePrometheus,
@@ -101,5 +103,37 @@ describe('helpers', () => {
         ],
       ).split('\n'),
     ).toEqual(['a          value', '---------  -----', 'long name      1', 'b             22']);
+  });
+});
+
+describe('imageCommand', () => {
+  it("reads the final stage's CMD and ENV", () => {
+    const dockerfile = [
+      'FROM node:22-slim AS deps',
+      'ENV STAGE=deps',
+      'CMD ["node", "build.js"]',
+      'FROM node:22-slim',
+      'ENV NODE_ENV=production',
+      'HEALTHCHECK --interval=15s \\',
+      '  CMD ["node", "-e", "1"]',
+      '# comment',
+      'CMD ["node", "--max-semi-space-size=2", "operator/src/main.ts"]',
+    ].join('\n');
+    expect(imageCommand(dockerfile)).toEqual({
+      nodeArgs: ['--max-semi-space-size=2', 'operator/src/main.ts'],
+      env: { NODE_ENV: 'production' },
+    });
+  });
+
+  it('refuses a shell-form or non-node CMD', () => {
+    expect(() => imageCommand('FROM x\nCMD node main.js')).toThrow();
+    expect(() => imageCommand('FROM x\nCMD ["sh", "-c", "node main.js"]')).toThrow(/JSON form/);
+  });
+
+  it('matches what operator/Dockerfile runs', () => {
+    const { nodeArgs } = imageCommand(
+      readFileSync(new URL('../../../operator/Dockerfile', import.meta.url), 'utf8'),
+    );
+    expect(nodeArgs.at(-1)).toBe('operator/src/main.ts');
   });
 });

@@ -17,14 +17,13 @@
  * @see https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource
  */
 import { isDeepStrictEqual } from 'node:util';
-import {
-  KubernetesObjectApi,
-  PatchStrategy,
-  type KubeConfig,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
 import { kubeRequest, resourcePath, type ResourceRef } from './client.ts';
 import { isConflict } from './errors.ts';
+import type { KubeAccess } from './kubeconfig.ts';
+
+/** The content type of a server-side apply (client-node's `PatchStrategy.ServerSideApply`). */
+const APPLY_PATCH = 'application/apply-patch+yaml';
 
 export {
   isAlreadyExists,
@@ -47,9 +46,11 @@ export interface ApplyOptions {
 /** One KubernetesObjectApi per KubeConfig, so its API discovery cache is reused. */
 const objectApis = new WeakMap<KubeConfig, KubernetesObjectApi>();
 
-export function objectApi(kc: KubeConfig): KubernetesObjectApi {
+/** client-node's generic object API (its index is loaded on first use only: see kubeconfig.ts). */
+export async function objectApi(kc: KubeConfig): Promise<KubernetesObjectApi> {
   let api = objectApis.get(kc);
   if (!api) {
+    const { KubernetesObjectApi } = await import('@kubernetes/client-node');
     api = KubernetesObjectApi.makeApiClient(kc);
     objectApis.set(kc, api);
   }
@@ -73,13 +74,13 @@ export async function serverSideApply<T extends KubernetesObject>(
   // precondition we never mean; drop them if a caller passed a read object back.
   const { managedFields: _mf, resourceVersion: _rv, ...metadata } = obj.metadata;
   const intent = { ...obj, metadata } as T;
-  return objectApi(kc).patch<T>(
+  return (await objectApi(kc)).patch<T>(
     intent,
     undefined,
     opts.dryRun ? 'All' : undefined,
     opts.fieldManager,
     opts.force ?? true,
-    PatchStrategy.ServerSideApply,
+    APPLY_PATCH,
   );
 }
 
@@ -111,7 +112,7 @@ export interface PatchStatusResult<T> {
  * Throws NotFound if the object is gone.
  */
 export async function patchStatus<T extends KubernetesObject & { status?: unknown }>(
-  kc: KubeConfig,
+  kc: KubeAccess,
   ref: ObjectRef,
   mutate: (current: T) => T['status'] | Promise<T['status']>,
   opts: PatchStatusOptions = {},
@@ -144,14 +145,14 @@ export async function patchStatus<T extends KubernetesObject & { status?: unknow
  * Fields of ours that are absent from `status` are removed, so pass the complete status we own.
  */
 export async function applyStatus<T extends KubernetesObject>(
-  kc: KubeConfig,
+  kc: KubeAccess,
   ref: ObjectRef & { kind: string },
   status: unknown,
   opts: ApplyOptions,
 ): Promise<T> {
   return kubeRequest<T>(kc, `${resourcePath(ref, ref.name)}/status`, {
     method: 'PATCH',
-    contentType: PatchStrategy.ServerSideApply,
+    contentType: APPLY_PATCH,
     // JSON is YAML, which the apply content type accepts.
     body: {
       apiVersion: ref.apiVersion,

@@ -8,13 +8,12 @@
  * controller machinery touches has the wire shape, and MicroTime fields are written exactly
  * as the API server expects (RFC 3339 with microseconds).
  */
-import {
-  ApiException,
-  HttpMethod,
-  IsomorphicFetchHttpLibrary,
-  RequestContext,
-  type KubeConfig,
-} from '@kubernetes/client-node';
+// client-node's HTTP layer only, not its index: that one evaluates the whole generated client
+// (see kubeconfig.ts).
+import { ApiException } from '@kubernetes/client-node/dist/gen/apis/exception.js';
+import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
+import { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
+import type { KubeAccess } from './kubeconfig.ts';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -24,14 +23,61 @@ export interface RequestOptions {
   body?: unknown;
   /** @default 'application/json' (patches: application/merge-patch+json, application/apply-patch+yaml) */
   contentType?: string;
+  /** @default 'application/json' (see `metadataAccept` for metadata-only reads) */
+  accept?: string;
   signal?: AbortSignal;
+}
+
+/**
+ * The `Accept` header of a metadata-only read: the server answers with `PartialObjectMetadata`
+ * (`…List` for a list) — name, labels, annotations, resourceVersion… and no spec or status — and
+ * falls back to the full object where it can't (the trailing `application/json`).
+ * @see https://github.com/kubernetes/client-go/tree/master/metadata (the metadata-only client)
+ */
+export function metadataAccept(list: boolean): string {
+  return `application/json;as=PartialObjectMetadata${list ? 'List' : ''};g=meta.k8s.io;v=v1,application/json`;
 }
 
 const http = new IsomorphicFetchHttpLibrary();
 
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/** How long one connection pool serves a KubeConfig before a fresh one takes over. */
+const DISPATCHER_TTL_MS = 5 * 60_000;
+const dispatchers = new WeakMap<KubeAccess, { dispatcher: Dispatcher; since: number }>();
+
+/**
+ * Authenticates `ctx` for the current user of `kc` and makes it use one connection pool per
+ * KubeConfig. client-node's `applySecurityAuthentication` sets a NEW undici Agent on every
+ * request whenever TLS options apply (a CA, a client certificate, skip-verify — i.e. always in
+ * a cluster): every request then opens its own connection, TLS handshake included, and each
+ * agent lingers with its socket until the keep-alive expires — a request storm's worth of
+ * sockets and garbage. Headers (tokens) still come from client-node on every request; the agent
+ * it made is dropped unused and the pooled one is used instead, which is replaced by client-node's
+ * next agent every `DISPATCHER_TTL_MS` (so a rotated client certificate on disk is picked up);
+ * the old pool closes once its requests, watches included, have ended.
+ */
+async function authenticate(kc: KubeAccess, ctx: RequestContext): Promise<void> {
+  await kc.applySecurityAuthentication(ctx);
+  if (kc.pooled) return; // it keeps one pool itself (LightKubeConfig)
+  const fresh = ctx.getDispatcher();
+  if (!fresh) return; // no TLS options: undici's global dispatcher, which pools already
+  const now = Date.now();
+  const pooled = dispatchers.get(kc);
+  if (pooled && now - pooled.since < DISPATCHER_TTL_MS) {
+    ctx.setDispatcher(pooled.dispatcher); // `fresh` never connected: nothing to close
+    return;
+  }
+  dispatchers.set(kc, { dispatcher: fresh, since: now });
+  if (pooled) {
+    // Not at once: a request may hold it between authentication and dispatch.
+    setTimeout(() => void pooled.dispatcher.close().catch(() => undefined), 30_000).unref();
+  }
+}
+
 /** Sends one request to the current cluster of `kc`; throws `ApiException` on a non-2xx answer. */
 export async function kubeRequest<T = unknown>(
-  kc: KubeConfig,
+  kc: KubeAccess,
   path: string,
   opts: RequestOptions = {},
 ): Promise<T> {
@@ -41,13 +87,13 @@ export async function kubeRequest<T = unknown>(
   for (const [k, v] of Object.entries(opts.query ?? {}))
     if (v !== undefined) url.searchParams.set(k, String(v));
   const ctx = new RequestContext(url.toString(), (opts.method ?? 'GET') as HttpMethod);
-  ctx.setHeaderParam('Accept', 'application/json');
+  ctx.setHeaderParam('Accept', opts.accept ?? 'application/json');
   if (opts.body !== undefined) {
     ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
     ctx.setBody(JSON.stringify(opts.body));
   }
   if (opts.signal) ctx.setSignal(opts.signal);
-  await kc.applySecurityAuthentication(ctx);
+  await authenticate(kc, ctx);
   const res = await http.send(ctx).toPromise();
   const text = await res.body.text();
   let parsed: unknown = undefined;
@@ -101,11 +147,11 @@ export interface WatchEvent {
  * @see https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
  */
 export async function kubeWatch(
-  kc: KubeConfig,
+  kc: KubeAccess,
   path: string,
   query: Record<string, string | number | boolean | undefined>,
   onEvent: (ev: WatchEvent) => void,
-  opts: { signal?: AbortSignal; idleTimeoutMs?: number } = {},
+  opts: { signal?: AbortSignal; idleTimeoutMs?: number; accept?: string } = {},
 ): Promise<void> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig has no current cluster');
@@ -129,9 +175,9 @@ export async function kubeWatch(
   };
   try {
     const ctx = new RequestContext(url.toString(), HttpMethod.GET);
-    ctx.setHeaderParam('Accept', 'application/json');
+    ctx.setHeaderParam('Accept', opts.accept ?? 'application/json');
     ctx.setSignal(abort.signal);
-    await kc.applySecurityAuthentication(ctx);
+    await authenticate(kc, ctx);
     armIdle();
     const res = await http.send(ctx).toPromise();
     if (res.httpStatusCode !== 200) {

@@ -4,7 +4,7 @@
  * `reason` in the `Status` body separates 409 AlreadyExists from 409 Conflict.
  * @see https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions
  */
-import { ApiException } from '@kubernetes/client-node';
+import { ApiException } from '@kubernetes/client-node/dist/gen/apis/exception.js';
 
 /** The HTTP status of a Kubernetes API error, if it is one. */
 export function statusCode(err: unknown): number | undefined {

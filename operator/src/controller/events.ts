@@ -15,10 +15,11 @@
  * @see https://github.com/kubernetes/client-go/blob/master/tools/events/event_broadcaster.go
  */
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { systemClock, type Clock, type TimerHandle } from './clock.ts';
 import { kubeRequest, microTime } from './client.ts';
 import { errorMessage, isNotFound } from './errors.ts';
+import type { KubeAccess } from './kubeconfig.ts';
 import { noopLogger, type Logger } from './log.ts';
 
 export type EventType = 'Normal' | 'Warning';
@@ -56,7 +57,7 @@ interface Series {
 const NOTE_MAX = 1024; // the API server rejects longer notes
 
 export class EventRecorder {
-  readonly #kc: KubeConfig;
+  readonly #kc: KubeAccess;
   readonly #opts: EventRecorderOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -65,7 +66,7 @@ export class EventRecorder {
   /** Writes done, for tests and debugging. */
   readonly stats = { creates: 0, patches: 0, failures: 0 };
 
-  constructor(kc: KubeConfig, opts: EventRecorderOptions) {
+  constructor(kc: KubeAccess, opts: EventRecorderOptions) {
     this.#kc = kc;
     this.#opts = opts;
     this.#clock = opts.clock ?? systemClock;

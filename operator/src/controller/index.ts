@@ -7,6 +7,7 @@ export { FakeClock, systemClock, type Clock, type TimerHandle } from './clock.ts
 export {
   kubeRequest,
   kubeWatch,
+  metadataAccept,
   microTime,
   resourcePath,
   type Method,
@@ -36,7 +37,23 @@ export {
   type WorkQueueMetrics,
   type WorkQueueOptions,
 } from './workqueue.ts';
-export { Informer, objectKey, splitKey, type InformerHandlers, type InformerOptions } from './informer.ts';
+export {
+  LightKubeConfig,
+  lightFromKubeconfigFile,
+  lightInCluster,
+  loadKubeConfig,
+  type KubeAccess,
+} from './kubeconfig.ts';
+export {
+  Informer,
+  LAST_APPLIED_ANNOTATION,
+  SLIM_METADATA_FIELDS,
+  objectKey,
+  slimObject,
+  splitKey,
+  type InformerHandlers,
+  type InformerOptions,
+} from './informer.ts';
 export { LeaderElector, defaultIdentity, type LeaderElectionOptions } from './leader.ts';
 export { ControllerMetrics, type MetricsOptions, type ReconcileResultLabel } from './metrics.ts';
 export { HealthServer, type Check, type HealthServerOptions } from './health.ts';

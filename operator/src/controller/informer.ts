@@ -10,15 +10,27 @@
  * - other errors → retry with exponential backoff and jitter (800 ms … 30 s, like client-go);
  * - `labelSelector` / `fieldSelector` scope both list and watch (watch only what you own);
  * - cached objects have `metadata.managedFields` stripped and are deep-frozen: callers can read
- *   them without copying and cannot corrupt the cache (use `structuredClone` to modify).
+ *   them without copying and cannot corrupt the cache (use `structuredClone` to modify);
+ * - memory: `transform` reduces each object to what the readers use before it is cached
+ *   (client-go's `SetTransform`), and `metadataOnly` has the server send metadata only
+ *   (`PartialObjectMetadata`, controller-runtime's metadata-only watches), so an informer over
+ *   thousands of objects holds kilobytes, not the whole objects, per entry.
  *
  * Handlers are meant only to enqueue keys; they run synchronously on the watch stream.
  * @see https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
  * @see https://github.com/kubernetes/client-go/blob/master/tools/cache/reflector.go
  */
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { kubeRequest, kubeWatch, resourcePath, type ResourceRef, type WatchEvent } from './client.ts';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import {
+  kubeRequest,
+  kubeWatch,
+  metadataAccept,
+  resourcePath,
+  type ResourceRef,
+  type WatchEvent,
+} from './client.ts';
 import { errorMessage, isGone } from './errors.ts';
+import type { KubeAccess } from './kubeconfig.ts';
 import { noopLogger, type Logger } from './log.ts';
 
 export interface InformerOptions extends ResourceRef {
@@ -34,6 +46,20 @@ export interface InformerOptions extends ResourceRef {
   /** Backoff after errors. @default 800 ms initial, 30 s max */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * Ask the server for metadata only (`PartialObjectMetadata`): cached objects then have
+   * `apiVersion`, `kind` (from these options) and `metadata`, nothing else. For kinds whose
+   * readers look at names, labels, annotations and deletion only.
+   */
+  metadataOnly?: boolean;
+  /** The kind of the objects; required with `metadataOnly` (the server then says `PartialObjectMetadata`). */
+  kind?: string;
+  /**
+   * Reduces an object before it is cached (after managedFields are stripped, before it is
+   * frozen); handlers and `get` see the result. Must keep `metadata.name`, `metadata.namespace`
+   * and `metadata.resourceVersion`. See `slimObject`.
+   */
+  transform?: (obj: Record<string, unknown>) => Record<string, unknown>;
   logger?: Logger;
 }
 
@@ -64,11 +90,46 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** What the cache stores: the object as sent, minus managedFields, frozen. */
-function prepare<T extends KubernetesObject>(raw: Record<string, unknown>): T {
-  const obj = raw as unknown as T;
-  if (obj.metadata && 'managedFields' in obj.metadata) delete obj.metadata.managedFields;
-  return deepFreeze(obj);
+/** Metadata fields `slimObject` keeps by default: what controllers read of objects they own. */
+export const SLIM_METADATA_FIELDS = [
+  'name',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'deletionTimestamp',
+  'labels',
+  'annotations',
+  'ownerReferences',
+  'finalizers',
+] as const;
+
+/** kubectl's client-side apply copy of the whole object: large, and no controller reads it. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * A `transform` for informers: keeps `apiVersion`, `kind`, the metadata fields controllers read
+ * (`SLIM_METADATA_FIELDS`, minus kubectl's last-applied annotation) and the listed top-level
+ * fields (e.g. `['status']` for a Deployment's rollout, `['spec', 'status']` for a primary).
+ */
+export function slimObject(
+  keep: readonly string[] = [],
+): (obj: Record<string, unknown>) => Record<string, unknown> {
+  return (obj) => {
+    const out: Record<string, unknown> = { apiVersion: obj.apiVersion, kind: obj.kind };
+    const meta = (obj.metadata ?? {}) as Record<string, unknown>;
+    const slim: Record<string, unknown> = {};
+    for (const f of SLIM_METADATA_FIELDS) if (meta[f] !== undefined) slim[f] = meta[f];
+    const annotations = slim.annotations as Record<string, string> | undefined;
+    if (annotations && LAST_APPLIED_ANNOTATION in annotations) {
+      const { [LAST_APPLIED_ANNOTATION]: _dropped, ...rest } = annotations;
+      slim.annotations = rest;
+    }
+    out.metadata = slim;
+    for (const k of keep) if (obj[k] !== undefined) out[k] = obj[k];
+    return out;
+  };
 }
 
 /**
@@ -91,7 +152,7 @@ interface ListResponse {
 }
 
 export class Informer<T extends KubernetesObject = KubernetesObject> {
-  readonly #kc: KubeConfig;
+  readonly #kc: KubeAccess;
   readonly #opts: InformerOptions;
   readonly #log: Logger;
   readonly #cache = new Map<string, T>();
@@ -104,7 +165,8 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   /** Counts (re)lists and watch (re)starts, for tests and debugging. */
   readonly stats = { lists: 0, watches: 0, errors: 0 };
 
-  constructor(kc: KubeConfig, opts: InformerOptions) {
+  constructor(kc: KubeAccess, opts: InformerOptions) {
+    if (opts.metadataOnly && !opts.kind) throw new Error('Informer: metadataOnly needs the kind');
     this.#kc = kc;
     this.#opts = opts;
     this.#log = (opts.logger ?? noopLogger).child({
@@ -169,6 +231,19 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     return this.#resourceVersion;
   }
 
+  /** What the cache stores: the object as sent (or its `transform`), minus managedFields, frozen. */
+  #prepare(raw: Record<string, unknown>): T {
+    if (this.#opts.metadataOnly) {
+      // PartialObjectMetadata: restore what the object is.
+      raw.apiVersion = this.#opts.apiVersion;
+      raw.kind = this.#opts.kind;
+    }
+    const meta = raw.metadata as Record<string, unknown> | undefined;
+    if (meta && 'managedFields' in meta) delete meta.managedFields;
+    const obj = this.#opts.transform ? this.#opts.transform(raw) : raw;
+    return deepFreeze(obj as unknown as T);
+  }
+
   async #run(signal: AbortSignal): Promise<void> {
     const initial = this.#opts.backoffInitialMs ?? 800;
     const max = this.#opts.backoffMaxMs ?? 30_000;
@@ -218,6 +293,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
           limit: this.#opts.pageSize ?? 500,
           continue: cont,
         },
+        ...(this.#opts.metadataOnly ? { accept: metadataAccept(true) } : {}),
         signal,
       });
       // List items carry no apiVersion/kind; restore them so cached objects are self-describing.
@@ -225,7 +301,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       for (const raw of page.items ?? []) {
         if (kind && !raw.kind) raw.kind = kind;
         if (page.apiVersion && !raw.apiVersion) raw.apiVersion = page.apiVersion;
-        items.push(prepare<T>(raw));
+        items.push(this.#prepare(raw));
       }
       rv = page.metadata?.resourceVersion ?? '';
       cont = page.metadata?.continue || undefined;
@@ -273,7 +349,11 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       },
       (ev) => this.#onEvent(ev, signal),
       // A silent connection well past the server's own timeout is dead; restart it.
-      { signal, idleTimeoutMs: (timeoutSeconds + 30) * 1000 },
+      {
+        signal,
+        idleTimeoutMs: (timeoutSeconds + 30) * 1000,
+        ...(this.#opts.metadataOnly ? { accept: metadataAccept(false) } : {}),
+      },
     );
   }
 
@@ -285,7 +365,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     }
     const rv = (ev.object.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
     if (ev.type !== 'BOOKMARK') {
-      const obj = prepare<T>(ev.object);
+      const obj = this.#prepare(ev.object);
       const key = objectKey(obj);
       if (ev.type === 'DELETED') {
         const old = this.#cache.get(key);

@@ -14,10 +14,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { systemClock, type Clock } from './clock.ts';
 import { kubeRequest, microTime, resourcePath } from './client.ts';
 import { errorMessage, isAlreadyExists, isConflict, isNotFound } from './errors.ts';
+import type { KubeAccess } from './kubeconfig.ts';
 import { noopLogger, type Logger } from './log.ts';
 
 export interface LeaderElectionOptions {
@@ -66,7 +66,7 @@ export function defaultIdentity(): string {
 
 export class LeaderElector {
   readonly identity: string;
-  readonly #kc: KubeConfig;
+  readonly #kc: KubeAccess;
   readonly #opts: LeaderElectionOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -82,7 +82,7 @@ export class LeaderElector {
   #release = true;
   #loop: Promise<void> | undefined;
 
-  constructor(kc: KubeConfig, opts: LeaderElectionOptions) {
+  constructor(kc: KubeAccess, opts: LeaderElectionOptions) {
     this.#kc = kc;
     this.#opts = opts;
     this.identity = opts.identity ?? defaultIdentity();

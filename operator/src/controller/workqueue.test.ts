@@ -138,6 +138,29 @@ describe('WorkQueue', () => {
     expect(q.numRequeues('a')).toBe(0);
   });
 
+  it('holds no per-key state once its keys succeeded, however many it has seen', async () => {
+    const clock = new FakeClock();
+    const q = new WorkQueue({ clock, rateLimiter: defaultControllerRateLimiter({ clock }) });
+    const keys = Array.from({ length: 1000 }, (_, i) => `tenant-${i}`);
+    for (const k of keys) q.add(k);
+    expect(q.tracked()).toEqual({ dirty: 1000, processing: 0, waiting: 0, failing: 0 });
+    // Every other key fails once (retried with backoff), then everything succeeds, like a controller does.
+    for (const k of keys) {
+      expect(await q.get()).toBe(k);
+      if (Number(k.split('-')[1]) % 2 === 0) q.addRateLimited(k);
+      else q.forget(k);
+      q.done(k);
+    }
+    expect(q.tracked()).toMatchObject({ dirty: 0, processing: 0, waiting: 500, failing: 500 });
+    clock.advance(60_000);
+    while (q.len() > 0) {
+      const k = (await q.get())!;
+      q.forget(k);
+      q.done(k);
+    }
+    expect(q.tracked()).toEqual({ dirty: 0, processing: 0, waiting: 0, failing: 0 });
+  });
+
   it('the token bucket throttles a failure storm across keys', () => {
     const clock = new FakeClock();
     const q = new WorkQueue({

@@ -21,6 +21,8 @@ export interface RateLimiter {
   forget(item: string): void;
   /** How many times `item` has been rate-limited since its last `forget`. */
   numRequeues(item: string): number;
+  /** Items with a failure history (per-item state held); bounded by the keys failing now. */
+  tracked?(): number;
 }
 
 /** Per-item exponential backoff: `baseDelayMs * 2^failures`, capped at `maxDelayMs`. */
@@ -47,6 +49,10 @@ export class ItemExponentialFailureRateLimiter implements RateLimiter {
 
   numRequeues(item: string): number {
     return this.#failures.get(item) ?? 0;
+  }
+
+  tracked(): number {
+    return this.#failures.size;
   }
 }
 
@@ -106,6 +112,10 @@ export class MaxOfRateLimiter implements RateLimiter {
 
   numRequeues(item: string): number {
     return this.#limiters.reduce((max, l) => Math.max(max, l.numRequeues(item)), 0);
+  }
+
+  tracked(): number {
+    return this.#limiters.reduce((sum, l) => sum + (l.tracked?.() ?? 0), 0);
   }
 }
 
@@ -280,6 +290,20 @@ export class WorkQueue {
   /** Number of delayed adds pending. */
   waitingCount(): number {
     return this.#waiting.size;
+  }
+
+  /**
+   * Per-key state held, by kind. Every entry goes when its key is handed out, done, fired or
+   * forgotten, so an idle queue whose keys all succeeded holds none, whatever the number of keys
+   * it has seen (a thousand tenants must not cost a thousand entries at steady state).
+   */
+  tracked(): { dirty: number; processing: number; waiting: number; failing: number } {
+    return {
+      dirty: Math.max(this.#dirty.size, this.#addedAt.size, this.#queue.length),
+      processing: this.#processing.size,
+      waiting: this.#waiting.size,
+      failing: this.#rateLimiter.tracked?.() ?? 0,
+    };
   }
 
   inProgress(): InProgressStats {

@@ -11,6 +11,8 @@ import {
   secretsChecksum,
   AGENT_CREDENTIALS_SECRET,
   AGENT_CREDENTIALS_SECRETS,
+  AGENT_CONFIGMAP_NAME,
+  AGENT_OBJECT_NAME,
   AGENT_RUNTIME_KEYS,
   AGENT_RUNTIME_SECRET,
 } from './agent.ts';
@@ -47,8 +49,11 @@ interface Dep {
 const deployment = (objs: KubeObject[]) => objs.find((o) => o.kind === 'Deployment') as unknown as Dep;
 
 describe('desiredAgentObjects', () => {
-  it('builds the TenantAgent objects in the tenant namespace, each hashed', () => {
-    const objs = desiredAgentObjects(tenant(), { agentImage: 'simptu/agent:dev', platformNamespace: 'plat' });
+  it('builds the TenantAgent objects in the tenant namespace, each hashed', async () => {
+    const objs = await desiredAgentObjects(tenant(), {
+      agentImage: 'simptu/agent:dev',
+      platformNamespace: 'plat',
+    });
     expect(objs.map((o) => o.kind)).toEqual(['Deployment', 'Service', 'NetworkPolicy']);
     for (const o of objs) {
       expect(o.metadata.namespace).toBe('tenant-smile-dental');
@@ -70,9 +75,9 @@ describe('desiredAgentObjects', () => {
     });
   });
 
-  it('scales to 0 while suspended, and only the Deployment hash changes', () => {
-    const a = desiredAgentObjects(tenant());
-    const b = desiredAgentObjects(tenant({ suspended: true }));
+  it('scales to 0 while suspended, and only the Deployment hash changes', async () => {
+    const a = await desiredAgentObjects(tenant());
+    const b = await desiredAgentObjects(tenant({ suspended: true }));
     expect(desiredAgentReplicas(tenant({ suspended: true }))).toBe(0);
     expect(deployment(b).spec.replicas).toBe(0);
     const changed = a.filter(
@@ -82,9 +87,9 @@ describe('desiredAgentObjects', () => {
     expect(changed.map((o) => o.kind)).toEqual(['Deployment']);
   });
 
-  it('instructions and model name are not part of the Deployment (the agent reads them from the registry)', () => {
-    const a = desiredAgentObjects(tenant());
-    const b = desiredAgentObjects(
+  it('instructions and model name are not part of the Deployment (the agent reads them from the registry)', async () => {
+    const a = await desiredAgentObjects(tenant());
+    const b = await desiredAgentObjects(
       tenant({
         agent: { replicas: 2, model: { provider: 'builtin', name: 'other' }, instructions: 'Be brief.' },
       }),
@@ -94,8 +99,8 @@ describe('desiredAgentObjects', () => {
     );
   });
 
-  it('mounts the credentials, sets the checksum, and opens configured backend egress', () => {
-    const objs = desiredAgentObjects(
+  it('mounts the credentials, sets the checksum, and opens configured backend egress', async () => {
+    const objs = await desiredAgentObjects(
       tenant(),
       { agentEgress: { cidrs: ['10.20.0.0/16'], ports: [5432] } },
       {
@@ -257,4 +262,12 @@ it('dedicatedAgentRefs lists every object a dedicated agent leaves behind (and t
     'Secret/simptu-agent-twilio-credentials',
     'Secret/simptu-agent-meta-credentials',
   ]);
+});
+
+it('names the objects as the cdk8s TenantAgent construct does (kept here so cdk8s loads lazily)', async () => {
+  const cdk8s = await import('@simptu/cdk8s');
+  expect(AGENT_OBJECT_NAME).toBe(cdk8s.AGENT_OBJECT_NAME);
+  expect(AGENT_CONFIGMAP_NAME).toBe(cdk8s.AGENT_CONFIGMAP_NAME);
+  expect(AGENT_RUNTIME_SECRET).toBe(cdk8s.AGENT_RUNTIME_SECRET);
+  expect(AGENT_RUNTIME_KEYS).toEqual(cdk8s.AGENT_RUNTIME_KEYS);
 });

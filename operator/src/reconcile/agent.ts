@@ -27,16 +27,7 @@
  * environment (and `make dev`) has a kube-apiserver and kube-controller-manager without the
  * deployment controller, scheduler or kubelet, so pods never run there.
  */
-import {
-  synthTenantAgent,
-  AGENT_CONFIGMAP_NAME,
-  AGENT_OBJECT_NAME,
-  AGENT_RUNTIME_KEYS,
-  AGENT_RUNTIME_SECRET,
-  type TenantAgentBackendEgress,
-  type TenantAgentCredentials,
-  type TenantAgentResources,
-} from '@simptu/cdk8s';
+import type { TenantAgentBackendEgress, TenantAgentCredentials, TenantAgentResources } from '@simptu/cdk8s';
 import { PLATFORM_NAMESPACE, TENANT_LABEL, tenantLabels, tenantNamespace } from '@simptu/common';
 import type { Tenant } from '../api/types.ts';
 import { kekFromSecretData } from '../kek.ts';
@@ -53,7 +44,19 @@ import {
   type ObjectRef,
 } from './namespace.ts';
 
-export { AGENT_RUNTIME_SECRET, AGENT_RUNTIME_KEYS };
+// The names a dedicated agent's objects have, as the cdk8s `TenantAgent` construct gives them
+// (agent.test.ts checks they are @simptu/cdk8s's). Kept here so that an operator whose tenants
+// all use the pooled agent never loads cdk8s and cdk8s-plus (jsii, ~13 MB of RSS): the construct
+// is imported on the first dedicated reconcile (`desiredAgentObjects`).
+export const AGENT_OBJECT_NAME = 'simptu-agent';
+export const AGENT_CONFIGMAP_NAME = 'simptu-agent-config';
+export const AGENT_RUNTIME_SECRET = 'simptu-agent-runtime';
+export const AGENT_RUNTIME_KEYS = {
+  databaseUrl: 'database-url',
+  redisUrl: 'redis-url',
+  kafkaBrokers: 'kafka-brokers',
+  kekBase64: 'kek-base64',
+} as const;
 
 export type AgentReadiness = 'rollout' | 'applied';
 
@@ -130,12 +133,13 @@ export function desiredAgentReplicas(tenant: Tenant): number {
  * Pure. The Secrets are not included: their content is read from the cluster (see
  * `runtimeSecret`, `mirroredSecret`); `secrets` says what to mount and the digest.
  */
-export function desiredAgentObjects(
+export async function desiredAgentObjects(
   tenant: Tenant,
   opts: AgentOptions = {},
   secrets: AgentSecretsInfo = { credentials: [] },
-): KubeObject[] {
+): Promise<KubeObject[]> {
   const name = tenant.metadata.name;
+  const { synthTenantAgent } = await import('@simptu/cdk8s');
   const objs = synthTenantAgent({
     tenant: name,
     namespace: tenantNamespace(name),
@@ -294,15 +298,56 @@ export function rolloutComplete(deployment: KubeObject, desired: number): { done
   return { done: true, message: `${available} of ${desired} replicas available` };
 }
 
+/**
+ * AgentReady reasons after which no dedicated object can have been written: the agent step
+ * never ran (`Pending`, `WaitingForDependencies`) or ran for a shared agent (`PooledAgent`).
+ */
+const NEVER_DEDICATED_REASONS: ReadonlySet<string | undefined> = new Set([
+  undefined,
+  'Pending',
+  'WaitingForDependencies',
+  'PooledAgent',
+]);
+
+/**
+ * The dedicated objects to look for when the agent is shared (or the tenant is being deleted).
+ *
+ * The Secrets are read from the API server (there is no Secret informer), the other objects
+ * from the informer caches. `deleteLeftovers` deletes the Secrets before the other objects, so
+ * while a Secret of ours may remain, one of the cached objects remains too — unless the objects
+ * were never all written. Hence the Secrets are skipped, saving their GETs on every reconcile of
+ * a shared tenant, when none of the cached objects exists AND the tenant's status records no
+ * agent outcome other than shared (a dedicated pass that applied Secrets and then failed, say,
+ * records a dedicated or blocked reason). What remains unseen is a dedicated pass whose outcome
+ * never reached the status, followed by a switch to shared that the CRD forbids; the Secrets
+ * then go with the namespace when the tenant is deleted.
+ */
+async function leftoverRefs(tenant: Tenant, deps: Pick<AgentDeps, 'kube'>): Promise<ObjectRef[]> {
+  const all = dedicatedAgentRefs(tenant.metadata.name);
+  const cached = all.filter((r) => r.kind !== 'Secret');
+  const reason = tenant.status?.conditions?.find((c) => c.type === 'AgentReady')?.reason;
+  if (!NEVER_DEDICATED_REASONS.has(reason)) return all;
+  for (const ref of cached) {
+    const live = await deps.kube.get(ref);
+    if (live?.metadata.labels?.[TENANT_LABEL] === tenant.metadata.name) return all;
+  }
+  return cached;
+}
+
+/**
+ * Deletes what remains of a dedicated agent among `refs`: only what we created (our tenant
+ * label), never an admin's object that happens to share a name. Secrets first, the Deployment
+ * last (see `leftoverRefs`).
+ */
 async function deleteLeftovers(
   tenant: Tenant,
   deps: Pick<AgentDeps, 'kube' | 'writes'>,
   refs: readonly ObjectRef[] = dedicatedAgentRefs(tenant.metadata.name),
 ): Promise<string[]> {
   const deleted: string[] = [];
-  for (const ref of refs) {
+  const rank = (r: ObjectRef) => DELETE_ORDER.indexOf(r.kind);
+  for (const ref of [...refs].sort((a, b) => rank(a) - rank(b))) {
     const live = await deps.kube.get(ref);
-    // Only what we created (our tenant label); never an admin's object that happens to share a name.
     if (
       !live ||
       live.metadata.deletionTimestamp ||
@@ -316,6 +361,9 @@ async function deleteLeftovers(
   }
   return deleted;
 }
+
+/** Deletion order of a dedicated agent's objects (Array.sort is stable: equal kinds keep their order). */
+const DELETE_ORDER = ['Secret', 'ConfigMap', 'NetworkPolicy', 'Service', 'Deployment'];
 
 type Read<T> = { ok: true; value: T } | { ok: false; step: StepResult };
 
@@ -411,7 +459,7 @@ async function readCredentials(
 async function reconcileAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResult> {
   try {
     if (tenant.spec.isolation.agent === 'shared') {
-      const deleted = await deleteLeftovers(tenant, deps);
+      const deleted = await deleteLeftovers(tenant, deps, await leftoverRefs(tenant, deps));
       return {
         kind: 'ready',
         reason: 'PooledAgent',
@@ -427,10 +475,10 @@ async function reconcileAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResu
     // Secrets first: the pods of a new Deployment find them in place.
     const objs: KubeObject[] = [
       ...secrets,
-      ...desiredAgentObjects(tenant, deps, {
+      ...(await desiredAgentObjects(tenant, deps, {
         credentials: credentials.value.mounts,
         checksum: secretsChecksum(secrets),
-      }),
+      })),
     ];
 
     const out = await applyObjects(objs, deps, BACKEND);
@@ -488,7 +536,7 @@ async function reconcileAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResu
 
 async function finalizeAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResult> {
   try {
-    const deleted = await deleteLeftovers(tenant, deps);
+    const deleted = await deleteLeftovers(tenant, deps, await leftoverRefs(tenant, deps));
     // No need to wait: the namespace finalizer waits for the namespace, which holds all of them.
     return {
       kind: 'ready',

@@ -18,7 +18,6 @@
  * with their namespace.
  */
 import { createHash } from 'node:crypto';
-import { ApiException, type KubeConfig } from '@kubernetes/client-node';
 import {
   FIELD_MANAGER,
   PLATFORM_NAMESPACE,
@@ -28,6 +27,8 @@ import {
 } from '@simptu/common';
 import type { Tenant } from '../api/types.ts';
 import { kubeRequest, resourcePath } from '../controller/client.ts';
+import { statusCode } from '../controller/errors.ts';
+import type { KubeAccess } from '../controller/kubeconfig.ts';
 import type { BackendReconciler, StepResult, WriteCounter } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -84,12 +85,6 @@ export function describeRef(ref: ObjectRef): string {
   return `${ref.kind} ${ref.namespace ? `${ref.namespace}/` : ''}${ref.name}`;
 }
 
-function statusCode(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
 /** Plural resource names of the kinds the tenant reconcilers manage (no discovery round trip). */
 const PLURALS: Readonly<Record<string, string>> = {
   Namespace: 'namespaces',
@@ -119,7 +114,7 @@ export function objectPath(ref: ObjectRef): string {
  * turns "allow only from the platform namespace" into "allow from everywhere".
  * @see https://kubernetes.io/docs/reference/using-api/server-side-apply/
  */
-export function kubeObjectClient(kc: KubeConfig, fieldManager: string = FIELD_MANAGER): ObjectClient {
+export function kubeObjectClient(kc: KubeAccess, fieldManager: string = FIELD_MANAGER): ObjectClient {
   return {
     async get(ref) {
       try {

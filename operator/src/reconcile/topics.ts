@@ -110,17 +110,49 @@ export interface TopicsDeps {
 const BACKEND = 'topics';
 const WRITE_KEY = 'kafka';
 
-/** Reads partitions and dynamic overrides of the given topics (only those that exist). */
+/**
+ * Partition counts of those of `topics` that exist, asking for these topics only (the admin
+ * client never auto-creates topics) — for topics expected to exist: a missing one fails the
+ * whole request (and kafkajs logs an error), so then each is asked for alone.
+ */
+export async function existingTopics(admin: Admin, topics: readonly string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  if (topics.length === 0) return out; // no topics = every topic, to the Metadata API
+  const fetch = async (names: string[]): Promise<boolean> => {
+    try {
+      const meta = await admin.fetchTopicMetadata({ topics: names });
+      for (const t of meta.topics) out.set(t.name, t.partitions.length);
+      return true;
+    } catch (err) {
+      if (kafkaErrorType(err) === 'UNKNOWN_TOPIC_OR_PARTITION') return false;
+      throw err;
+    }
+  };
+  if (await fetch([...topics])) return out;
+  for (const t of topics) await fetch([t]);
+  return out;
+}
+
+/**
+ * Reads partitions and dynamic overrides of the given topics (only those that exist).
+ * `expectExisting`: the tenant's status already lists them (they were created), so they are
+ * looked up by name; otherwise (a new tenant) every topic of the cluster is listed — looking up
+ * names that don't exist yet would have kafkajs log an error per topic. Listing is work and
+ * garbage growing with the tenant count (three topics each), hence only then.
+ */
 export async function observeTopics(
   admin: Admin,
   topics: readonly string[],
+  opts: { expectExisting?: boolean } = {},
 ): Promise<Map<string, ObservedTopic>> {
-  const existing = new Set(await admin.listTopics());
-  const present = topics.filter((t) => existing.has(t));
-  const out = new Map<string, ObservedTopic>(topics.map((t) => [t, { topic: t }]));
+  const partitions = opts.expectExisting
+    ? await existingTopics(admin, topics)
+    : await listedTopics(admin, topics);
+  const present = topics.filter((t) => partitions.has(t));
+  const out = new Map<string, ObservedTopic>(
+    topics.map((t) => [t, partitions.has(t) ? { topic: t, partitions: partitions.get(t) } : { topic: t }]),
+  );
   if (present.length === 0) return out;
-  const meta = await admin.fetchTopicMetadata({ topics: present });
-  for (const t of meta.topics) out.set(t.name, { topic: t.name, partitions: t.partitions.length });
   const described: DescribeConfigResponse = await admin.describeConfigs({
     resources: present.map((name) => ({ type: TOPIC_RESOURCE, name })),
     includeSynonyms: false,
@@ -139,6 +171,14 @@ export async function observeTopics(
     if (prev) out.set(r.resourceName, { ...prev, overrides });
   }
   return out;
+}
+
+/** `existingTopics` by listing every topic of the cluster (for names that may not exist). */
+async function listedTopics(admin: Admin, topics: readonly string[]): Promise<Map<string, number>> {
+  const listed = new Set(await admin.listTopics());
+  const present = topics.filter((t) => listed.has(t));
+  if (present.length === 0) return new Map();
+  return existingTopics(admin, present);
 }
 
 function kafkaErrorType(err: unknown): string | undefined {
@@ -200,10 +240,11 @@ async function reconcileTopics(tenant: Tenant, deps: TopicsDeps): Promise<StepRe
   const desired = desiredTopics(tenant);
   const status = { topics: desired.map((d) => d.topic) };
   try {
-    const observed = await observeTopics(
-      deps.admin,
-      desired.map((d) => d.topic),
-    );
+    const names = desired.map((d) => d.topic);
+    const known = tenant.status?.topics ?? [];
+    const observed = await observeTopics(deps.admin, names, {
+      expectExisting: names.every((n) => known.includes(n)),
+    });
     const plan = planTopics(desired, observed);
     await createTopics(
       plan.actions.filter((a) => a.kind === 'create'),
@@ -242,6 +283,7 @@ async function finalizeTopics(tenant: Tenant, deps: TopicsDeps): Promise<StepRes
     return { kind: 'ready', reason: 'TopicsRetained', message: 'deletionPolicy Retain: topics kept' };
   }
   try {
+    // Listed: after the first pass the topics are gone, and later passes must not log errors.
     const wanted = new Set(Object.values(tenantTopics(tenant.metadata.name)));
     const present = (await deps.admin.listTopics()).filter((t) => wanted.has(t));
     if (present.length > 0) {

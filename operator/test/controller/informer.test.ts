@@ -1,6 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
-import { Informer, objectKey, watchError } from '../../src/controller/informer.ts';
+import {
+  Informer,
+  LAST_APPLIED_ANNOTATION,
+  objectKey,
+  slimObject,
+  watchError,
+} from '../../src/controller/informer.ts';
 import { kubeWatch, type WatchEvent } from '../../src/controller/client.ts';
 import { isGone } from '../../src/controller/errors.ts';
 import { serverSideApply } from '../../src/controller/apply.ts';
@@ -100,6 +106,68 @@ describe('Informer (real kube-apiserver)', () => {
     );
     expect('managedFields' in (updated.metadata ?? {})).toBe(false);
     expect(Object.isFrozen(updated.metadata)).toBe(true);
+  });
+
+  it('metadataOnly and transform cache only what readers use, from the list and the watch alike', async () => {
+    const hash = 'simptu.io/spec-hash';
+    const put = (h: string) =>
+      serverSideApply(
+        kc,
+        {
+          ...cm(`slim-${run}`, { big: 'x'.repeat(4096) }),
+          metadata: {
+            name: `slim-${run}`,
+            namespace: NS,
+            labels: { [LABEL]: run },
+            annotations: { [hash]: h, [LAST_APPLIED_ANNOTATION]: JSON.stringify({ data: { big: 'x' } }) },
+          },
+        },
+        { fieldManager: 'informer-test' },
+      );
+    await put('h1');
+    const ref = { apiVersion: 'v1', plural: 'configmaps', namespace: NS, labelSelector: `${LABEL}=${run}` };
+    const metaOnly = new Informer(kc, { ...ref, kind: 'ConfigMap', metadataOnly: true });
+    const slim = new Informer(kc, { ...ref, transform: slimObject() });
+    informers.push(metaOnly, slim);
+    const deleted: string[] = [];
+    for (const inf of [metaOnly, slim]) {
+      inf.addHandler({ onDelete: (o) => deleted.push(`${o.kind} ${o.metadata?.name}`) });
+      inf.start();
+      await inf.waitForSync();
+    }
+    const key = `${NS}/slim-${run}`;
+    const check = (obj: Record<string, unknown> | undefined, h: string) => {
+      expect(obj).toMatchObject({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name: `slim-${run}`,
+          namespace: NS,
+          labels: { [LABEL]: run },
+          annotations: { [hash]: h },
+        },
+      });
+      expect(Object.keys(obj!).sort()).toEqual(['apiVersion', 'kind', 'metadata']); // no data
+      expect((obj!.metadata as { resourceVersion?: string }).resourceVersion).toBeTruthy();
+      expect('managedFields' in (obj!.metadata as object)).toBe(false);
+      expect(Object.isFrozen(obj)).toBe(true);
+    };
+    check(metaOnly.get(key) as unknown as Record<string, unknown>, 'h1');
+    check(slim.get(key) as unknown as Record<string, unknown>, 'h1');
+    // the transform drops kubectl's copy; metadata-only reads keep annotations as they are
+    expect(slim.get(key)?.metadata?.annotations?.[LAST_APPLIED_ANNOTATION]).toBeUndefined();
+    expect(metaOnly.get(key)?.metadata?.annotations?.[LAST_APPLIED_ANNOTATION]).toBeDefined();
+
+    await put('h2');
+    for (const inf of [metaOnly, slim]) {
+      const updated = await eventually(() =>
+        inf.get(key)?.metadata?.annotations?.[hash] === 'h2' ? inf.get(key) : undefined,
+      );
+      check(updated as unknown as Record<string, unknown>, 'h2');
+    }
+    await core.deleteNamespacedConfigMap({ namespace: NS, name: `slim-${run}` });
+    await eventually(() => !metaOnly.get(key) && !slim.get(key), 10_000, 'delete');
+    expect(deleted).toEqual([`ConfigMap slim-${run}`, `ConfigMap slim-${run}`]);
   });
 
   it('resumes a watch the server closed (timeoutSeconds) without losing events', async () => {

@@ -349,4 +349,90 @@ describe('agent reconciler (real kube-apiserver)', () => {
     for (const ref of dedicatedAgentRefs(t.metadata.name))
       expect(await kube.get(ref), `${ref.kind} ${ref.name}`).toBeUndefined();
   });
+
+  it('shared: switching from dedicated deletes the Secrets first and the Deployment last', async () => {
+    const t = tenant();
+    await withNamespace(t);
+    const d = deps();
+    expect((await agentReconciler.reconcile(t, d)).kind).toBe('ready');
+    const rec = recording(kube);
+    const shared: Tenant = { ...t, spec: { ...t.spec, isolation: { database: 'shared', agent: 'shared' } } };
+    expect(await agentReconciler.reconcile(shared, { ...d, kube: rec.client })).toMatchObject({
+      kind: 'ready',
+      reason: 'PooledAgent',
+    });
+    // A crash half-way leaves a Deployment (cached by the operator) as long as a Secret may remain.
+    expect(rec.deletes.map((r) => r.kind)).toEqual(['Secret', 'NetworkPolicy', 'Service', 'Deployment']);
+  });
+
+  it('shared: no Secret GET while no dedicated object exists and the status records none; checked otherwise', async () => {
+    const t: Tenant = { ...tenant('shared'), status: { conditions: [] } };
+    const ns = await withNamespace(t);
+    const rec = recording(kube);
+    const d = deps({ kube: rec.client });
+    expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'ready', reason: 'PooledAgent' });
+    expect(rec.gets.filter((r) => r.kind === 'Secret')).toEqual([]);
+    expect(rec.gets.map((r) => r.kind)).toContain('Deployment');
+    expect(await agentReconciler.finalize(t, d)).toMatchObject({ kind: 'ready', reason: 'AgentDeleted' });
+    expect(rec.gets.filter((r) => r.kind === 'Secret')).toEqual([]);
+
+    // A runtime Secret of ours without the other objects: what a dedicated pass leaves when it fails
+    // between the Secrets and the Deployment. Its outcome is in the status, so the Secrets are checked.
+    const orphan = async () =>
+      kube.apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: AGENT_RUNTIME_SECRET, namespace: ns, labels: { [TENANT_LABEL]: t.metadata.name } },
+        type: 'Opaque',
+        data: { x: b64('y') },
+      });
+    const condition = (reason: string) => ({
+      type: 'AgentReady',
+      status: 'Unknown' as const,
+      reason,
+      message: '',
+      observedGeneration: 1,
+      lastTransitionTime: new Date().toISOString(),
+    });
+    await orphan();
+    const failed: Tenant = { ...t, status: { conditions: [condition('AgentApplyFailed')] } };
+    expect(await agentReconciler.reconcile(failed, d)).toMatchObject({
+      kind: 'ready',
+      message: expect.stringContaining(`Secret ${ns}/${AGENT_RUNTIME_SECRET}`),
+    });
+    expect(await kube.get(secretRef(AGENT_RUNTIME_SECRET, ns))).toBeUndefined();
+
+    // Recorded as shared, but a dedicated object of ours remains (a deletion cut short): checked too.
+    await orphan();
+    await kube.apply({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'simptu-agent', namespace: ns, labels: { [TENANT_LABEL]: t.metadata.name } },
+      spec: { ports: [{ port: 80 }] },
+    });
+    const pooled: Tenant = { ...t, status: { conditions: [condition('PooledAgent')] } };
+    expect(await agentReconciler.reconcile(pooled, d)).toMatchObject({
+      kind: 'ready',
+      reason: 'PooledAgent',
+    });
+    expect(await kube.get(secretRef(AGENT_RUNTIME_SECRET, ns))).toBeUndefined();
+    expect(await kube.get({ apiVersion: 'v1', kind: 'Service', name: 'simptu-agent', namespace: ns })).toBe(
+      undefined,
+    );
+  });
 });
+
+/** The real client, recording what was asked of it. */
+function recording(base: ObjectClient): { client: ObjectClient; gets: ObjectRef[]; deletes: ObjectRef[] } {
+  const gets: ObjectRef[] = [];
+  const deletes: ObjectRef[] = [];
+  return {
+    gets,
+    deletes,
+    client: {
+      get: (ref) => (gets.push(ref), base.get(ref)),
+      apply: (obj) => base.apply(obj),
+      delete: (ref) => (deletes.push(ref), base.delete(ref)),
+    },
+  };
+}

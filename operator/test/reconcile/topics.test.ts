@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import kafkajs, { type Admin } from 'kafkajs';
 import { PLATFORM_TOPIC, tenantTopics } from '@simptu/common';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { API_VERSION, KIND, type Tenant } from '../../src/api/types.ts';
 import {
   ensurePlatformTopic,
+  existingTopics,
   observeTopics,
   topicsReconciler,
   type TopicsDeps,
@@ -162,6 +163,32 @@ describe('topics reconciler (real Kafka)', () => {
     expect(writes.counts.kafka).toBe(10);
     observed = await observeTopics(admin, names);
     for (const n of names) expect(observed.get(n)!.partitions).toBe(4);
+  });
+
+  it('once created, asks for its own topics only (no listing of the cluster); recreates a deleted one', async () => {
+    const fresh = tenant(1, 1);
+    const names = Object.values(tenantTopics(fresh.metadata.name));
+    made.push(...names);
+    const writes = counter();
+    const deps: TopicsDeps = { admin, writes, replicationFactor: 1 };
+    const created = await topicsReconciler.reconcile(fresh, deps);
+    expect(created).toMatchObject({ kind: 'ready', status: { topics: names } });
+    // what the operator's next pass sees: the status the first one wrote
+    const t: Tenant = { ...fresh, status: { topics: names } };
+    expect([...(await existingTopics(admin, names)).keys()].sort()).toEqual([...names].sort());
+
+    await admin.deleteTopics({ topics: [names[1]!] });
+    await waitFor(async () => !(await existingTopics(admin, names)).has(names[1]!), 15_000, 'the delete');
+    expect([...(await existingTopics(admin, names)).keys()].sort()).toEqual([names[0], names[2]].sort());
+    const listed = vi.spyOn(admin, 'listTopics');
+    try {
+      expect(await topicsReconciler.reconcile(t, deps)).toMatchObject({ kind: 'ready' });
+      expect(writes.counts.kafka).toBe(4); // only the missing one was created
+      expect(listed).not.toHaveBeenCalled();
+    } finally {
+      listed.mockRestore();
+    }
+    await waitFor(async () => (await existingTopics(admin, names)).size === 3, 15_000, 'the re-create');
   });
 
   it('finalize: Retain keeps the topics, Delete deletes them (idempotently)', async () => {
