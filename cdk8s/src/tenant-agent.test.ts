@@ -134,6 +134,13 @@ describe('TenantAgent', () => {
         { name: 'SIMPTU_AGENT_SECRETS_DIR', value: AGENT_SECRETS_DIR },
       ]),
     );
+    // The SMTP URL is optional: the platform may have no `simptu-smtp` Secret.
+    expect(c.env).toContainEqual({
+      name: 'SIMPTU_AGENT_CHANNELS_SMTP_URL',
+      valueFrom: {
+        secretKeyRef: { name: AGENT_RUNTIME_SECRET, key: AGENT_RUNTIME_KEYS.smtpUrl, optional: true },
+      },
+    });
     expect(c.envFrom).toBeUndefined();
     expect(c.volumeMounts).toEqual([
       { name: 'tmp', mountPath: '/tmp' },
@@ -166,15 +173,23 @@ describe('TenantAgent', () => {
       [AGENT_RUNTIME_KEYS.redisUrl]: 'redis://redis:6379',
       [AGENT_RUNTIME_KEYS.kafkaBrokers]: 'k1:9092,k2:9092',
       [AGENT_RUNTIME_KEYS.kekBase64]: Buffer.alloc(32, 7).toString('base64'),
+      [AGENT_RUNTIME_KEYS.smtpUrl]: 'smtps://mailer:pw@smtp.example.com:465',
     };
-    const env: Record<string, string> = {};
-    for (const e of container(d).env as Obj[]) {
-      if (e.value !== undefined) env[e.name] = e.value;
-      else {
-        expect(e.valueFrom.secretKeyRef.name).toBe(AGENT_RUNTIME_SECRET);
-        env[e.name] = runtime[e.valueFrom.secretKeyRef.key] ?? `missing ${e.valueFrom.secretKeyRef.key}`;
+    // As the kubelet resolves the refs: a missing optional key leaves the variable unset.
+    const resolveEnv = (values: Record<string, string>): Record<string, string> => {
+      const env: Record<string, string> = {};
+      for (const e of container(d).env as Obj[]) {
+        if (e.value !== undefined) env[e.name] = e.value;
+        else {
+          const { name, key, optional } = e.valueFrom.secretKeyRef;
+          expect(name).toBe(AGENT_RUNTIME_SECRET);
+          if (values[key] !== undefined) env[e.name] = values[key];
+          else if (!optional) env[e.name] = `missing ${key}`;
+        }
       }
-    }
+      return env;
+    };
+    const env = resolveEnv(runtime);
     // cdk8s/tsconfig.json does not reference services/agent: loaded by path, typed here.
     const configPath = '../../services/agent/src/config.ts';
     const secretsPath = '../../services/agent/src/secrets.ts';
@@ -189,6 +204,7 @@ describe('TenantAgent', () => {
         kek: string;
         metricsPort: number;
         secrets: { dir?: string };
+        channels: { smtpUrl?: string };
       };
     };
     const config = loadAgentConfig(env);
@@ -201,7 +217,11 @@ describe('TenantAgent', () => {
       kafkaBrokers: ['k1:9092', 'k2:9092'],
       kek: runtime[AGENT_RUNTIME_KEYS.kekBase64],
       metricsPort: 8090,
+      channels: { smtpUrl: runtime[AGENT_RUNTIME_KEYS.smtpUrl] },
     });
+    // Without `smtp-url` the agent still starts, sending no e-mail.
+    const { [AGENT_RUNTIME_KEYS.smtpUrl]: _smtp, ...noSmtp } = runtime;
+    expect(loadAgentConfig(resolveEnv(noSmtp)).channels.smtpUrl).toBeUndefined();
     // The probes hit the port the agent serves health on.
     expect(container(d).ports[0].containerPort).toBe(config.metricsPort);
 
@@ -232,7 +252,7 @@ describe('TenantAgent', () => {
     expect(names.filter((n) => !n.startsWith('SIMPTU_AGENT_'))).toEqual(['TMPDIR']);
   });
 
-  it('NetworkPolicy: ingress only from the platform namespace, egress to it and DNS', () => {
+  it('NetworkPolicy: ingress only from the platform namespace, egress to it, DNS and SMTP', () => {
     const { byKind } = synth({ tenant: 'smile-dental', platformNamespace: 'plat' });
     const np = byKind('NetworkPolicy');
     const platform = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'plat' } } };
@@ -248,7 +268,35 @@ describe('TenantAgent', () => {
           { protocol: 'TCP', port: 53 },
         ],
       },
+      {
+        to: [
+          {
+            ipBlock: {
+              cidr: '0.0.0.0/0',
+              except: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16'],
+            },
+          },
+        ],
+        ports: [
+          { protocol: 'TCP', port: 587 },
+          { protocol: 'TCP', port: 465 },
+        ],
+      },
     ]);
+  });
+
+  it('SMTP egress ports are configurable, and [] opens none', () => {
+    const custom = synth({ tenant: 'smile-dental', smtpEgressPorts: [2525] }).byKind('NetworkPolicy');
+    expect(custom.spec.egress).toHaveLength(3);
+    expect(custom.spec.egress[2].ports).toEqual([{ protocol: 'TCP', port: 2525 }]);
+    expect(custom.spec.egress[2].to[0].ipBlock.except).toContain('192.168.0.0/16');
+    const none = synth({ tenant: 'smile-dental', smtpEgressPorts: [] }).byKind('NetworkPolicy');
+    expect(none.spec.egress).toHaveLength(2);
+    expect(JSON.stringify(none.spec.egress)).not.toContain('0.0.0.0/0');
+    // Independent of the model provider: a hosted one adds HTTPS beside it.
+    const hosted = synth({ tenant: 'smile-dental', model: { provider: 'openai' } }).byKind('NetworkPolicy');
+    expect(hosted.spec.egress.map((r: Obj) => r.ports?.map((p: Obj) => p.port))).toContainEqual([587, 465]);
+    expect(hosted.spec.egress.map((r: Obj) => r.ports?.map((p: Obj) => p.port))).toContainEqual([443]);
   });
 
   it('opens egress to external backends by CIDR on the backend ports (PostgreSQL, Redis, Kafka by default)', () => {
@@ -256,7 +304,7 @@ describe('TenantAgent', () => {
       tenant: 'smile-dental',
       backendEgress: { cidrs: ['10.20.0.0/16', '192.168.7.10/32'] },
     }).byKind('NetworkPolicy');
-    expect(np.spec.egress).toHaveLength(3);
+    expect(np.spec.egress).toHaveLength(4); // + SMTP
     expect(np.spec.egress[2]).toEqual({
       to: [{ ipBlock: { cidr: '10.20.0.0/16' } }, { ipBlock: { cidr: '192.168.7.10/32' } }],
       ports: [
@@ -276,14 +324,14 @@ describe('TenantAgent', () => {
     // no CIDRs: no rule
     expect(
       synth({ tenant: 'smile-dental', backendEgress: { cidrs: [] } }).byKind('NetworkPolicy').spec.egress,
-    ).toHaveLength(2);
+    ).toHaveLength(3);
   });
 
   it('opens HTTPS egress to public addresses for hosted model providers only', () => {
     const hosted = synth({ tenant: 'smile-dental', model: { provider: 'anthropic' } }).byKind(
       'NetworkPolicy',
     );
-    expect(hosted.spec.egress).toHaveLength(3);
+    expect(hosted.spec.egress).toHaveLength(4); // + SMTP
     expect(hosted.spec.egress[2].ports).toEqual([{ protocol: 'TCP', port: 443 }]);
     expect(hosted.spec.egress[2].to[0].ipBlock.except).toContain('10.0.0.0/8');
     const off = synth({
@@ -291,7 +339,8 @@ describe('TenantAgent', () => {
       model: { provider: 'anthropic' },
       allowModelEgress: false,
     }).byKind('NetworkPolicy');
-    expect(off.spec.egress).toHaveLength(2);
+    expect(off.spec.egress).toHaveLength(3);
+    expect(off.spec.egress[2].ports.map((p: Obj) => p.port)).toEqual([587, 465]);
   });
 
   it.each([
@@ -323,6 +372,8 @@ describe('TenantAgent', () => {
     [{ tenant: 'okay-name', backendEgress: { cidrs: ['300.0.0.0/8'] } }, /cidrs/],
     [{ tenant: 'okay-name', backendEgress: { cidrs: ['10.0.0.0/8'], ports: [] } }, /ports/],
     [{ tenant: 'okay-name', backendEgress: { cidrs: ['10.0.0.0/8'], ports: [70000] } }, /ports/],
+    [{ tenant: 'okay-name', smtpEgressPorts: [0] }, /smtpEgressPorts/],
+    [{ tenant: 'okay-name', smtpEgressPorts: [587.5] }, /smtpEgressPorts/],
     [{ tenant: 'okay-name', resources: { limits: { memory: 'lots' } } }, /resources\.limits\.memory/],
   ])('rejects invalid props %j', (props, message) => {
     expect(() => new TenantAgent(Testing.chart(), 'agent', props as TenantAgentProps)).toThrow(message);

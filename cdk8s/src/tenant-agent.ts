@@ -8,7 +8,9 @@
  * (`services/agent/src/config.ts`, unknown `SIMPTU_AGENT_*` names are refused): mode
  * `dedicated`, the tenant, a consumer group of its own, the metrics/probe port, and the
  * backends from the runtime Secret (`AGENT_RUNTIME_KEYS`) the operator writes into the tenant
- * namespace — a pod can only read Secrets of its own namespace. Everything else about the tenant
+ * namespace — a pod can only read Secrets of its own namespace — plus, optionally, the SMTP URL
+ * of e-mail replies from the same Secret (`smtp-url`, absent when the platform has none). The
+ * NetworkPolicy allows SMTP submission (587, 465) to public addresses. Everything else about the tenant
  * (model provider and name, instructions, tools, channels) the agent reads from the registry at
  * run time, so it is not part of the Deployment. Credentials Secrets (model, Twilio, Meta) are
  * mounted at `/etc/simptu/secrets/<name the tenant spec uses>/<key>`, where the agent's
@@ -51,11 +53,15 @@ export const AGENT_RUNTIME_KEYS = {
   kafkaBrokers: 'kafka-brokers',
   /** the 256-bit KEK of the `local` KMS as base64 text */
   kekBase64: 'kek-base64',
+  /** the SMTP URL of e-mail replies; optional: absent when the platform has no `simptu-smtp` Secret */
+  smtpUrl: 'smtp-url',
 } as const;
 /** Pod template annotation carrying `secretsChecksum`: a changed Secret rolls the pods. */
 export const AGENT_SECRETS_CHECKSUM_ANNOTATION = 'simptu.io/secrets-sha256';
 /** Ports allowed to `backendEgress.cidrs` by default: PostgreSQL, Redis, Kafka. */
 export const AGENT_DEFAULT_BACKEND_PORTS: readonly number[] = [5432, 6379, 9092];
+/** SMTP submission ports allowed to public addresses by default: 587 (STARTTLS), 465 (implicit TLS). */
+export const AGENT_DEFAULT_SMTP_PORTS: readonly number[] = [587, 465];
 export const AGENT_MAX_REPLICAS = 50;
 
 export type TenantAgentModelProvider = 'builtin' | 'bedrock' | 'openai' | 'anthropic';
@@ -132,6 +138,12 @@ export interface TenantAgentProps {
   readonly allowModelEgress?: boolean;
   /** Egress to backends outside the cluster. @default none (backends in the platform namespace) */
   readonly backendEgress?: TenantAgentBackendEgress;
+  /**
+   * TCP ports allowed to public addresses (not RFC 1918) for the SMTP server of e-mail replies
+   * (`smtp-url` of the runtime Secret); `[]` opens none. A relay on a private network needs
+   * `backendEgress` instead. @default [587, 465]
+   */
+  readonly smtpEgressPorts?: readonly number[];
   /** @default 'info' */
   readonly logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -194,6 +206,11 @@ export class TenantAgent extends Construct {
       fromRuntime('SIMPTU_AGENT_REDIS_URL', AGENT_RUNTIME_KEYS.redisUrl),
       fromRuntime('SIMPTU_AGENT_KAFKA_BROKERS', AGENT_RUNTIME_KEYS.kafkaBrokers),
       fromRuntime('SIMPTU_AGENT_KEK', AGENT_RUNTIME_KEYS.kekBase64),
+      // Optional: without the key the variable is unset and e-mail replies are recorded `failed`.
+      {
+        name: 'SIMPTU_AGENT_CHANNELS_SMTP_URL',
+        valueFrom: { secretKeyRef: { name: runtimeSecret, key: AGENT_RUNTIME_KEYS.smtpUrl, optional: true } },
+      },
       ...(credentials.length > 0 ? [{ name: 'SIMPTU_AGENT_SECRETS_DIR', value: AGENT_SECRETS_DIR }] : []),
       // The root filesystem is read-only; anything that needs scratch space uses /tmp.
       { name: 'TMPDIR', value: '/tmp' },
@@ -316,19 +333,18 @@ export class TenantAgent extends Construct {
         ports: (backend.ports ?? AGENT_DEFAULT_BACKEND_PORTS).map(tcp),
       });
     }
-    if (allowModelEgress) {
-      egress.push({
-        to: [
-          {
-            ipBlock: {
-              cidr: '0.0.0.0/0',
-              except: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16'],
-            },
-          },
-        ],
-        ports: [tcp(443)],
-      });
-    }
+    const publicAddresses: k8s.NetworkPolicyPeer[] = [
+      {
+        ipBlock: {
+          cidr: '0.0.0.0/0',
+          except: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16'],
+        },
+      },
+    ];
+    if (allowModelEgress) egress.push({ to: publicAddresses, ports: [tcp(443)] });
+    // SMTP submission of e-mail replies, whatever the model provider.
+    const smtpPorts = props.smtpEgressPorts ?? AGENT_DEFAULT_SMTP_PORTS;
+    if (smtpPorts.length > 0) egress.push({ to: publicAddresses, ports: smtpPorts.map(tcp) });
     this.networkPolicy = new k8s.KubeNetworkPolicy(this, 'network-policy', {
       metadata: meta(AGENT_OBJECT_NAME),
       spec: {
@@ -415,6 +431,9 @@ function validate(props: TenantAgentProps): void {
       if (!Number.isInteger(bp) || bp < 1 || bp > 65535)
         throw new RangeError(`TenantAgent: backendEgress.ports must be integers from 1 to 65535, got ${bp}`);
   }
+  for (const sp of props.smtpEgressPorts ?? [])
+    if (!Number.isInteger(sp) || sp < 1 || sp > 65535)
+      throw new RangeError(`TenantAgent: smtpEgressPorts must be integers from 1 to 65535, got ${sp}`);
   for (const kind of ['requests', 'limits'] as const) {
     for (const [res, q] of Object.entries(props.resources?.[kind] ?? {})) {
       if (q !== undefined && !QUANTITY_RE.test(q)) {

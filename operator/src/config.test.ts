@@ -49,7 +49,7 @@ describe('operator config', () => {
       databaseUrl: { name: 'simptu-database', key: 'app-url' },
       redisUrl: { name: 'simptu-redis', key: 'url' },
     });
-    expect(d.agent.egress).toEqual({ cidrs: [], ports: [5432, 6379, 9092] });
+    expect(d.agent.egress).toEqual({ cidrs: [], ports: [5432, 6379, 9092], smtpPorts: [587, 465] });
 
     const c = parseConfig(
       fromEnv({
@@ -60,6 +60,7 @@ describe('operator config', () => {
         SIMPTU_DEDICATED_AGENT_KAFKA_BROKERS: 'k1:9094, k2:9094',
         SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS: '10.20.0.0/16, 192.168.7.0/24',
         SIMPTU_DEDICATED_AGENT_EGRESS_PORTS: '5432,6380,9094',
+        SIMPTU_DEDICATED_AGENT_SMTP_EGRESS_PORTS: '2525',
       }),
     );
     expect(c.agent.runtime).toEqual({
@@ -67,7 +68,18 @@ describe('operator config', () => {
       redisUrl: { name: 'agent-redis', key: 'url' },
       kafkaBrokers: ['k1:9094', 'k2:9094'],
     });
-    expect(c.agent.egress).toEqual({ cidrs: ['10.20.0.0/16', '192.168.7.0/24'], ports: [5432, 6380, 9094] });
+    expect(c.agent.egress).toEqual({
+      cidrs: ['10.20.0.0/16', '192.168.7.0/24'],
+      ports: [5432, 6380, 9094],
+      smtpPorts: [2525],
+    });
+    // an empty value opens no SMTP port
+    expect(
+      parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_SMTP_EGRESS_PORTS: '' })).agent.egress.smtpPorts,
+    ).toEqual([]);
+    expect(() =>
+      parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_SMTP_EGRESS_PORTS: '587,x' })),
+    ).toThrow(/egress\/smtpPorts/);
     // an empty chart value means no CIDRs
     expect(
       parseConfig(fromEnv({ ...base, SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS: '' })).agent.egress.cidrs,

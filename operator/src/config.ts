@@ -81,6 +81,8 @@ export const OperatorConfigSchema = Type.Object(
               minItems: 1,
               default: [5432, 6379, 9092],
             }),
+            /** SMTP ports to public addresses, opened when the platform has an SMTP URL; [] = none */
+            smtpPorts: Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { default: [587, 465] }),
           },
           { additionalProperties: false, default: {} },
         ),
@@ -201,6 +203,13 @@ export function fromEnv(env: NodeJS.ProcessEnv): unknown {
             ? undefined
             : (list(env.SIMPTU_DEDICATED_AGENT_EGRESS_CIDRS) ?? []),
         ports: list(env.SIMPTU_DEDICATED_AGENT_EGRESS_PORTS)?.map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
+        // set but empty means none
+        smtpPorts:
+          env.SIMPTU_DEDICATED_AGENT_SMTP_EGRESS_PORTS === undefined
+            ? undefined
+            : (list(env.SIMPTU_DEDICATED_AGENT_SMTP_EGRESS_PORTS) ?? []).map((p) =>
+                /^\d+$/.test(p) ? Number(p) : p,
+              ),
       },
     },
     endpoints: {

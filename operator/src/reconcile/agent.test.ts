@@ -179,6 +179,20 @@ describe('runtimeSecret', () => {
     });
   });
 
+  it('adds smtp-url only when the platform has an SMTP URL', () => {
+    const base = {
+      databaseUrlB64: 'ZGI=',
+      redisUrlB64: 'cg==',
+      kafkaBrokers: ['k:9092'],
+      kek: Buffer.alloc(32, 1),
+    };
+    expect(runtimeSecret(tenant(), base).data).not.toHaveProperty(AGENT_RUNTIME_KEYS.smtpUrl);
+    const smtpB64 = Buffer.from('smtp://m:pw@mail.example:587').toString('base64');
+    expect(runtimeSecret(tenant(), { ...base, smtpUrlB64: smtpB64 }).data).toMatchObject({
+      [AGENT_RUNTIME_KEYS.smtpUrl]: smtpB64,
+    });
+  });
+
   it('secretsChecksum changes with any value and not with order', () => {
     const sec = (name: string, v: string): KubeObject => ({
       apiVersion: 'v1',

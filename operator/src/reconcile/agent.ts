@@ -8,7 +8,10 @@
  *                - `simptu-agent-runtime`: the agent's backends, composed from the platform's
  *                  own Secrets — the services' database URL, the Redis URL, the KEK (from the
  *                  very Secret the operator's KMS uses, so agent and operator cannot disagree
- *                  on it) — and the Kafka brokers from the operator configuration;
+ *                  on it) — and the Kafka brokers from the operator configuration; plus the
+ *                  SMTP URL of e-mail replies when the platform has one (`simptu-smtp`/`url`,
+ *                  optional: without it the agent runs and sends no e-mail, and the
+ *                  NetworkPolicy opens no SMTP egress);
  *                - mirrors of the credentials Secrets the spec references (model, Twilio,
  *                  Meta), mounted where the agent's `secrets.dir` looks them up by the name the
  *                  spec uses.
@@ -56,6 +59,7 @@ export const AGENT_RUNTIME_KEYS = {
   redisUrl: 'redis-url',
   kafkaBrokers: 'kafka-brokers',
   kekBase64: 'kek-base64',
+  smtpUrl: 'smtp-url',
 } as const;
 
 export type AgentReadiness = 'rollout' | 'applied';
@@ -83,6 +87,8 @@ export interface AgentRuntimeSources {
   redisUrl?: SecretKeyRef;
   /** the KMS's KEK Secret (`kek` raw or `kek-base64`, as kek.ts reads it) @default 'simptu-kek' */
   kekSecret?: string;
+  /** the SMTP URL of e-mail replies; optional (missing Secret or key: none) @default { name: 'simptu-smtp', key: 'url' } */
+  smtpUrl?: SecretKeyRef;
   /** bootstrap servers as the agent pods reach them */
   kafkaBrokers: string[];
 }
@@ -91,6 +97,7 @@ export const DEFAULT_RUNTIME_REFS = {
   databaseUrl: { name: 'simptu-database', key: 'app-url' },
   redisUrl: { name: 'simptu-redis', key: 'url' },
   kekSecret: 'simptu-kek',
+  smtpUrl: { name: 'simptu-smtp', key: 'url' },
 } as const;
 
 export interface AgentOptions {
@@ -102,6 +109,11 @@ export interface AgentOptions {
   agentResources?: TenantAgentResources;
   /** egress of dedicated agents to backends outside the cluster @default none */
   agentEgress?: TenantAgentBackendEgress;
+  /**
+   * SMTP ports dedicated agents may reach on public addresses, opened only for a runtime Secret
+   * with an SMTP URL; `[]` opens none. @default the TenantAgent default, [587, 465]
+   */
+  agentSmtpPorts?: readonly number[];
 }
 
 export interface AgentDeps extends AgentOptions {
@@ -119,6 +131,8 @@ export interface AgentSecretsInfo {
   credentials: TenantAgentCredentials[];
   /** digest of every Secret the pods read (`secretsChecksum`) */
   checksum?: string;
+  /** the runtime Secret has an SMTP URL: open SMTP egress @default false */
+  smtp?: boolean;
 }
 
 const BACKEND = 'agent';
@@ -151,6 +165,12 @@ export async function desiredAgentObjects(
     ...(opts.agentImage ? { image: opts.agentImage } : {}),
     ...(opts.agentResources ? { resources: opts.agentResources } : {}),
     ...(opts.agentEgress && opts.agentEgress.cidrs.length > 0 ? { backendEgress: opts.agentEgress } : {}),
+    // No SMTP URL, no e-mail sent: no reason to let the pods reach mail servers.
+    ...(!secrets.smtp
+      ? { smtpEgressPorts: [] }
+      : opts.agentSmtpPorts
+        ? { smtpEgressPorts: opts.agentSmtpPorts }
+        : {}),
     platformNamespace: opts.platformNamespace ?? PLATFORM_NAMESPACE,
   });
   return objs.map((o) => withSpecHash(o as unknown as KubeObject));
@@ -189,6 +209,8 @@ export interface RuntimeValues {
   redisUrlB64: string;
   kafkaBrokers: readonly string[];
   kek: Buffer;
+  /** base64 `data` of the optional SMTP URL; absent: no `smtp-url` key */
+  smtpUrlB64?: string;
 }
 
 /** The runtime Secret (keys `AGENT_RUNTIME_KEYS`). Pure. */
@@ -199,6 +221,7 @@ export function runtimeSecret(tenant: Tenant, v: RuntimeValues): KubeObject {
     [AGENT_RUNTIME_KEYS.redisUrl]: v.redisUrlB64,
     [AGENT_RUNTIME_KEYS.kafkaBrokers]: b64(v.kafkaBrokers.join(',')),
     [AGENT_RUNTIME_KEYS.kekBase64]: b64(v.kek.toString('base64')),
+    ...(v.smtpUrlB64 ? { [AGENT_RUNTIME_KEYS.smtpUrl]: v.smtpUrlB64 } : {}),
   });
 }
 
@@ -419,6 +442,10 @@ async function readRuntime(tenant: Tenant, deps: AgentDeps): Promise<Read<KubeOb
     );
   if (deps.runtime.kafkaBrokers.length === 0)
     return blocked('AgentRuntimeSecretInvalid', 'no Kafka brokers configured for dedicated agents');
+  // Optional: a platform without outgoing e-mail has no such Secret; not an error.
+  const smtpRef = deps.runtime.smtpUrl ?? DEFAULT_RUNTIME_REFS.smtpUrl;
+  const smtp = await deps.kube.get(ref(smtpRef.name));
+  const smtpUrlB64 = ((smtp?.data ?? {}) as Record<string, string>)[smtpRef.key];
   return {
     ok: true,
     value: runtimeSecret(tenant, {
@@ -426,6 +453,7 @@ async function readRuntime(tenant: Tenant, deps: AgentDeps): Promise<Read<KubeOb
       redisUrlB64: redis.value,
       kafkaBrokers: deps.runtime.kafkaBrokers,
       kek,
+      ...(smtpUrlB64 ? { smtpUrlB64 } : {}),
     }),
   };
 }
@@ -478,6 +506,7 @@ async function reconcileAgent(tenant: Tenant, deps: AgentDeps): Promise<StepResu
       ...(await desiredAgentObjects(tenant, deps, {
         credentials: credentials.value.mounts,
         checksum: secretsChecksum(secrets),
+        smtp: AGENT_RUNTIME_KEYS.smtpUrl in ((runtime.value.data ?? {}) as Record<string, string>),
       })),
     ];
 

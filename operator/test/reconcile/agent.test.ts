@@ -113,7 +113,11 @@ async function withNamespace(t: Tenant): Promise<string> {
 
 interface Container {
   image: string;
-  env: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string } } }>;
+  env: Array<{
+    name: string;
+    value?: string;
+    valueFrom?: { secretKeyRef: { name: string; key: string; optional?: boolean } };
+  }>;
   volumeMounts: Array<{ name: string; mountPath: string }>;
 }
 const deploymentRef = (ns: string): ObjectRef => ({
@@ -154,10 +158,11 @@ describe('agent reconciler (real kube-apiserver)', () => {
     expect(text(data[AGENT_RUNTIME_KEYS.kekBase64])).toBe(KEK.toString('base64'));
     const c = await container(ns);
     expect(c.image).toBe('simptu/agent:test');
-    for (const e of c.env.filter((x) => x.valueFrom))
+    // (the optional SMTP URL aside: this platform namespace has no `simptu-smtp`)
+    for (const e of c.env.filter((x) => x.valueFrom && !x.valueFrom.secretKeyRef.optional))
       expect(Object.keys(data), e.name).toContain(e.valueFrom!.secretKeyRef.key);
     expect(c.env.filter((x) => x.valueFrom).map((x) => x.valueFrom!.secretKeyRef.name)).toEqual(
-      Array(4).fill(AGENT_RUNTIME_SECRET),
+      Array(5).fill(AGENT_RUNTIME_SECRET),
     );
     expect(await checksum(ns)).toMatch(/^[0-9a-f]{64}$/);
     expect(
@@ -234,6 +239,84 @@ describe('agent reconciler (real kube-apiserver)', () => {
       kind: 'blocked',
       reason: 'AgentRuntimeSecretInvalid',
     });
+  });
+
+  it('SMTP: optional simptu-smtp/url is copied as smtp-url, opens SMTP egress, and rolls the pods when it changes', async () => {
+    const smtpRef = secretRef('simptu-smtp');
+    const npRef = (ns: string): ObjectRef => ({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      name: 'simptu-agent',
+      namespace: ns,
+    });
+    const egressPorts = async (ns: string): Promise<number[][]> =>
+      (
+        (await kube.get(npRef(ns))) as KubeObject & {
+          spec: { egress: Array<{ ports?: Array<{ port: number }> }> };
+        }
+      ).spec.egress.map((r) => (r.ports ?? []).map((p) => p.port));
+    const runtimeData = async (ns: string) =>
+      (await kube.get(secretRef(AGENT_RUNTIME_SECRET, ns)))!.data as Record<string, string>;
+    const t = tenant();
+    const ns = await withNamespace(t);
+    const d = deps();
+    try {
+      // No simptu-smtp: not an error, the tenant is Ready; no smtp-url, no SMTP egress.
+      expect(await kube.get(smtpRef)).toBeUndefined();
+      expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'ready', reason: 'AgentApplied' });
+      expect(d.writes.counts.agent).toBe(4);
+      expect(Object.keys(await runtimeData(ns))).not.toContain(AGENT_RUNTIME_KEYS.smtpUrl);
+      expect((await egressPorts(ns)).flat()).not.toContain(587);
+      const env = (await container(ns)).env.find((e) => e.name === 'SIMPTU_AGENT_CHANNELS_SMTP_URL');
+      expect(env).toEqual({
+        name: 'SIMPTU_AGENT_CHANNELS_SMTP_URL',
+        valueFrom: {
+          secretKeyRef: { name: AGENT_RUNTIME_SECRET, key: AGENT_RUNTIME_KEYS.smtpUrl, optional: true },
+        },
+      });
+      const without = await checksum(ns);
+
+      // The platform gets an SMTP server: copied, egress opened on 587/465, pods roll.
+      await putSecret('simptu-smtp', { url: b64('smtp://mailer:pw@smtp.example.com:587') });
+      expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'ready' });
+      expect(d.writes.counts.agent).toBe(7); // runtime Secret, Deployment, NetworkPolicy
+      expect(text((await runtimeData(ns))[AGENT_RUNTIME_KEYS.smtpUrl])).toBe(
+        'smtp://mailer:pw@smtp.example.com:587',
+      );
+      expect(await egressPorts(ns)).toContainEqual([587, 465]);
+      const first = await checksum(ns);
+      expect(first).not.toBe(without);
+      expect((await agentReconciler.reconcile(t, d)).kind).toBe('ready');
+      expect(d.writes.counts.agent).toBe(7);
+
+      // Rotation of the source: the copy follows and the digest changes.
+      await putSecret('simptu-smtp', { url: b64('smtps://mailer:new@smtp.example.com:465') });
+      expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'ready' });
+      expect(d.writes.counts.agent).toBe(9); // runtime Secret + Deployment
+      expect(text((await runtimeData(ns))[AGENT_RUNTIME_KEYS.smtpUrl])).toBe(
+        'smtps://mailer:new@smtp.example.com:465',
+      );
+      const second = await checksum(ns);
+      expect(second).not.toBe(first);
+
+      // Configured ports replace the default.
+      expect(await agentReconciler.reconcile(t, deps({ agentSmtpPorts: [2525] }))).toMatchObject({
+        kind: 'ready',
+      });
+      expect(await egressPorts(ns)).toContainEqual([2525]);
+      expect((await egressPorts(ns)).flat()).not.toContain(587);
+
+      // The key goes (the Secret stays): still Ready, smtp-url removed, SMTP egress closed.
+      await putSecret('simptu-smtp', { other: b64('x') });
+      expect(await agentReconciler.reconcile(t, d)).toMatchObject({ kind: 'ready', reason: 'AgentApplied' });
+      expect(Object.keys(await runtimeData(ns))).not.toContain(AGENT_RUNTIME_KEYS.smtpUrl);
+      expect((await egressPorts(ns)).flat()).not.toContain(2525);
+      expect((await egressPorts(ns)).flat()).not.toContain(587);
+      expect(await checksum(ns)).not.toBe(second);
+      expect(await checksum(ns)).toBe(without);
+    } finally {
+      await kube.delete(smtpRef);
+    }
   });
 
   it("readiness 'rollout' waits for available replicas (no deployment controller runs here)", async () => {
