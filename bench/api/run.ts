@@ -10,7 +10,11 @@
  *      baseline, measured in the same run, before and after the API figures;
  *   3. drives each with autocannon from a child process (bench/api/load.ts; its own core) at
  *      BENCH_CONNECTIONS connections for BENCH_DURATION_SECONDS:
- *        - `GET /v1/sessions/:id/messages?limit=50` — a 50-message encrypted session's history;
+ *        - `GET /v1/sessions/:id/messages?limit=50` — a 50-message encrypted session's history,
+ *          as a client re-reading it sees it: from the history cache (docs/api.md "History
+ *          cache"; validated against the session's version in Redis on every request);
+ *        - the same on a second API instance with the history cache off
+ *          (`cache.historyMaxBytes: 0`): the database path every cache miss takes;
  *        - `POST /v1/bookings` — every request a distinct free 5-minute slot (opening hours
  *          00:00–24:00 every day), so a correct API answers 201 to all of them;
  *   4. times `FieldCipher.encrypt` of a ~100-byte body with its AAD against a bare
@@ -26,10 +30,14 @@
  *   BENCH_RATE_LIMIT           the API's per-principal/tenant/anonymous limits per minute @default 1e9
  *   BENCH_DB_POOL              the API's connections per pool @default 10 (the config default)
  *   BENCH_TIMEOUT_SECONDS      overall budget before cleanup @default 300
- *   BENCH_ONLY                 comma list of baseline,history,domain,bookings,crypto: measure only those
- *                              (for profiling with --cpu-prof; without the baseline no ratios)
+ *   BENCH_ONLY                 comma list of baseline,history,history-db,domain,bookings,crypto: measure only those
+ *                              (without the baseline no ratios)
+ *   BENCH_CPU_PROFILE          a directory: each HTTP measurement (not its warm-up) writes the V8 CPU
+ *                              profile of this process (the servers) to <dir>/<name>.cpuprofile —
+ *                              open it in Chrome DevTools, or sum it up per function
  */
 import { fork } from 'node:child_process';
+import { Session } from 'node:inspector/promises';
 import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -77,8 +85,9 @@ const CRYPTO_ITERATIONS = int(env.BENCH_CRYPTO_ITERATIONS, 20_000);
 const RATE_LIMIT = int(env.BENCH_RATE_LIMIT, 1_000_000_000);
 const DB_POOL = int(env.BENCH_DB_POOL, 10);
 const TIMEOUT_SECONDS = int(env.BENCH_TIMEOUT_SECONDS, 300);
+const CPU_PROFILE_DIR = env.BENCH_CPU_PROFILE ? resolve(env.BENCH_CPU_PROFILE) : undefined;
 const ONLY = new Set(
-  (env.BENCH_ONLY ?? 'baseline,history,domain,bookings,crypto').split(',').map((s) => s.trim()),
+  (env.BENCH_ONLY ?? 'baseline,history,history-db,domain,bookings,crypto').split(',').map((s) => s.trim()),
 );
 type Measured = LoadResult & { warmupStatusCodes: Record<string, number>; serverCpuUsPerRequest: number };
 const SKIPPED: Measured = {
@@ -133,6 +142,12 @@ async function measure(
     warmupStatusCodes = w.statusCodes;
     if (booking) booking = { ...booking, firstIndex: w.nextIndex };
   }
+  const profiler = CPU_PROFILE_DIR ? new Session() : undefined;
+  if (profiler) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
   // CPU of this process (the servers; the load generator is a child process) per request: far
   // less sensitive to other load on the machine than requests per second.
   const cpu0 = process.cpuUsage();
@@ -143,6 +158,14 @@ async function measure(
     durationSeconds: DURATION,
   });
   const cpu = process.cpuUsage(cpu0);
+  if (profiler) {
+    const { profile } = await profiler.post('Profiler.stop');
+    profiler.disconnect();
+    mkdirSync(CPU_PROFILE_DIR!, { recursive: true });
+    const file = join(CPU_PROFILE_DIR!, `${name.replace(/[^a-z0-9]+/gi, '-')}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    log(`${name}: CPU profile ${file}`);
+  }
   const r = { ...r0, serverCpuUsPerRequest: r0.requests ? (cpu.user + cpu.system) / r0.requests : NaN };
   log(
     `${name}: ${fmt(r.requestsPerSecond, 0)} req/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, ` +
@@ -211,17 +234,12 @@ async function cryptoFigures(platform: TestPlatform, tenant: TestTenant) {
 
 /**
  * The history's database work alone, without HTTP, token or rate limits: `listMessages` in a
- * tenant transaction (`withTenant`: BEGIN, SET LOCAL ROLE, SET LOCAL search_path, set_config,
- * the session, the messages, COMMIT) with decryption, from CONNECTIONS concurrent loops over a
- * pool of the API's size, on the API's login role. The ceiling the HTTP route can approach.
+ * tenant transaction (`withTenant`: the one-query preamble BEGIN + SET LOCAL ROLE + SET LOCAL
+ * search_path + set_config, the session and its messages in one query, COMMIT) with decryption,
+ * from CONNECTIONS concurrent loops over a pool of the API's size, on the API's login role. The
+ * ceiling the database path (a cache miss) can approach.
  */
-async function domainHistory(
-  platform: TestPlatform,
-  tenant: TestTenant,
-  sessionId: string,
-  limit: number,
-  transaction: typeof withTenant = withTenant,
-) {
+async function domainHistory(platform: TestPlatform, tenant: TestTenant, sessionId: string, limit: number) {
   const pool = new pg.Pool({ connectionString: platform.appUrl, max: DB_POOL });
   const cipher = await platform.keyrings.cipher(tenant.name);
   const latencies: number[] = [];
@@ -229,7 +247,7 @@ async function domainHistory(
     const loop = async (until: number, record: boolean) => {
       while (Date.now() < until) {
         const t0 = performance.now();
-        await transaction(pool, tenant.ref, (client) =>
+        await withTenant(pool, tenant.ref, (client) =>
           listMessages({ client, cipher, timeZone: 'UTC' }, sessionId, { limit }),
         );
         if (record) latencies.push(performance.now() - t0);
@@ -251,35 +269,6 @@ async function domainHistory(
     await pool.end();
   }
 }
-
-/**
- * DIAGNOSTIC ONLY — what `withTenant` (services/common/src/db/tenant-db.ts) would cost with its
- * four preamble statements (BEGIN, SET LOCAL ROLE, SET LOCAL search_path, set_config) sent as
- * ONE simple-protocol query: three round trips (and socket writes) fewer per transaction. Same
- * semantics (the names are quoted identifiers, the tenant name a quoted literal); not used by
- * the API, measured to size the change.
- */
-const oneTripWithTenant: typeof withTenant = async (pool, tenant, fn) => {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    const q = (id: string) => `"${id.replace(/"/g, '""')}"`;
-    await client.query(
-      `BEGIN; SET LOCAL ROLE ${q(tenant.role)}; SET LOCAL search_path TO ${q(tenant.schema)}; ` +
-        `SELECT set_config('simptu.tenant', '${tenant.name.replace(/'/g, "''")}', true)`,
-    );
-    try {
-      const r = await fn(client);
-      await client.query('COMMIT');
-      return r;
-    } catch (err) {
-      await client.query('ROLLBACK').catch((e: unknown) => (broken = e as Error));
-      throw err;
-    }
-  } finally {
-    client.release(broken);
-  }
-};
 
 // ---------------------------------------------------------------------------------------------
 
@@ -346,6 +335,16 @@ async function main(): Promise<void> {
     cleanups.push(() => app.close());
     await app.listen({ host: '127.0.0.1', port: 0 });
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    // The same API with the history cache off: what a cache miss costs (no relay or consumers of
+    // its own; the first instance runs them).
+    const dbApp = await buildApp({
+      ...config,
+      cache: { ...config.cache, historyMaxBytes: 0 },
+      events: { ...config.events, relay: false, consumers: false },
+    });
+    cleanups.push(() => dbApp.close());
+    await dbApp.listen({ host: '127.0.0.1', port: 0 });
+    const dbBase = `http://127.0.0.1:${(dbApp.server.address() as AddressInfo).port}`;
     const hello = await helloWorld();
     cleanups.push(() => hello.app.close());
 
@@ -408,7 +407,8 @@ async function main(): Promise<void> {
         .join(' ')}`,
     );
 
-    // Measurements: hello, history, bookings, hello (the baseline before and after).
+    // Measurements: hello, history (cached, then the database path), bookings, hello (the
+    // baseline before and after).
     const baseline = ONLY.has('baseline');
     const helloBefore = !baseline
       ? SKIPPED
@@ -417,6 +417,13 @@ async function main(): Promise<void> {
       ? SKIPPED
       : await measure('history', {
           url: base + historyPath,
+          method: 'GET',
+          headers: { authorization: `Bearer ${customerToken}` },
+        });
+    const historyDb = !ONLY.has('history-db')
+      ? SKIPPED
+      : await measure('history, cache off', {
+          url: dbBase + historyPath,
           method: 'GET',
           headers: { authorization: `Bearer ${customerToken}` },
         });
@@ -440,20 +447,6 @@ async function main(): Promise<void> {
     const domain = !ONLY.has('domain')
       ? undefined
       : await domainHistory(platform, tenant, session.id as string, Math.min(100, HISTORY_MESSAGES));
-    const domainOneTrip = !ONLY.has('domain')
-      ? undefined
-      : await domainHistory(
-          platform,
-          tenant,
-          session.id as string,
-          Math.min(100, HISTORY_MESSAGES),
-          oneTripWithTenant,
-        );
-    if (domainOneTrip)
-      log(
-        `history without HTTP, withTenant preamble in one round trip (diagnostic): ` +
-          `${fmt(domainOneTrip.transactionsPerSecond, 0)} tx/s, p50 ${domainOneTrip.latencyMs.p50} ms, p99 ${domainOneTrip.latencyMs.p99} ms`,
-      );
     if (domain)
       log(
         `history without HTTP (listMessages in withTenant): ${fmt(domain.transactionsPerSecond, 0)} tx/s, ` +
@@ -485,8 +478,11 @@ async function main(): Promise<void> {
         ...history,
         ratioToHelloWorld: history.requestsPerSecond / helloRps,
         withoutHttp: domain,
-        withoutHttpOneTripPreamble: domainOneTrip,
-        ratioToWithoutHttp: domain ? history.requestsPerSecond / domain.transactionsPerSecond : undefined,
+      },
+      historyCacheOff: {
+        ...historyDb,
+        ratioToHelloWorld: historyDb.requestsPerSecond / helloRps,
+        ratioToWithoutHttp: domain ? historyDb.requestsPerSecond / domain.transactionsPerSecond : undefined,
       },
       bookings: {
         ...bookings,
@@ -546,6 +542,11 @@ async function main(): Promise<void> {
               history,
               figures.history.ratioToHelloWorld,
             ),
+            row(
+              'GET history, cache off (database path)',
+              historyDb,
+              figures.historyCacheOff.ratioToHelloWorld,
+            ),
             row('POST /v1/bookings (distinct slots)', bookings, figures.bookings.ratioToHelloWorld),
             row('hello-world (bare fastify), after', helloAfter, helloAfter.requestsPerSecond / helloRps),
           ],
@@ -570,15 +571,8 @@ async function main(): Promise<void> {
             'history without HTTP (domain + db only)',
             domain ? `${fmt(domain.transactionsPerSecond, 0)} tx/s, p99 ${domain.latencyMs.p99} ms` : 'n/a',
             domain
-              ? `API reaches ${fmt(history.requestsPerSecond / domain.transactionsPerSecond, 2)} of it`
+              ? `cache-off API reaches ${fmt(historyDb.requestsPerSecond / domain.transactionsPerSecond, 2)} of it`
               : '',
-          ],
-          [
-            'same, withTenant preamble in 1 round trip',
-            domainOneTrip
-              ? `${fmt(domainOneTrip.transactionsPerSecond, 0)} tx/s, p99 ${domainOneTrip.latencyMs.p99} ms`
-              : 'n/a',
-            'diagnostic',
           ],
           [
             'bookings p99 at 50 connections',
@@ -599,7 +593,7 @@ async function main(): Promise<void> {
           [
             `FieldCipher.decrypt × ${HISTORY_MESSAGES} (one history page)`,
             `${fmt(crypto.fieldCipherDecryptUs * HISTORY_MESSAGES, 0)} µs`,
-            `of ${fmt(history.serverCpuUsPerRequest, 0)} µs CPU per history request`,
+            `of ${fmt(historyDb.serverCpuUsPerRequest, 0)} µs CPU per cache-off history request`,
           ],
           ['raw createCipheriv aes-256-gcm', `${fmt(crypto.rawAesGcmUs, 2)} µs`, ''],
           ['FieldCipher / raw', fmt(figures.crypto.ratio, 2), ''],

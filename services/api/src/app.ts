@@ -1,8 +1,9 @@
 /**
  * `buildApp(config, deps)`: the API as a fastify instance, plugins registered in the order of
  * CONVENTIONS 8 — infrastructure (errors, observability, Postgres, Redis, registry, crypto, rate
- * limits, auth, OpenAPI, Kafka), then the routes under `/v1`. Each plugin is a fastify-plugin with
- * a name and dependencies, so a wrong order fails at start-up, not at the first request.
+ * limits, auth, history cache, OpenAPI, Kafka, idempotency purge), then the routes under `/v1`.
+ * Each plugin is a fastify-plugin with a name and dependencies, so a wrong order fails at
+ * start-up, not at the first request.
  * `main.ts` listens; tests call `app.inject()`.
  * @see https://github.com/fastify/demo/blob/main/src/app.ts
  */
@@ -24,6 +25,9 @@ import cryptoPlugin from './plugins/crypto.ts';
 import dbPlugin from './plugins/db.ts';
 import errorsPlugin, { frameworkErrorHandler } from './plugins/errors.ts';
 import eventsPlugin from './plugins/events.ts';
+import historyPlugin from './plugins/history.ts';
+import idempotencyPurgePlugin from './plugins/idempotency-purge.ts';
+import { lazyChild } from './logging.ts';
 import observabilityPlugin from './plugins/observability.ts';
 import openapiPlugin from './plugins/openapi.ts';
 import rateLimitPlugin from './plugins/rate-limit.ts';
@@ -57,6 +61,8 @@ export async function buildApp(config: ApiConfig, deps: AppDeps = {}): Promise<F
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
     },
+    // Per-request child loggers are created when they first log (logging.ts).
+    childLoggerFactory: (parent, bindings, opts) => lazyChild(parent, bindings, opts),
     bodyLimit: 1_048_576,
     // Pre-routing errors (414 param too long, 400 bad URL) in our error format (plugins/errors.ts).
     frameworkErrors: frameworkErrorHandler,
@@ -88,6 +94,10 @@ export async function buildApp(config: ApiConfig, deps: AppDeps = {}): Promise<F
     anonymous: config.rateLimit.anonymous,
   });
   await app.register(authPlugin, { ...config.auth, ...(deps.verifier ? { verifier: deps.verifier } : {}) });
+  await app.register(historyPlugin, {
+    maxBytes: config.cache.historyMaxBytes,
+    ttlSec: config.cache.historyTtlSec,
+  });
   await app.register(openapiPlugin, config.publicUrl ? { publicUrl: config.publicUrl } : {});
   await app.register(eventsPlugin, {
     brokers: config.kafkaBrokers,
@@ -97,6 +107,10 @@ export async function buildApp(config: ApiConfig, deps: AppDeps = {}): Promise<F
     consumers: config.events.consumers,
     tenantRefreshMs: config.events.tenantRefreshMs,
     ...(deps.relayPollMs ? { relayPollMs: deps.relayPollMs } : {}),
+  });
+  await app.register(idempotencyPurgePlugin, {
+    retentionHours: config.idempotency.retentionHours,
+    intervalSec: config.idempotency.purgeIntervalSec,
   });
   await app.register(routes);
   return app;

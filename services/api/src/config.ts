@@ -53,6 +53,22 @@ export const ApiConfigSchema = ConfigObject({
     availabilityTtlSec: Type.Integer({ minimum: 1, default: 30 }),
     /** data keys' version list */
     keyringRefreshMs: Type.Integer({ minimum: 1000, default: 60_000 }),
+    /**
+     * per-process memory for decrypted history pages (docs/api.md "History cache"), bytes;
+     * 0 turns the cache off (every read goes to the database)
+     */
+    historyMaxBytes: Type.Integer({ minimum: 0, default: 64 * 1024 * 1024 }),
+    /**
+     * longest a cached history page is served (it is also checked against the session's
+     * version on every request): bounds staleness only when a writer could not reach Redis
+     */
+    historyTtlSec: Type.Integer({ minimum: 1, default: 60 }),
+  }),
+  idempotency: ConfigObject({
+    /** `idempotency_keys` rows older than this are deleted (a key then no longer replays) */
+    retentionHours: Type.Integer({ minimum: 1, default: 24 }),
+    /** how often this process purges old rows of every active tenant; 0 disables the job */
+    purgeIntervalSec: Type.Integer({ minimum: 0, default: 900 }),
   }),
   events: ConfigObject({
     /** run the outbox relay in this process */

@@ -18,7 +18,9 @@
  * the personal data in a replayable response (a created customer) is not kept in clear.
  *
  * Keys are scoped by principal (`sub`): two callers can't see each other's responses through a
- * shared key. Rows are kept; a purge of old rows (`created_at` index) is an operations job.
+ * shared key. Rows older than the retention (`idempotency.retentionHours`) are deleted by the
+ * purge job (`purgeIdempotencyKeys`, run by plugins/idempotency-purge.ts): after that, a key
+ * sent again runs its request again.
  * @see https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/
  */
 import { createHash } from 'node:crypto';
@@ -161,4 +163,32 @@ export function sendIdempotent<B>(reply: FastifyReply, result: IdempotentResult<
   for (const [k, v] of Object.entries(result.headers)) reply.header(k, v);
   if (result.replayed) reply.header(IDEMPOTENT_REPLAYED_HEADER, 'true');
   return reply.code(result.statusCode).send(result.body);
+}
+
+/** Rows deleted per purge transaction (short transactions, bounded WAL per step). */
+export const PURGE_BATCH = 5000;
+
+/**
+ * Deletes up to `batch` rows of the tenant's `idempotency_keys` older than `retentionHours`, in
+ * the caller's tenant transaction, oldest first (the `created_at` index). Returns the number
+ * deleted, or null when another process is purging this tenant right now (a transaction-scoped
+ * advisory lock per tenant, so API instances don't duplicate the work).
+ */
+export async function purgeIdempotencyKeys(
+  ctx: Pick<DomainContext, 'client'>,
+  retentionHours: number,
+  batch = PURGE_BATCH,
+): Promise<number | null> {
+  const { rows } = await ctx.client.query<{ locked: boolean }>(
+    `SELECT pg_try_advisory_xact_lock(hashtextextended('simptu.idempotency-purge:' || current_setting('simptu.tenant'), 0)) AS locked`,
+  );
+  if (!rows[0]?.locked) return null;
+  const r = await ctx.client.query(
+    `DELETE FROM idempotency_keys WHERE (principal, key) IN (
+       SELECT principal, key FROM idempotency_keys
+        WHERE created_at < now() - make_interval(hours => $1)
+        ORDER BY created_at LIMIT $2)`,
+    [retentionHours, batch],
+  );
+  return r.rowCount ?? 0;
 }

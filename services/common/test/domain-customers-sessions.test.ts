@@ -2,6 +2,8 @@
  * Customers (encrypted PII, blind-index lookups, key rotation) and chat sessions (encrypted
  * messages, seq, history pages, state machine) against a real PostgreSQL, as the tenant role.
  */
+import net from 'node:net';
+import { Redis } from 'ioredis';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecryptionError, FieldCipher, generateDek, TenantKeyring } from '../src/crypto/envelope.ts';
@@ -21,7 +23,11 @@ import {
   getSession,
   listMessages,
   listSessions,
+  onSessionsChanged,
+  SESSION_VERSION_TTL_SECONDS,
+  sessionVersionKey,
   setSessionState,
+  trackSessionVersions,
   type SessionState,
 } from '../src/domain/sessions.ts';
 import { NotFoundError, ValidationError, type SimptuError } from '../src/errors.ts';
@@ -278,5 +284,120 @@ describe('sessions', () => {
     expect(
       await rejection(inTenant((ctx) => listMessages(ctx, theirs.id, {}, { customerId: c1.id }))),
     ).toBeInstanceOf(NotFoundError);
+  });
+});
+
+describe('session change tracking (the API history cache)', () => {
+  it('tells listeners after COMMIT which sessions a transaction changed, once each, never on ROLLBACK', async () => {
+    const heard: Array<{ tenant: string; ids: string[]; committed: number }> = [];
+    const stop = onSessionsChanged(async (tenant, ids) => {
+      // the change is visible to other connections when the listener runs
+      const { rows } = await t.admin.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM ${t.table('messages')} WHERE session_id = ANY($1::uuid[])`,
+        [ids],
+      );
+      heard.push({ tenant, ids: [...ids], committed: rows[0]!.n });
+    });
+    try {
+      const s = await inTenant((ctx) => createSession(ctx, { channel: 'web' }));
+      expect(heard).toEqual([{ tenant: t.ref.name, ids: [s.id], committed: 0 }]);
+      await inTenant(async (ctx) => {
+        await appendMessage(ctx, s.id, { role: 'user', body: 'one' });
+        await appendMessage(ctx, s.id, { role: 'assistant', body: 'two' });
+        expect(heard).toHaveLength(1); // nothing before COMMIT
+      });
+      expect(heard[1]).toEqual({ tenant: t.ref.name, ids: [s.id], committed: 2 });
+      await rejection(
+        inTenant(async (ctx) => {
+          await appendMessage(ctx, s.id, { role: 'user', body: 'rolled back' });
+          throw new Error('boom');
+        }),
+      );
+      expect(heard).toHaveLength(2);
+      await inTenant((ctx) => setSessionState(ctx, s.id, 'pending_human'));
+      await inTenant((ctx) => setSessionState(ctx, s.id, 'pending_human')); // no change: no news
+      await inTenant((ctx) => setSessionState(ctx, s.id, 'closed'));
+      expect(heard.slice(2).map((h) => h.ids)).toEqual([[s.id], [s.id]]);
+    } finally {
+      stop();
+    }
+    await inTenant((ctx) => createSession(ctx, { channel: 'web' }));
+    expect(heard).toHaveLength(4); // stopped listening
+  });
+
+  it('returns the session owner with the page, in one query; an empty session is an empty page', async () => {
+    const c = await inTenant((ctx) => createCustomer(ctx, { displayName: 'Owner' }));
+    const s = await inTenant((ctx) => createSession(ctx, { channel: 'web', customerId: c.id }));
+    const empty = await inTenant((ctx) => listMessages(ctx, s.id, {}));
+    expect(empty).toEqual({ messages: [], hasMore: false, nextCursor: null, customerId: c.id });
+    await inTenant((ctx) => appendMessage(ctx, s.id, { role: 'user', body: 'hi' }));
+    expect(await inTenant((ctx) => listMessages(ctx, s.id, { afterSeq: 1 }))).toMatchObject({
+      messages: [],
+      customerId: c.id,
+    });
+    const mine = await inTenant((ctx) => listMessages(ctx, s.id, {}, { customerId: c.id }));
+    expect(mine.messages.map((m) => m.body)).toEqual(['hi']);
+    const anon = await inTenant((ctx) => createSession(ctx, { channel: 'sms' }));
+    expect((await inTenant((ctx) => listMessages(ctx, anon.id))).customerId).toBeNull();
+    expect(
+      await rejection(inTenant((ctx) => listMessages(ctx, anon.id, {}, { customerId: c.id }))),
+    ).toBeInstanceOf(NotFoundError);
+    expect(
+      await rejection(inTenant((ctx) => listMessages(ctx, '00000000-0000-4000-8000-000000000000'))),
+    ).toBeInstanceOf(NotFoundError);
+  });
+});
+
+describe('trackSessionVersions (Redis)', () => {
+  it('bumps the version after each commit, and retries a bump Redis did not get until it does', async () => {
+    const redisUrl = process.env.REDIS_URL;
+    if (!redisUrl) throw new Error('REDIS_URL is not set');
+    const direct = new Redis(redisUrl);
+    // A relay to the real Redis whose link can be cut.
+    const target = new URL(redisUrl);
+    let up = true;
+    const sockets = new Set<net.Socket>();
+    const relay = net.createServer((c) => {
+      if (!up) return void c.destroy();
+      const u = net.connect(Number(target.port || 6379), target.hostname);
+      for (const s of [c, u]) {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => sockets.delete(s));
+      }
+      c.pipe(u).pipe(c);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const viaRelay = new Redis(`redis://127.0.0.1:${(relay.address() as net.AddressInfo).port}`, {
+      maxRetriesPerRequest: 1,
+    });
+    viaRelay.on('error', () => undefined);
+    const failures: string[][] = [];
+    const stop = trackSessionVersions(viaRelay, {
+      retryMs: 50,
+      onError: (_e, _t, ids) => failures.push([...ids]),
+    });
+    try {
+      const s = await inTenant((ctx) => createSession(ctx, { channel: 'web' }));
+      const key = sessionVersionKey(t.ref.name, s.id);
+      const v1 = await direct.get(key);
+      expect(v1).toEqual(expect.any(String));
+      await inTenant((ctx) => appendMessage(ctx, s.id, { role: 'user', body: 'x' }));
+      const v2 = await direct.get(key);
+      expect(v2).not.toBe(v1);
+      up = false;
+      for (const sock of sockets) sock.destroy();
+      await inTenant((ctx) => appendMessage(ctx, s.id, { role: 'user', body: 'y' }));
+      expect(failures).toEqual([[s.id]]);
+      expect(await direct.get(key)).toBe(v2); // not bumped yet
+      up = true;
+      await expect.poll(() => direct.get(key), { timeout: 20_000, interval: 50 }).not.toBe(v2);
+      expect(await direct.ttl(key)).toBeGreaterThan(SESSION_VERSION_TTL_SECONDS - 60);
+    } finally {
+      stop();
+      viaRelay.disconnect();
+      direct.disconnect();
+      await new Promise<void>((r) => relay.close(() => r()));
+    }
   });
 });

@@ -3,13 +3,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteIdent, quoteLiteral } from '../src/db/identifiers.ts';
 import { migratePlatform, migrateTenantSchema } from '../src/db/migrations.ts';
 import { createScratchDatabase, uniqueName, withDatabase, type ScratchDatabase } from '../src/db/scratch.ts';
-import { tenantDbRef, withTenant, type TenantDbRef } from '../src/db/tenant-db.ts';
+import {
+  afterCommit,
+  tenantDbRef,
+  tenantTransaction,
+  withTenant,
+  type TenantDbRef,
+} from '../src/db/tenant-db.ts';
 import { adminUrl, dropRoles, sqlState } from './support.ts';
 
 // Two tenants in one (shared) database, and the services' NOINHERIT login role.
 let db: ScratchDatabase;
 let admin: pg.Pool;
 let app: pg.Pool;
+let appUrl: string;
 const login = uniqueName('app_test');
 const password = uniqueName('pw');
 const suffix = uniqueName('x').slice(2);
@@ -29,7 +36,8 @@ beforeAll(async () => {
   const url = new URL(db.url);
   url.username = login;
   url.password = password;
-  app = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  appUrl = url.toString();
+  app = new pg.Pool({ connectionString: appUrl, max: 2 });
 });
 
 afterAll(async () => {
@@ -117,5 +125,100 @@ describe('withTenant', () => {
     expect(withDatabase('postgres://u:p@h:1/a?sslmode=disable', 'b')).toBe(
       'postgres://u:p@h:1/b?sslmode=disable',
     );
+  });
+
+  it('sends the preamble as ONE query, and fails closed when the role switch is refused', async () => {
+    // Count what each pooled client is asked to run.
+    const sent: string[] = [];
+    const spy = (client: pg.PoolClient) => {
+      const original = client.query.bind(client) as (...a: unknown[]) => unknown;
+      (client as unknown as { query: unknown }).query = (...a: unknown[]) => {
+        sent.push(typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: string }).text));
+        return original(...a);
+      };
+    };
+    const pool = new pg.Pool({ connectionString: appUrl, max: 1 });
+    pool.on('connect', spy);
+    try {
+      await withTenant(pool, A, (c) => c.query('SELECT 1'));
+      expect(sent).toHaveLength(3); // preamble, the work, COMMIT
+      expect(sent[0]).toMatch(
+        /^BEGIN; SET LOCAL ROLE "t_a_[^"]+"; SET LOCAL search_path TO "t_a_[^"]+"; SELECT set_config\('simptu\.tenant', 'tenant-a', true\)$/,
+      );
+      expect(sent[2]).toBe('COMMIT');
+
+      // A role the login role is not a member of: the preamble fails, fn never runs.
+      const stranger = uniqueName('t_stranger');
+      await admin.query(`CREATE ROLE ${quoteIdent(stranger)} NOLOGIN`);
+      try {
+        let ran = false;
+        const code = await sqlState(
+          withTenant(pool, { ...A, role: stranger }, async () => {
+            ran = true;
+          }),
+        );
+        expect(code).toBe('42501'); // permission denied to set role
+        expect(ran).toBe(false);
+        // the connection went back clean: the login role, no tenant, no open transaction
+        const r = await pool.query(`SELECT current_user AS u, current_setting('simptu.tenant', true) AS t`);
+        expect(r.rows[0]).toMatchObject({ u: login });
+        expect(r.rows[0].t ?? '').toBe('');
+      } finally {
+        await dropRoles(adminUrl(), [stranger]);
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('quotes the tenant name as a literal in the one-query preamble', async () => {
+    const odd: TenantDbRef = { ...A, name: "it's; DROP TABLE outbox; --" };
+    const seen = await withTenant(app, odd, async (c) => {
+      const r = await c.query<{ t: string }>(`SELECT current_setting('simptu.tenant') AS t`);
+      return r.rows[0]!.t;
+    });
+    expect(seen).toBe(odd.name);
+    const { rows } = await admin.query(`SELECT to_regclass($1) AS t`, [`${A.schema}.outbox`]);
+    expect(rows[0].t).not.toBeNull();
+  });
+
+  it('runs after-commit hooks after COMMIT (the data is visible to others), never after ROLLBACK', async () => {
+    const log: string[] = [];
+    const id = uniqueName('hook');
+    await withTenant(app, A, async (c) => {
+      expect(tenantTransaction(c)?.tenant).toEqual(A);
+      await insertEvent(c, id);
+      expect(
+        afterCommit(c, async () => {
+          // another connection sees the committed row
+          const { rows } = await admin.query(
+            `SELECT count(*)::int AS n FROM ${quoteIdent(A.schema)}.outbox WHERE aggregate_id = $1`,
+            [id],
+          );
+          log.push(`after commit: ${rows[0].n}`);
+        }),
+      ).toBe(true);
+      afterCommit(c, () => {
+        throw new Error('a failing hook does not fail the committed transaction');
+      });
+      log.push('in transaction');
+    });
+    expect(log).toEqual(['in transaction', 'after commit: 1']);
+
+    await expect(
+      withTenant(app, A, async (c) => {
+        afterCommit(c, () => log.push('must not run'));
+        throw new Error('rolled back');
+      }),
+    ).rejects.toThrow('rolled back');
+    expect(log).toHaveLength(2);
+    // outside withTenant there is no transaction to wait for
+    const plain = await app.connect();
+    try {
+      expect(tenantTransaction(plain)).toBeUndefined();
+      expect(afterCommit(plain, () => undefined)).toBe(false);
+    } finally {
+      plain.release();
+    }
   });
 });

@@ -9,8 +9,12 @@
  *     cipher and time zone, inside `runWithContext` so logs and the outbox see the tenant;
  *   - `request.log`: a child logger carrying tenant and subject.
  * `app.requireRole(...roles)` answers 403 unless the principal holds one of them.
+ * `app.authenticateWithVersions(keysOf)` is `authenticate` for a route whose answer may come
+ * from a cache validated by Redis versions (the history): the versions are read in the rate
+ * limiter's round trip and left in `request.versions` (plugins/rate-limit.ts).
  */
 import fp from 'fastify-plugin';
+import { LRUCache } from 'lru-cache';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   bearerToken,
@@ -50,16 +54,17 @@ export interface AuthPluginOptions {
  * string (a different token, even for the same subject, is verified); an entry is used only
  * while the token is unexpired, and for at most `ttlMs` after its verification, which also bounds
  * how long a token signed by a key removed from the JWKS keeps working. Failures are not cached.
- * Bounded: the map is cleared when it reaches `max` entries.
+ * Bounded: at most `max` tokens, the least recently used dropped first.
  */
 export function cachingVerifier(
   inner: AccessTokenVerifier,
   opts: { ttlMs?: number; max?: number; now?: () => number } = {},
 ): AccessTokenVerifier {
   const ttlMs = opts.ttlMs ?? 30_000;
-  const max = opts.max ?? 10_000;
   const now = opts.now ?? Date.now;
-  const cache = new Map<string, { claims: AccessTokenClaims; until: number }>();
+  const cache = new LRUCache<string, { claims: AccessTokenClaims; until: number }>({
+    max: opts.max ?? 10_000,
+  });
   return {
     async verify(token: string): Promise<AccessTokenClaims> {
       const t = now();
@@ -70,13 +75,29 @@ export function cachingVerifier(
       const claims = Object.freeze({ ...(await inner.verify(token)) });
       Object.freeze(claims.roles);
       const until = Math.min(t + ttlMs, claims.expiresAt * 1000);
-      if (until > t) {
-        if (cache.size >= max) cache.clear();
-        cache.set(token, { claims, until });
-      }
+      if (until > t) cache.set(token, { claims, until });
       return claims;
     },
   };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * a preHandler like `authenticate` that also reads the Redis values of
+     * `keysOf(request)` (computed after verification) into `request.versions`
+     */
+    authenticateWithVersions(
+      keysOf: (request: FastifyRequest) => readonly string[],
+    ): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  }
+  interface FastifyRequest {
+    /**
+     * after `authenticateWithVersions`: the values of its keys, in order; undefined when Redis
+     * could not be asked (or after plain `authenticate`)
+     */
+    versions: string[] | undefined;
+  }
 }
 
 export default fp(
@@ -89,8 +110,13 @@ export default fp(
     app.decorateRequest('auth', null as never);
     app.decorateRequest('tenant', null as never);
     app.decorateRequest('withTenant', null as never);
+    app.decorateRequest('versions', undefined);
 
-    app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
+    const authenticate = async (
+      request: FastifyRequest,
+      reply: FastifyReply,
+      keysOf?: (request: FastifyRequest) => readonly string[],
+    ) => {
       // Idempotent: a route may list it in onRequest and preHandler, or twice by accident.
       if (request.auth) return;
       let claims;
@@ -115,8 +141,17 @@ export default fp(
       request.tenant = tenant;
       request.log = request.log.child({ tenant: tenant.name, principal: claims.sub });
       request.withTenant = makeWithTenant(app, request, tenant);
-      await app.enforceRateLimit(request, reply);
-    });
+      request.versions = await app.enforceRateLimit(request, reply, keysOf?.(request));
+    };
+    app.decorate('authenticate', (request: FastifyRequest, reply: FastifyReply) =>
+      authenticate(request, reply),
+    );
+    app.decorate(
+      'authenticateWithVersions',
+      (keysOf: (request: FastifyRequest) => readonly string[]) =>
+        (request: FastifyRequest, reply: FastifyReply) =>
+          authenticate(request, reply, keysOf),
+    );
 
     app.decorate('requireRole', (...roles: Role[]) => {
       if (roles.length === 0) throw new TypeError('requireRole needs at least one role');

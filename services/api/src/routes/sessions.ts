@@ -23,6 +23,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
   appendMessage,
   CHANNELS,
+  clampLimit,
   createSession,
   DomainErrors,
   enqueue,
@@ -32,15 +33,20 @@ import {
   listSessions,
   MAX_MESSAGE_LENGTH,
   messageBodyLocation,
+  NotFoundError,
+  notFound,
   SESSION_STATES,
+  sessionVersionKey,
   setSessionState,
   tenantTopics,
   ValidationError,
   type DomainContext,
   type Message,
+  type MessagePage,
   type Session,
   type SessionState,
 } from '@simptu/common';
+import { historyCacheKey, type CachedPage } from '../history-cache.ts';
 import { API_EVENT_SOURCE, customerScope, isStaff } from '../plugins/auth.ts';
 import { errorResponses, IdParams, Paginated, PageQuery, Uuid } from '../schemas.ts';
 
@@ -304,10 +310,21 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
     },
   );
 
+  // The history may be answered from this process's cache (history-cache.ts), validated by the
+  // session's version, which `authenticateWithVersions` reads in the rate limiter's round trip.
+  const history = {
+    preHandler: [
+      app.authenticateWithVersions((request) => [
+        sessionVersionKey(request.auth.tenant, (request.params as { id: string }).id),
+      ]),
+      app.requireRole(...ALL_ROLES),
+    ],
+  };
+
   app.get(
     '/sessions/:id/messages',
     {
-      ...anyone,
+      ...history,
       schema: {
         tags,
         summary: 'History, decrypted, in ascending seq order',
@@ -319,7 +336,7 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
         response: { 200: Paginated(MessageSchema), ...errorResponses(400, 401, 403, 404, 429, 500) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { limit, cursor, afterSeq } = request.query;
       if (cursor !== undefined && afterSeq !== undefined)
         throw new ValidationError([
@@ -327,15 +344,53 @@ export default async function sessionsRoutes(fastify: FastifyInstance): Promise<
         ]);
       const position =
         cursor !== undefined ? decodeHistoryCursor(cursor) : afterSeq !== undefined ? { afterSeq } : {};
-      const page = await request.withTenant((ctx) =>
-        listMessages(ctx, request.params.id, { limit, ...position }, customerScope(request)),
-      );
-      const forward = 'afterSeq' in position;
-      return {
-        items: page.messages.map(toMessageDto),
-        nextCursor:
-          page.nextCursor === null ? null : encodeHistoryCursor(forward ? 'a' : 'b', page.nextCursor),
+      const scope = customerScope(request);
+      const id = request.params.id;
+      const toBody = (page: MessagePage) => {
+        const forward = 'afterSeq' in position;
+        return {
+          items: page.messages.map(toMessageDto),
+          nextCursor:
+            page.nextCursor === null ? null : encodeHistoryCursor(forward ? 'a' : 'b', page.nextCursor),
+        };
       };
+      const version = request.versions?.[0];
+      const cache = app.historyCache;
+      if (version === undefined || !cache.enabled) {
+        // Redis could not be asked (or the cache is off): the database, the scope in the query.
+        app.countHistory('bypass');
+        return toBody(
+          await request.withTenant((ctx) => listMessages(ctx, id, { limit, ...position }, scope)),
+        );
+      }
+      const key = historyCacheKey(
+        request.tenant.name,
+        id,
+        clampLimit(limit),
+        'afterSeq' in position
+          ? `a${position.afterSeq}`
+          : 'beforeSeq' in position
+            ? `b${position.beforeSeq}`
+            : '',
+      );
+      let page: CachedPage | null | undefined = cache.get(key, version);
+      app.countHistory(page ? 'hit' : 'miss');
+      // A miss reads the page as staff would (any owner) and keeps the owner with it, so the
+      // same entry serves the session's customer and the tenant's staff; the scope is checked
+      // below, on hits and misses alike.
+      page ??= await cache.load(key, version, async () => {
+        try {
+          const p = await request.withTenant((ctx) => listMessages(ctx, id, { limit, ...position }));
+          return { owner: p.customerId, body: Buffer.from(reply.serialize(toBody(p)) as string, 'utf8') };
+        } catch (err) {
+          if (err instanceof NotFoundError) return null;
+          throw err;
+        }
+      });
+      if (page === null || (scope.customerId !== undefined && page.owner !== scope.customerId))
+        throw notFound('session', id); // missing, or not the customer's: 404 either way
+      // The serialized body as is (fastify sends a Buffer unchanged); typed as the schema's DTO.
+      return reply.type('application/json; charset=utf-8').send(page.body as never);
     },
   );
 

@@ -401,7 +401,16 @@ export function testApiConfig(
     kek: platform.kekBase64,
     auth: { issuer: issuer.issuer, audience: issuer.audience, jwksUri: issuer.jwksUri },
     rateLimit: { perPrincipal: 10_000, perTenant: 100_000, anonymous: 10_000 },
-    cache: { registryTtlMs: 0, catalogTtlSec: 300, availabilityTtlSec: 30, keyringRefreshMs: 60_000 },
+    cache: {
+      registryTtlMs: 0,
+      catalogTtlSec: 300,
+      availabilityTtlSec: 30,
+      keyringRefreshMs: 60_000,
+      historyMaxBytes: 16 * 1024 * 1024,
+      historyTtlSec: 60,
+    },
+    // The purge job runs when a test asks (`app.idempotencyPurge.runNow()`), not on a timer.
+    idempotency: { retentionHours: 24, purgeIntervalSec: 0 },
     events: {
       relay: true,
       consumers: true,

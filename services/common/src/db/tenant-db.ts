@@ -4,12 +4,27 @@
  * each unit of tenant work runs in a transaction that switched to the tenant's role and schema
  * with `SET LOCAL`, which COMMIT/ROLLBACK undo. A forgotten switch therefore fails closed
  * (permission denied), and a transaction can only ever see one tenant.
+ *
+ * The preamble (BEGIN, SET LOCAL ROLE, SET LOCAL search_path, the `simptu.tenant` setting) is
+ * ONE simple-protocol query of four statements: one round trip instead of four. Postgres runs a
+ * multi-statement query in order and stops at the first error; as the string starts with BEGIN,
+ * a failing SET ROLE (not a member, unknown role) leaves an aborted transaction that the ROLLBACK
+ * below ends, and `fn` never runs — fail-closed as before. The names in it are validated and
+ * quoted identifiers (`quoteIdent`), the tenant name a quoted literal (`quoteLiteral`).
+ *
+ * After-commit hooks: code running inside the transaction can register work to do once it has
+ * COMMITTED (`afterCommit(client, fn)`), e.g. invalidating a cache of what the transaction
+ * changed — before the commit a concurrent reader could re-cache the old state. `withTenant`
+ * runs them after COMMIT and before it resolves (so an HTTP reply leaves after them), never on
+ * rollback. A hook must not throw (the data is committed whatever it does); one that does is
+ * reported with `process.emitWarning` and does not affect the result.
  * @see https://www.postgresql.org/docs/15/sql-set-role.html
  * @see https://www.postgresql.org/docs/15/role-membership.html
+ * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT
  */
 import type pg from 'pg';
 import { tenantId } from '../names.ts';
-import { quoteIdent } from './identifiers.ts';
+import { quoteIdent, quoteLiteral } from './identifiers.ts';
 
 export interface TenantDbRef {
   /** tenant name, e.g. `smile-dental` */
@@ -26,31 +41,74 @@ export function tenantDbRef(name: string): TenantDbRef {
   return { name, schema: id, role: id };
 }
 
+/** The `withTenant` transaction a client is in (see `tenantTransaction`). */
+export interface TenantTransaction {
+  readonly tenant: TenantDbRef;
+  /** per-transaction scratch space for after-commit bookkeeping (keyed by a module's symbol) */
+  readonly data: Map<symbol, unknown>;
+  /** queues `fn` to run after COMMIT (not after ROLLBACK) */
+  afterCommit(fn: () => unknown): void;
+}
+
+const transactions = new WeakMap<pg.ClientBase, TenantTransaction & { hooks: Array<() => unknown> }>();
+
+/** The `withTenant` transaction `client` is in, or undefined outside one. */
+export function tenantTransaction(client: pg.ClientBase): TenantTransaction | undefined {
+  return transactions.get(client);
+}
+
+/**
+ * Queues `fn` to run once the `withTenant` transaction of `client` has committed. Returns false
+ * (and queues nothing) when `client` is not inside `withTenant`.
+ */
+export function afterCommit(client: pg.ClientBase, fn: () => unknown): boolean {
+  const tx = transactions.get(client);
+  if (!tx) return false;
+  tx.afterCommit(fn);
+  return true;
+}
+
+/** The preamble: one simple-protocol query (no parameters), hence one round trip. */
+function preamble(tenant: TenantDbRef): string {
+  return (
+    `BEGIN; SET LOCAL ROLE ${quoteIdent(tenant.role, 'role')}; ` +
+    `SET LOCAL search_path TO ${quoteIdent(tenant.schema, 'schema')}; ` +
+    `SELECT set_config('simptu.tenant', ${quoteLiteral(tenant.name)}, true)`
+  );
+}
+
 /**
  * Runs `fn` in a transaction as the tenant's role with only its schema on the search_path;
  * commits when `fn` resolves, rolls back when it throws. The pool must be connected to the
  * database holding the tenant's schema (the platform database for shared isolation).
  * `current_setting('simptu.tenant')` holds the tenant name inside, for triggers and logs.
+ * Hooks queued with `afterCommit` run after COMMIT, before this resolves.
  */
 export async function withTenant<T>(
   pool: pg.Pool,
   tenant: TenantDbRef,
   fn: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  const role = quoteIdent(tenant.role, 'role');
-  const schema = quoteIdent(tenant.schema, 'schema');
+  // Built (and the names validated) before a connection is taken.
+  const begin = preamble(tenant);
   const client = await pool.connect();
   let broken: Error | undefined;
+  const hooks: Array<() => unknown> = [];
+  let result: T;
   try {
-    await client.query('BEGIN');
     try {
-      await client.query(`SET LOCAL ROLE ${role}`);
-      await client.query(`SET LOCAL search_path TO ${schema}`);
-      await client.query(`SELECT set_config('simptu.tenant', $1, true)`, [tenant.name]);
-      const result = await fn(client);
+      await client.query(begin);
+      transactions.set(client, {
+        tenant,
+        data: new Map(),
+        hooks,
+        afterCommit: (f) => void hooks.push(f),
+      });
+      result = await fn(client);
+      transactions.delete(client);
       await client.query('COMMIT');
-      return result;
     } catch (err) {
+      transactions.delete(client);
       try {
         await client.query('ROLLBACK');
       } catch (rollbackErr) {
@@ -62,4 +120,15 @@ export async function withTenant<T>(
   } finally {
     client.release(broken);
   }
+  for (const hook of hooks) {
+    try {
+      await hook();
+    } catch (err) {
+      process.emitWarning(
+        `withTenant: an after-commit hook failed: ${err instanceof Error ? err.message : String(err)}`,
+        'SimptuAfterCommitWarning',
+      );
+    }
+  }
+  return result;
 }

@@ -12,8 +12,20 @@
  *     bot | pending_human | human ──► closed (final)
  *
  * Anything else is INVALID_STATE_TRANSITION (409); setting the current state again is a no-op.
+ *
+ * Change tracking (the API's history cache, docs/api.md "History cache"): every function here
+ * that changes a session or its messages calls `markSessionChanged`, which — once the
+ * `withTenant` transaction has COMMITTED — tells the listeners installed with
+ * `onSessionsChanged`. Each service that writes sessions (API, agent, realtime hub) installs
+ * `trackSessionVersions(redis)`, which then gives every changed session a new random VERSION in
+ * Redis (`sessionVersionKey`); the API serves a cached history page only while the session's
+ * version is the one the page was read under. Code that changes the `sessions` or `messages`
+ * tables with its own SQL must call `markSessionChanged` too.
  */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { FieldLocation } from '../crypto/envelope.ts';
+import { tenantTransaction } from '../db/tenant-db.ts';
 import {
   assertUuid,
   CHANNELS,
@@ -78,6 +90,175 @@ export function sessionSubjectLocation(id: string): FieldLocation {
 
 export function messageBodyLocation(id: string): FieldLocation {
   return { table: 'messages', column: 'body', rowId: id };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change tracking
+
+/** Called after COMMIT with the sessions a transaction changed (ids lower-case, de-duplicated). */
+export type SessionsChangedListener = (tenant: string, sessionIds: readonly string[]) => unknown;
+
+const listeners = new Set<SessionsChangedListener>();
+const CHANGED = Symbol('simptu.sessions.changed');
+
+/**
+ * Listens to committed session changes of this process; returns the function that stops
+ * listening. A listener must not throw (it is called after the data is committed); its errors
+ * are its own to log.
+ */
+export function onSessionsChanged(listener: SessionsChangedListener): () => void {
+  listeners.add(listener);
+  return () => void listeners.delete(listener);
+}
+
+async function notifySessionsChanged(tenant: string, ids: readonly string[]): Promise<void> {
+  await Promise.all([...listeners].map(async (l) => l(tenant, ids)));
+}
+
+/**
+ * Records that the transaction of `ctx.client` changed session `sessionId` (its row or its
+ * messages): the listeners hear of it after COMMIT, once per session and transaction, and not
+ * at all on ROLLBACK. Outside `withTenant` (no transaction to wait for) they are told at once.
+ */
+export function markSessionChanged(ctx: Pick<DomainContext, 'client' | 'cipher'>, sessionId: string): void {
+  const id = sessionId.toLowerCase();
+  const tx = tenantTransaction(ctx.client);
+  if (!tx) {
+    void notifySessionsChanged(ctx.cipher.tenant, [id]);
+    return;
+  }
+  let ids = tx.data.get(CHANGED) as Set<string> | undefined;
+  if (!ids) {
+    const set = new Set<string>();
+    ids = set;
+    tx.data.set(CHANGED, set);
+    tx.afterCommit(() => (listeners.size > 0 ? notifySessionsChanged(tx.tenant.name, [...set]) : undefined));
+  }
+  ids.add(id);
+}
+
+/**
+ * Redis key of a session's history version: shared by every service (no per-service key
+ * prefix), hash-tagged by tenant so one tenant's keys share a Redis Cluster slot.
+ */
+export const SESSION_VERSION_KEY_PREFIX = 'simptu:sv:';
+
+export function sessionVersionKey(tenant: string, sessionId: string): string {
+  return `${SESSION_VERSION_KEY_PREFIX}{${tenant}}:${sessionId.toLowerCase()}`;
+}
+
+/** How long a version lives without a change (a reader re-creates a missing one). */
+export const SESSION_VERSION_TTL_SECONDS = 86_400;
+
+/**
+ * Gives each session a new random version (SET, not INCR: a Redis that lost its data can't
+ * hand out an old version again). Call AFTER the change committed.
+ */
+export async function bumpSessionVersions(
+  redis: Pick<Redis, 'multi'>,
+  tenant: string,
+  sessionIds: readonly string[],
+): Promise<void> {
+  if (sessionIds.length === 0) return;
+  const multi = redis.multi();
+  for (const id of sessionIds)
+    multi.set(sessionVersionKey(tenant, id), randomUUID(), 'EX', SESSION_VERSION_TTL_SECONDS);
+  const results = await multi.exec();
+  const failed = results?.find(([err]) => err);
+  if (!results || failed) throw failed?.[0] ?? new Error('session version bump: transaction discarded');
+}
+
+export interface TrackSessionVersionsOptions {
+  /** told when a bump fails (Redis unreachable); the bump is retried */
+  onError?: (err: unknown, tenant: string, sessionIds: readonly string[]) => void;
+  /** how often failed bumps are retried; @default 1000 */
+  retryMs?: number;
+  /** give up on a failed bump after this long (the API's cache TTL bounds it anyway); @default 600_000 */
+  retryForMs?: number;
+  /** at most this many sessions wait for a retry (the oldest are dropped); @default 10_000 */
+  maxPending?: number;
+}
+
+/**
+ * Installs the listener that bumps the Redis version of every session this process changes
+ * (`bumpSessionVersions` after each commit); returns the uninstaller. A bump that fails (Redis
+ * unreachable) is passed to `onError` and retried every `retryMs` until it succeeds — so the
+ * pages other API instances cached before the change stop being served as soon as Redis is
+ * reachable again — for at most `retryForMs` (the API's `cache.historyTtlSec` bounds what is
+ * left, docs/api.md "History cache"). The write itself has committed whatever happens here.
+ */
+export function trackSessionVersions(
+  redis: Pick<Redis, 'multi'>,
+  opts: TrackSessionVersionsOptions = {},
+): () => void {
+  const retryMs = opts.retryMs ?? 1000;
+  const retryForMs = opts.retryForMs ?? 600_000;
+  const maxPending = opts.maxPending ?? 10_000;
+  /** `<tenant>\0<session id>` → when the first bump failed */
+  const pending = new Map<string, number>();
+  let timer: NodeJS.Timeout | undefined;
+  let retrying = false;
+
+  const retry = async () => {
+    if (retrying) return;
+    retrying = true;
+    try {
+      const now = Date.now();
+      const byTenant = new Map<string, string[]>();
+      for (const [k, since] of pending) {
+        if (now - since > retryForMs) {
+          pending.delete(k);
+          continue;
+        }
+        const [tenant, id] = k.split('\u0000') as [string, string];
+        const list = byTenant.get(tenant);
+        if (list) list.push(id);
+        else byTenant.set(tenant, [id]);
+      }
+      for (const [tenant, ids] of byTenant) {
+        try {
+          await bumpSessionVersions(redis, tenant, ids);
+          for (const id of ids) pending.delete(`${tenant}\u0000${id}`);
+        } catch {
+          break; // still unreachable: next tick
+        }
+      }
+    } finally {
+      retrying = false;
+      if (pending.size === 0 && timer) {
+        clearInterval(timer);
+        timer = undefined;
+      }
+    }
+  };
+
+  const stop = onSessionsChanged(async (tenant, ids) => {
+    try {
+      await bumpSessionVersions(redis, tenant, ids);
+    } catch (err) {
+      opts.onError?.(err, tenant, ids);
+      const now = Date.now();
+      for (const id of ids) {
+        const k = `${tenant}\u0000${id}`;
+        pending.delete(k); // re-inserted last: the oldest entries are the first in the map
+        pending.set(k, now);
+      }
+      for (const k of pending.keys()) {
+        if (pending.size <= maxPending) break;
+        pending.delete(k);
+      }
+      if (!timer) {
+        timer = setInterval(() => void retry(), retryMs);
+        timer.unref();
+      }
+    }
+  });
+  return () => {
+    stop();
+    clearInterval(timer);
+    timer = undefined;
+    pending.clear();
+  };
 }
 
 interface SessionRow {
@@ -161,6 +342,7 @@ export async function createSession(ctx: DomainContext, input: CreateSessionInpu
     `INSERT INTO sessions (id, customer_id, channel, subject) VALUES ($1, $2, $3, $4) RETURNING ${SESSION_COLUMNS}`,
     [id, customerId, input.channel, subject],
   );
+  markSessionChanged(ctx, id);
   return toSession(ctx, rows[0]!);
 }
 
@@ -287,6 +469,7 @@ export async function appendMessage(
     const s = await getSession(ctx, sid, scope); // 404 when missing or not theirs
     throw new DomainErrors.SESSION_CLOSED({ details: { sessionId: s.id } });
   }
+  markSessionChanged(ctx, sid);
   const seq = rows[0].last_seq;
   const { rows: ins } = await ctx.client.query<MessageRow>(
     `INSERT INTO messages (id, session_id, seq, role, body, author) VALUES ($1, $2, $3, $4, $5, $6)
@@ -315,11 +498,18 @@ export interface MessagePage {
    * `beforeSeq` (or neither: newest page), the first seq. null when !hasMore.
    */
   nextCursor: number | null;
+  /** the session's customer (null for an anonymous session): who else may read this page */
+  customerId: string | null;
 }
+
+type HistoryRow = { owner: string | null } & { [K in keyof MessageRow]: MessageRow[K] | null };
 
 /**
  * One page of a session's history, decrypted. Neither cursor → the newest `limit` messages
  * (what a chat window shows first), then `beforeSeq = nextCursor` pages back.
+ * One round trip: the session row (existence, scope, owner) LEFT JOIN LATERAL its page of
+ * messages — no rows: no such session (or not the customer's) → 404; one row of NULL message
+ * columns: a session without messages (in that direction).
  */
 export async function listMessages(
   ctx: DomainContext,
@@ -339,28 +529,27 @@ export async function listMessages(
   const sid = assertUuid(sessionId, 'sessionId');
   const customerId = scope.customerId === undefined ? null : assertUuid(scope.customerId, 'customerId');
   const forward = q.afterSeq !== undefined;
-  // One round trip in the common case: the scope check (the session exists and, for a
-  // customer, is theirs) is part of the messages query; only an empty page pays a second query
-  // to tell "no messages" from "no such session" (404).
-  const visible = `EXISTS (SELECT 1 FROM sessions s WHERE s.id = $1 AND ($4::uuid IS NULL OR s.customer_id = $4))`;
-  const { rows } = forward
-    ? await ctx.client.query<MessageRow>(
-        `SELECT id, session_id, seq, role, body, author, created_at FROM messages
-          WHERE session_id = $1 AND seq > $2 AND ${visible} ORDER BY seq LIMIT $3`,
-        [sid, q.afterSeq, limit + 1, customerId],
-      )
-    : await ctx.client.query<MessageRow>(
-        `SELECT id, session_id, seq, role, body, author, created_at FROM messages
-          WHERE session_id = $1 AND ($2::bigint IS NULL OR seq < $2) AND ${visible} ORDER BY seq DESC LIMIT $3`,
-        [sid, q.beforeSeq ?? null, limit + 1, customerId],
-      );
-  if (rows.length === 0) await getSession(ctx, sid, scope); // 404 when missing or not theirs
-  const hasMore = rows.length > limit;
-  const page = rows.slice(0, limit);
-  if (!forward) page.reverse();
-  const messages = page.map((r) => toMessage(ctx, r));
+  const page = forward
+    ? `SELECT id, session_id, seq, role, body, author, created_at FROM messages
+        WHERE session_id = s.id AND seq > $2 ORDER BY seq LIMIT $3`
+    : `SELECT id, session_id, seq, role, body, author, created_at FROM messages
+        WHERE session_id = s.id AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3`;
+  const { rows } = await ctx.client.query<HistoryRow>(
+    `SELECT s.customer_id AS owner, m.id, m.session_id, m.seq, m.role, m.body, m.author, m.created_at
+       FROM sessions s LEFT JOIN LATERAL (${page}) m ON true
+      WHERE s.id = $1 AND ($4::uuid IS NULL OR s.customer_id = $4)
+      ORDER BY m.seq ${forward ? 'ASC' : 'DESC'}`,
+    [sid, forward ? q.afterSeq : (q.beforeSeq ?? null), limit + 1, customerId],
+  );
+  if (rows.length === 0) throw notFound('session', sessionId); // missing or not theirs
+  const owner = rows[0]!.owner;
+  const found = rows[0]!.id === null ? [] : (rows as MessageRow[]);
+  const hasMore = found.length > limit;
+  const slice = found.slice(0, limit);
+  if (!forward) slice.reverse();
+  const messages = slice.map((r) => toMessage(ctx, r));
   const edge = forward ? messages[messages.length - 1] : messages[0];
-  return { messages, hasMore, nextCursor: hasMore && edge ? edge.seq : null };
+  return { messages, hasMore, nextCursor: hasMore && edge ? edge.seq : null, customerId: owner };
 }
 
 export interface SetStateOptions {
@@ -396,5 +585,6 @@ export async function setSessionState(
       WHERE id = $1 RETURNING ${SESSION_COLUMNS}`,
     [rows[0].id, to, assignedTo],
   );
+  markSessionChanged(ctx, rows[0].id);
   return toSession(ctx, upd[0]!);
 }
