@@ -12,9 +12,10 @@
  *      alone (`Hub.onBusMessage`) — vs the bare server sending the same frame text to 10k;
  *   3. Kafka → client latency of `agent.token` deltas at 200 concurrent streaming conversations
  *      (20 tokens/s each, `sent_at` in the payload), beside a bare kafkajs consumer of the same
- *      topic in the same window (the Kafka floor).
+ *      topic in the same window, in its own process, with the hub's consumer settings (the
+ *      Kafka floor; `floor-consumer.ts`), and the CPU each process on the path used.
  *
- * Servers and clients are child processes (`hub.ts`, `bare.ts`, `clients.ts`): RSS is the
+ * Servers and clients are child processes (`hub.ts`, `bare.ts`, `clients.ts`, `floor-consumer.ts`): RSS is the
  * server's own, and client sockets are spread over several 127.0.0.x source addresses. A real
  * tenant is provisioned the way services/realtime/test/support.ts does (scratch platform
  * database, tenant role + schema, wrapped DEK, Kafka topics) and removed at the end, with the
@@ -30,14 +31,16 @@
  *   BENCH_CLIENT_PROCESSES   client processes (at least; more if the limit requires) @default 4
  *   BENCH_PARTITIONS         partitions of the tenant's topics @default 3
  *   BENCH_TIMEOUT_SECONDS    budget of the measurements (cleanup has 120 s more) @default 900
+ *   BENCH_PARTS              which measurements, comma-separated @default memory,fanout,latency
+ *   BENCH_HUB_SCRIPT         the hub child script @default bench/realtime/hub.ts (A/B runs of
+ *                            another build of the hub: a copy of hub.ts importing that build)
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import type { Consumer } from 'kafkajs';
 import { newCloudEvent, startTestIssuer, tenantTopics, type TestIssuer } from '@simptu/common';
 import {
   createPlatform,
@@ -54,7 +57,9 @@ import {
   readRss,
   sumMetric,
   table,
+  type Sample,
 } from '../operator/lib.ts';
+import type { FloorSettings } from './floor-consumer.ts';
 import { Child, nofileLimits, now, sleep } from './rpc.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -80,6 +85,12 @@ const MIN_CLIENT_PROCESSES = int('BENCH_CLIENT_PROCESSES', 4);
 const PARTITIONS = int('BENCH_PARTITIONS', 3);
 const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 900);
 const WARMUP_SECONDS = 3;
+const PARTS = new Set((env.BENCH_PARTS ?? 'memory,fanout,latency').split(',').map((x) => x.trim()));
+for (const part of PARTS)
+  if (!['memory', 'fanout', 'latency'].includes(part)) {
+    console.error(`BENCH_PARTS: unknown part ${JSON.stringify(part)} (memory, fanout, latency)`);
+    process.exit(2);
+  }
 /** open files a server needs besides its sockets (listener, Postgres, Redis, Kafka, stdio, epoll…) */
 const SERVER_FD_RESERVE = 256;
 const CLIENT_FD_RESERVE = 64;
@@ -129,6 +140,39 @@ function stats(values: ArrayLike<number>): Stats {
     mean: arr.length ? arr.reduce((a, b) => a + b, 0) / arr.length : NaN,
   };
 }
+/**
+ * A Prometheus histogram's change between two scrapes: count, mean, and quantiles as the upper
+ * bound of the bucket they fall in (so "p99 ≤ 5 ms" reads as `p99: 0.005`).
+ */
+function histogramDelta(after: Sample[], before: Sample[], name: string) {
+  const buckets = (xs: Sample[]) =>
+    new Map(xs.filter((x) => x.name === `${name}_bucket`).map((x) => [x.labels.le!, x.value]));
+  const a = buckets(after);
+  const b = buckets(before);
+  const count = sumMetric(after, `${name}_count`) - sumMetric(before, `${name}_count`);
+  const sum = sumMetric(after, `${name}_sum`) - sumMetric(before, `${name}_sum`);
+  const les = [...a.keys()].sort(
+    (x, y) => Number(x === '+Inf' ? Infinity : x) - Number(y === '+Inf' ? Infinity : y),
+  );
+  const q = (p: number) => {
+    for (const le of les)
+      if ((a.get(le) ?? 0) - (b.get(le) ?? 0) >= (p / 100) * count)
+        return Number(le === '+Inf' ? Infinity : le);
+    return NaN;
+  };
+  return { count, mean: count ? sum / count : NaN, p50: q(50), p90: q(90), p99: q(99) };
+}
+
+/** The pid of a test-environment server (hack/testenv writes .testenv/run/<name>.pid). */
+function testenvPid(name: string): number | undefined {
+  try {
+    const n = Number(readFileSync(join(ROOT, '.testenv/run', `${name}.pid`), 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0
@@ -463,7 +507,7 @@ async function main(): Promise<void> {
   let clients: ClientPool | undefined;
   let hub: Child | undefined;
   let bare: Child | undefined;
-  let floor: Consumer | undefined;
+  let floor: Child | undefined;
   let hubCfg: RealtimeConfig | undefined;
   const floorGroup = `bench-rt-floor-${RUN}`;
   const tenant = uniqueTenantName('brt');
@@ -474,12 +518,12 @@ async function main(): Promise<void> {
     timedOut = true;
     log(`budget of ${TIMEOUT_SECONDS} s exhausted: stopping`);
     // Kill the children: every pending call rejects and main() unwinds into the cleanup.
-    for (const c of [hub, bare, ...(clients?.procs ?? [])]) c?.proc.kill('SIGKILL');
+    for (const c of [hub, bare, floor, ...(clients?.procs ?? [])]) c?.proc.kill('SIGKILL');
   }, TIMEOUT_SECONDS * 1000);
   process.once('SIGINT', () => {
     log('interrupted: cleaning up (Ctrl-C again exits at once)');
     process.once('SIGINT', () => process.exit(130));
-    for (const c of [hub, bare, ...(clients?.procs ?? [])]) c?.proc.kill('SIGKILL');
+    for (const c of [hub, bare, floor, ...(clients?.procs ?? [])]) c?.proc.kill('SIGKILL');
   });
 
   try {
@@ -505,7 +549,7 @@ async function main(): Promise<void> {
     const sign = (sub: string) =>
       issuer!.signAccessToken({ tenant, sub, roles: ['customer'] }, { expiresIn: '2h' });
     const idleEntries: Entry[] = [];
-    for (let i = 0; i < N; i += 500) {
+    for (let i = 0; PARTS.has('memory') && i < N; i += 500) {
       const subs = Array.from({ length: Math.min(500, N - i) }, () => randomUUID());
       const tokens = await Promise.all(subs.map(sign));
       subs.forEach((s, j) => idleEntries.push({ token: tokens[j]!, topic: `user:${s}` }));
@@ -531,7 +575,7 @@ async function main(): Promise<void> {
       registryRefreshMs: 10_000,
       history: { maxCount: 200, maxAgeMs: 600_000, streamTtlMs: 3600_000, dedupTtlMs: 3600_000 },
     });
-    hub = new Child('hub', join(HERE, 'hub.ts'), {
+    hub = new Child('hub', env.BENCH_HUB_SCRIPT ? resolve(env.BENCH_HUB_SCRIPT) : join(HERE, 'hub.ts'), {
       // BENCH_HUB_CPU_PROF=1: a V8 CPU profile of the hub process in bench/results (on exit).
       nodeArgs: [
         '--expose-gc',
@@ -568,245 +612,311 @@ async function main(): Promise<void> {
     );
 
     // ------------------------------------------------------------------ 1. idle memory, one server at a time
-    report.hub.memory = await measureMemory('hub', hub, clients, hubUrl, idleEntries);
-    loadAt('hubMemory');
-    report.bare.memory = await measureMemory('bare', bare, clients, bareUrl, idleEntries);
-    loadAt('bareMemory');
+    if (PARTS.has('memory')) {
+      report.hub.memory = await measureMemory('hub', hub, clients, hubUrl, idleEntries);
+      loadAt('hubMemory');
+      report.bare.memory = await measureMemory('bare', bare, clients, bareUrl, idleEntries);
+      loadAt('bareMemory');
+    }
 
     // ------------------------------------------------------------------ 2. fan-out, rounds interleaved
     // 10k sockets of one user on each server, open side by side; the variants take turns (the
     // order rotating each round), so a load swing on this shared machine hits all of them alike.
-    const fc = await clients.connect('hub', hubUrl, fanEntries);
-    log(`hub: ${fc.joined} fan-out subscribers joined in ${fmt(fc.ms / 1000)} s`);
-    if (fc.failed) log(`hub: ${fc.failed} fan-out joins failed: ${JSON.stringify(fc.errors)}`);
-    const bfc = await clients.connect('bare', bareUrl, fanEntries);
-    log(`bare: ${bfc.joined} fan-out subscribers joined in ${fmt(bfc.ms / 1000)} s`);
-    await sleep(2000);
-    const booking = () => ({ booking_id: randomUUID(), customer_id: fanUser, status: 'confirmed' });
-    const viaKafka = () =>
-      fanoutRound(hub!, clients!, 'hub', 'booking.created', async () => {
-        const t0 = now();
-        await p.produce(tenant, 'domain', 'io.simptu.booking.created', booking());
-        return { t0 };
-      });
-    // The first event: a warm-up, and the frame the bare server sends (the same bytes).
-    const warm = await viaKafka();
-    const sample = warm.sample;
-    if (!sample || warm.received !== fc.joined)
-      throw new Error(`warm-up fan-out reached ${warm.received} of ${fc.joined}`);
-    const redis = new Redis(env.REDIS_URL!);
-    const metaKey = `rt:{${tenant}/${fanTopic}}:m`; // streams.ts's stream position
-    const epoch = await redis.hget(metaKey, 'epoch');
-    const inProcess = () =>
-      fanoutRound(hub!, clients!, 'hub', 'booking.created', async () => {
-        // Take the next seq in Redis too, so the Kafka events after it keep numbering on.
-        const seq = await redis.hincrby(metaKey, 'seq', 1);
-        return hub!.call<{ t0: number; syncMs: number }>('localFanout', {
-          tenant,
-          topic: fanTopic,
-          epoch,
-          seq,
-          event: 'booking.created',
-          data: booking(),
+    if (PARTS.has('fanout')) {
+      const fc = await clients.connect('hub', hubUrl, fanEntries);
+      log(`hub: ${fc.joined} fan-out subscribers joined in ${fmt(fc.ms / 1000)} s`);
+      if (fc.failed) log(`hub: ${fc.failed} fan-out joins failed: ${JSON.stringify(fc.errors)}`);
+      const bfc = await clients.connect('bare', bareUrl, fanEntries);
+      log(`bare: ${bfc.joined} fan-out subscribers joined in ${fmt(bfc.ms / 1000)} s`);
+      await sleep(2000);
+      const booking = () => ({ booking_id: randomUUID(), customer_id: fanUser, status: 'confirmed' });
+      const viaKafka = () =>
+        fanoutRound(hub!, clients!, 'hub', 'booking.created', async () => {
+          const t0 = now();
+          await p.produce(tenant, 'domain', 'io.simptu.booking.created', booking());
+          return { t0 };
         });
-      });
-    const viaBare = () =>
-      fanoutRound(bare!, clients!, 'bare', 'booking.created', () =>
-        bare!.call<{ t0: number; syncMs: number }>('broadcast', { topic: fanTopic, text: sample }),
-      );
-    const variants = { kafkaPath: viaKafka, inProcess, bare: viaBare };
-    const rounds: Record<keyof typeof variants, FanoutRound[]> = { kafkaPath: [], inProcess: [], bare: [] };
-    const names = Object.keys(variants) as Array<keyof typeof variants>;
-    try {
-      for (let r = 0; r < ROUNDS; r++) {
-        for (let k = 0; k < names.length; k++) {
-          const name = names[(r + k) % names.length]!;
-          const { sample: _s, ...round } = await variants[name]();
-          rounds[name].push(round);
-          await sleep(500);
-        }
-        log(
-          `fan-out round ${r + 1}: ` +
-            names
-              .map((n) => `${n} ${rounds[n].at(-1)!.received}/${fmt(rounds[n].at(-1)!.ms, 0)} ms`)
-              .join(', '),
+      // The first event: a warm-up, and the frame the bare server sends (the same bytes).
+      const warm = await viaKafka();
+      const sample = warm.sample;
+      if (!sample || warm.received !== fc.joined)
+        throw new Error(`warm-up fan-out reached ${warm.received} of ${fc.joined}`);
+      const redis = new Redis(env.REDIS_URL!);
+      const metaKey = `rt:{${tenant}/${fanTopic}}:m`; // streams.ts's stream position
+      const epoch = await redis.hget(metaKey, 'epoch');
+      const inProcess = () =>
+        fanoutRound(hub!, clients!, 'hub', 'booking.created', async () => {
+          // Take the next seq in Redis too, so the Kafka events after it keep numbering on.
+          const seq = await redis.hincrby(metaKey, 'seq', 1);
+          return hub!.call<{ t0: number; syncMs: number }>('localFanout', {
+            tenant,
+            topic: fanTopic,
+            epoch,
+            seq,
+            event: 'booking.created',
+            data: booking(),
+          });
+        });
+      const viaBare = () =>
+        fanoutRound(bare!, clients!, 'bare', 'booking.created', () =>
+          bare!.call<{ t0: number; syncMs: number }>('broadcast', { topic: fanTopic, text: sample }),
         );
+      const variants = { kafkaPath: viaKafka, inProcess, bare: viaBare };
+      const rounds: Record<keyof typeof variants, FanoutRound[]> = { kafkaPath: [], inProcess: [], bare: [] };
+      const names = Object.keys(variants) as Array<keyof typeof variants>;
+      try {
+        for (let r = 0; r < ROUNDS; r++) {
+          for (let k = 0; k < names.length; k++) {
+            const name = names[(r + k) % names.length]!;
+            const { sample: _s, ...round } = await variants[name]();
+            rounds[name].push(round);
+            await sleep(500);
+          }
+          log(
+            `fan-out round ${r + 1}: ` +
+              names
+                .map((n) => `${n} ${rounds[n].at(-1)!.received}/${fmt(rounds[n].at(-1)!.ms, 0)} ms`)
+                .join(', '),
+          );
+        }
+      } finally {
+        redis.disconnect();
       }
-    } finally {
-      redis.disconnect();
+      report.hub.fanout = {
+        subscribers: fc.joined,
+        joinSeconds: fc.ms / 1000,
+        frameBytes: Buffer.byteLength(sample),
+        kafkaPath: summarizeRounds(rounds.kafkaPath),
+        inProcess: summarizeRounds(rounds.inProcess),
+      };
+      report.bare.fanout = {
+        subscribers: bfc.joined,
+        frameBytes: Buffer.byteLength(sample),
+        ...summarizeRounds(rounds.bare),
+      };
+      await clients.closeAll('hub');
+      await clients.closeAll('bare');
+      await waitConnections(hub, 0, 60_000);
+      await bare.stop();
+      bare = undefined;
+      loadAt('fanout');
     }
-    report.hub.fanout = {
-      subscribers: fc.joined,
-      joinSeconds: fc.ms / 1000,
-      frameBytes: Buffer.byteLength(sample),
-      kafkaPath: summarizeRounds(rounds.kafkaPath),
-      inProcess: summarizeRounds(rounds.inProcess),
-    };
-    report.bare.fanout = {
-      subscribers: bfc.joined,
-      frameBytes: Buffer.byteLength(sample),
-      ...summarizeRounds(rounds.bare),
-    };
-    await clients.closeAll('hub');
-    await clients.closeAll('bare');
-    await waitConnections(hub, 0, 60_000);
-    await bare.stop();
-    bare = undefined;
-    loadAt('fanout');
 
     // ------------------------------------------------------------------ 3. latency
-    const cc = await clients.connect('hub', hubUrl, convEntries, 16);
+    if (PARTS.has('latency')) {
+      const cc = await clients.connect('hub', hubUrl, convEntries, 16);
 
-    if (cc.failed) log(`latency: ${cc.failed} conversation joins failed: ${JSON.stringify(cc.errors)}`);
-    log(`latency: ${cc.joined} conversation sockets joined`);
-    const floorLat: number[] = [];
-    let floorOn = false;
-    floor = p.kafka.consumer({ groupId: floorGroup, allowAutoTopicCreation: false });
-    let joinedFloor!: () => void;
-    const floorJoined = new Promise<void>((r) => (joinedFloor = r));
-    floor.on(floor.events.GROUP_JOIN, () => joinedFloor());
-    await floor.connect();
-    await floor.subscribe({ topics: [tenantTopics(tenant).agent], fromBeginning: false });
-    await floor.run({
-      eachMessage: async ({ message }) => {
-        if (!floorOn || !message.value) return;
-        const t = now();
-        const e = JSON.parse(message.value.toString('utf8')) as { data?: { sent_at?: number } };
-        if (typeof e.data?.sent_at === 'number') floorLat.push(t - e.data.sent_at);
-      },
-    });
-    await floorJoined;
-    await sleep(1000);
+      if (cc.failed) log(`latency: ${cc.failed} conversation joins failed: ${JSON.stringify(cc.errors)}`);
+      log(`latency: ${cc.joined} conversation sockets joined`);
+      const metricsBefore = parsePrometheus(
+        await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text(),
+      );
 
-    const agentTopic = tenantTopics(tenant).agent;
-    const period = 1000 / TOKENS_PER_SECOND;
-    const start = now();
-    const due = conversations.map((_, i) => start + (i / conversations.length) * period);
-    const tokenSeq = conversations.map(() => 0);
-    const messageIds = conversations.map(() => randomUUID());
-    const end = start + (WARMUP_SECONDS + LATENCY_SECONDS) * 1000;
-    let produced = 0;
-    let producedInWindow = 0;
-    let sendMs: number[] = [];
-    let measuring = false;
-    const cpuHub0 = { t: 0, cpu: 0 };
-    while (now() < end) {
-      const t = now();
-      if (!measuring && t >= start + WARMUP_SECONDS * 1000) {
-        measuring = true;
-        await Promise.all(clients.procs.map((c) => c.call('latencyStart')));
-        floorOn = true;
-        cpuHub0.t = now();
-        cpuHub0.cpu = readCpuSeconds(hub.pid) ?? NaN;
-        sendMs = [];
-      }
-      const batch = [];
-      for (let i = 0; i < conversations.length; i++) {
-        if (due[i]! > t) continue;
-        due[i]! += period;
-        const session = conversations[i]!.session;
-        batch.push({
-          topic: agentTopic,
-          key: session,
-          event: newCloudEvent({
-            type: 'io.simptu.agent.token',
-            source: '/simptu/agent',
-            tenant,
-            data: {
-              session_id: session,
-              message_id: messageIds[i],
-              seq: ++tokenSeq[i]!,
-              delta: 'lorem ',
-              sent_at: now(),
-            },
-          }),
-        });
-      }
-      if (batch.length === 0) {
-        await sleep(1);
-        continue;
-      }
-      const s0 = now();
-      await p.producer.sendBatch(batch);
-      sendMs.push(now() - s0);
-      produced += batch.length;
-      if (measuring) producedInWindow += batch.length;
-    }
-    const producedSeconds = (now() - start) / 1000;
-    await sleep(3000);
-    const cpuHubSeconds = (readCpuSeconds(hub.pid) ?? NaN) - cpuHub0.cpu;
-    const windowSeconds = (now() - cpuHub0.t) / 1000;
-    floorOn = false;
-    const per = await Promise.all(
-      clients.procs.map((c) =>
-        c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>(
-          'latencyStop',
+      // The agent: every conversation a token every 1/TOKENS_PER_SECOND s (staggered), whatever
+      // is due sent in one sendBatch — as services/agent's StreamSender batches what its runs
+      // emitted while the previous request was in flight. `sent_at` is taken just before.
+      const agentTopic = tenantTopics(tenant).agent;
+      const period = 1000 / TOKENS_PER_SECOND;
+      const due = conversations.map((_, i) => now() + (i / conversations.length) * period);
+      const tokenSeq = conversations.map(() => 0);
+      const messageIds = conversations.map(() => randomUUID());
+      const production = { events: 0, seconds: 0, sendMs: [] as number[] };
+      const produceUntil = async (endAt: number) => {
+        const t0 = now();
+        while (now() < endAt) {
+          const t = now();
+          const batch = [];
+          for (let i = 0; i < conversations.length; i++) {
+            if (due[i]! > t) continue;
+            due[i]! += period;
+            const session = conversations[i]!.session;
+            batch.push({
+              topic: agentTopic,
+              key: session,
+              event: newCloudEvent({
+                type: 'io.simptu.agent.token',
+                source: '/simptu/agent',
+                tenant,
+                data: {
+                  session_id: session,
+                  message_id: messageIds[i],
+                  seq: ++tokenSeq[i]!,
+                  delta: 'lorem ',
+                  sent_at: now(),
+                },
+              }),
+            });
+          }
+          if (batch.length === 0) {
+            await sleep(1);
+            continue;
+          }
+          const s0 = now();
+          await p.producer.sendBatch(batch);
+          production.sendMs.push(now() - s0);
+          production.events += batch.length;
+        }
+        production.seconds += (now() - t0) / 1000;
+      };
+      // CPU of every process on the path over a window: where the machine's 2 cores go.
+      const cpuNow = (): Record<string, number> => {
+        const pids: Record<string, number | undefined> = {
+          hub: hub!.pid,
+          redis: testenvPid('redis'),
+          kafka: testenvPid('kafka'),
+          producer: process.pid,
+          ...(floor ? { floor: floor.pid } : {}),
+          ...Object.fromEntries(clients!.procs.map((c, i) => [`clients${i}`, c.pid])),
+        };
+        return Object.fromEntries(
+          Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? NaN : (readCpuSeconds(pid) ?? NaN)]),
+        );
+      };
+      const coresBusy = (c0: Record<string, number>, c1: Record<string, number>, seconds: number) => {
+        const out: Record<string, number> = {};
+        for (const [k, v] of Object.entries(c1)) {
+          const name = k.startsWith('clients') ? 'clients' : k;
+          out[name] = (out[name] ?? 0) + (v - (c0[k] ?? NaN)) / seconds;
+        }
+        return out;
+      };
+
+      // Window 1, the hub: a warm-up, then LATENCY_SECONDS of events whose frames the clients
+      // time, then 3 s for the last frames to arrive.
+      await produceUntil(now() + WARMUP_SECONDS * 1000);
+      await Promise.all(clients.procs.map((c) => c.call('latencyStart')));
+      const eventsBefore = production.events;
+      production.sendMs = [];
+      const t1 = now();
+      const cpu1 = cpuNow();
+      await produceUntil(now() + LATENCY_SECONDS * 1000);
+      const producedInWindow = production.events - eventsBefore;
+      const producedPerSecond = producedInWindow / ((now() - t1) / 1000);
+      await sleep(3000);
+      const cpu2 = cpuNow();
+      const hubWindowSeconds = (now() - t1) / 1000;
+      const per = await Promise.all(
+        clients.procs.map((c) =>
+          c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>(
+            'latencyStop',
+          ),
         ),
-      ),
-    );
-    const all: number[] = [];
-    for (const r of per) for (const v of r.values) all.push(v);
-    const metrics = parsePrometheus(await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text());
-    report.latency = {
-      sockets: cc.joined,
-      produced,
-      producedPerSecond: produced / producedSeconds,
-      producedInWindow,
-      framesReceived: per.reduce((a, r) => a + r.frames, 0),
-      tokensReceived: per.reduce((a, r) => a + r.tokens, 0),
-      coalescedFrames: per.reduce((a, r) => a + r.coalescedFrames, 0),
-      hubMs: stats(all),
-      kafkaFloorMs: stats(floorLat),
-      producerSendBatchMs: stats(sendMs),
-      hubCpuCoresBusy: cpuHubSeconds / windowSeconds,
-      hubEventsStored: sumMetric(metrics, 'simptu_realtime_events_stored_total'),
-      hubEventsDropped: sumMetric(metrics, 'simptu_realtime_events_dropped_total'),
-      hubGaps: sumMetric(metrics, 'simptu_realtime_stream_gaps_total'),
-      loadavg: load(),
-    };
-    log(
-      `latency: hub p50 ${fmt(stats(all).p50)} p99 ${fmt(stats(all).p99)} ms over ${all.length} frames; ` +
-        `Kafka floor p50 ${fmt(stats(floorLat).p50)} p99 ${fmt(stats(floorLat).p99)} ms (load ${load().join(' ')})`,
-    );
-    await floor.disconnect();
-    floor = undefined;
+      );
+      const all: number[] = [];
+      for (const r of per) for (const v of r.values) all.push(v);
+      const framesReceived = per.reduce((a, r) => a + r.frames, 0);
+      const metrics = parsePrometheus(await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text());
+      const sendMs = production.sendMs;
+      log(
+        `latency: hub p50 ${fmt(stats(all).p50)} p99 ${fmt(stats(all).p99)} ms over ${all.length} frames ` +
+          `(load ${load().join(' ')})`,
+      );
+
+      // Window 2, the Kafka floor: a bare kafkajs consumer of the same topic in its own process
+      // (as the hub is), with the hub's consumer settings (src/kafka.ts), while the same events
+      // keep flowing through the hub to the clients — so it sees the hub's load, and the hub's
+      // window above did not carry the floor consumer's CPU.
+      const floorSeconds = Math.min(LATENCY_SECONDS, 15);
+      let floorLat: ArrayLike<number> = [];
+      let cpuFloor: Record<string, number> = {};
+      if (env.BENCH_FLOOR !== 'off') {
+        const f = (floor = new Child('floor', join(HERE, 'floor-consumer.ts'), {}));
+        await readyOrExit(f, 30_000);
+        const joined = f.call('start', {
+          brokers: env.KAFKA_BROKERS!.split(','),
+          topic: agentTopic,
+          groupId: floorGroup,
+          settings: {
+            mode: 'eachBatch',
+            autoCommit: false,
+            commitIntervalMs: hubCfg.kafkaCommitIntervalMs,
+            partitionsConsumedConcurrently: hubCfg.kafkaPartitionsConcurrency,
+          } satisfies FloorSettings,
+        });
+        // keep producing while it joins: the hub must not see a pause
+        while (!(await Promise.race([joined.then(() => true), sleep(0).then(() => false)])))
+          await produceUntil(now() + 100);
+        await produceUntil(now() + WARMUP_SECONDS * 1000);
+        await f.call('latencyStart');
+        const c0 = cpuNow();
+        const t0 = now();
+        await produceUntil(now() + floorSeconds * 1000);
+        await sleep(1000);
+        cpuFloor = coresBusy(c0, cpuNow(), (now() - t0) / 1000);
+        floorLat = (await f.call<{ values: Float64Array }>('latencyStop')).values;
+        log(
+          `latency: Kafka floor p50 ${fmt(stats(floorLat).p50)} p99 ${fmt(stats(floorLat).p99)} ms ` +
+            `over ${floorLat.length} records (load ${load().join(' ')})`,
+        );
+        await f.stop(10_000);
+        floor = undefined;
+      }
+
+      report.latency = {
+        sockets: cc.joined,
+        produced: production.events,
+        producedPerSecond,
+        producedInWindow,
+        framesReceived,
+        tokensReceived: per.reduce((a, r) => a + r.tokens, 0),
+        coalescedFrames: per.reduce((a, r) => a + r.coalescedFrames, 0),
+        hubMs: stats(all),
+        kafkaFloorMs: stats(floorLat),
+        floorSeconds,
+        producerSendBatchMs: stats(sendMs),
+        hubCpuCoresBusy: (cpu2.hub! - cpu1.hub!) / hubWindowSeconds,
+        hubEventsStored: sumMetric(metrics, 'simptu_realtime_events_stored_total'),
+        hubEventsDropped: sumMetric(metrics, 'simptu_realtime_events_dropped_total'),
+        hubGaps: sumMetric(metrics, 'simptu_realtime_stream_gaps_total'),
+        // Stages inside the hub, from its own histograms over the hub's window (+ warm-up):
+        // records per Kafka batch, and kafkajs hand-over → every script of the batch run in Redis.
+        hubIngestBatchRecords: histogramDelta(metrics, metricsBefore, 'simptu_realtime_ingest_batch_records'),
+        hubIngestBatchSeconds: histogramDelta(metrics, metricsBefore, 'simptu_realtime_ingest_batch_seconds'),
+        // per token frame the clients received in the window (a hub that fell behind has not
+        // yet spent the CPU for what it did not deliver)
+        hubCpuMsPerEvent: ((cpu2.hub! - cpu1.hub!) * 1000) / Math.max(1, framesReceived),
+        // cores busy per process: in the hub's window (+ its 3 s drain), and in the floor's
+        cpuCoresBusy: coresBusy(cpu1, cpu2, hubWindowSeconds),
+        cpuCoresBusyFloorWindow: cpuFloor,
+        consumerSettings: {
+          partitionsConsumedConcurrently: hubCfg.kafkaPartitionsConcurrency,
+          commitIntervalMs: hubCfg.kafkaCommitIntervalMs,
+        },
+        loadavg: load(),
+      };
+    }
     await clients.closeAll('hub');
     await hub.stop(30_000);
     hub = undefined;
+    await bare?.stop();
+    bare = undefined;
     loadAt('end');
 
     // ------------------------------------------------------------------ ratios
-    const hm = report.hub.memory as MemoryResult;
-    const bm = report.bare.memory as MemoryResult;
-    const hf = report.hub.fanout as {
-      kafkaPath: { medianDeliveriesPerSecond: number };
-      inProcess: { medianDeliveriesPerSecond: number };
-    };
-    const bf = report.bare.fanout as { medianDeliveriesPerSecond: number };
-    const lat = report.latency as { hubMs: Stats };
-    report.ratios = {
-      memoryPerConnection: hm.perConnectionKiB / bm.perConnectionKiB,
-      fanoutInProcess: hf.inProcess.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond,
-      fanoutKafkaPath: hf.kafkaPath.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond,
-    };
-    report.targets = {
-      memoryPerConnection: {
-        value: report.ratios.memoryPerConnection!,
-        target: '≤ 1.5× bare',
-        met: report.ratios.memoryPerConnection! <= 1.5,
-      },
-      fanoutInProcess: {
-        value: report.ratios.fanoutInProcess!,
-        target: '≥ 0.7× bare',
-        met: report.ratios.fanoutInProcess! >= 0.7,
-      },
-      fanoutKafkaPath: {
-        value: report.ratios.fanoutKafkaPath!,
-        target: '≥ 0.7× bare',
-        met: report.ratios.fanoutKafkaPath! >= 0.7,
-      },
-      latencyP99Ms: { value: lat.hubMs.p99, target: '< 25 ms', met: lat.hubMs.p99 < 25 },
-    };
+    const hm = report.hub.memory as MemoryResult | undefined;
+    const bm = report.bare.memory as MemoryResult | undefined;
+    const hf = report.hub.fanout as
+      | { kafkaPath: { medianDeliveriesPerSecond: number }; inProcess: { medianDeliveriesPerSecond: number } }
+      | undefined;
+    const bf = report.bare.fanout as { medianDeliveriesPerSecond: number } | undefined;
+    const lat = report.latency as { hubMs: Stats } | undefined;
+    report.ratios = {};
+    report.targets = {};
+    if (hm && bm) {
+      const v = hm.perConnectionKiB / bm.perConnectionKiB;
+      report.ratios.memoryPerConnection = v;
+      report.targets.memoryPerConnection = { value: v, target: '≤ 1.5× bare', met: v <= 1.5 };
+    }
+    if (hf && bf) {
+      const inProc = hf.inProcess.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond;
+      const kafkaPath = hf.kafkaPath.medianDeliveriesPerSecond / bf.medianDeliveriesPerSecond;
+      report.ratios.fanoutInProcess = inProc;
+      report.ratios.fanoutKafkaPath = kafkaPath;
+      report.targets.fanoutInProcess = { value: inProc, target: '≥ 0.7× bare', met: inProc >= 0.7 };
+      report.targets.fanoutKafkaPath = { value: kafkaPath, target: '≥ 0.7× bare', met: kafkaPath >= 0.7 };
+    }
+    if (lat)
+      report.targets.latencyP99Ms = { value: lat.hubMs.p99, target: '< 25 ms', met: lat.hubMs.p99 < 25 };
   } catch (err) {
     failure = timedOut ? new Error(`timed out after ${TIMEOUT_SECONDS} s (BENCH_TIMEOUT_SECONDS)`) : err;
   } finally {
@@ -840,7 +950,7 @@ async function cleanup(r: {
   hub?: Child;
   bare?: Child;
   clients?: ClientPool;
-  floor?: Consumer;
+  floor?: Child;
   platform?: Platform;
   issuer?: TestIssuer;
   tenant: string;
@@ -856,7 +966,7 @@ async function cleanup(r: {
       log(`cleanup: ${what} failed: ${String(err)}`);
     }
   };
-  await step('floorConsumer', async () => r.floor?.disconnect());
+  await step('floorConsumer', async () => r.floor?.stop(10_000));
   await step('hub', async () => r.hub?.stop(20_000));
   await step('bare', async () => r.bare?.stop(5000));
   await step('clients', async () => r.clients?.stop());
@@ -899,109 +1009,145 @@ async function cleanup(r: {
 }
 
 function printTable(report: Report): void {
-  const hm = report.hub.memory as MemoryResult;
-  const bm = report.bare.memory as MemoryResult;
-  const hf = report.hub.fanout as Record<string, ReturnType<typeof summarizeRounds>> & {
-    subscribers: number;
-  };
-  const bf = report.bare.fanout as ReturnType<typeof summarizeRounds> & { subscribers: number };
-  const lat = report.latency as {
-    hubMs: Stats;
-    kafkaFloorMs: Stats;
-    producedPerSecond: number;
-    sockets: number;
-    hubCpuCoresBusy: number;
-  };
-  const r = report.ratios!;
-  const t = report.targets!;
+  const hm = report.hub.memory as MemoryResult | undefined;
+  const bm = report.bare.memory as MemoryResult | undefined;
+  const hf = report.hub.fanout as
+    (Record<string, ReturnType<typeof summarizeRounds>> & { subscribers: number }) | undefined;
+  const bf = report.bare.fanout as (ReturnType<typeof summarizeRounds> & { subscribers: number }) | undefined;
+  const lat = report.latency as
+    | {
+        hubMs: Stats;
+        kafkaFloorMs: Stats;
+        producedPerSecond: number;
+        sockets: number;
+        hubCpuCoresBusy: number;
+        hubCpuMsPerEvent: number;
+        cpuCoresBusy: Record<string, number>;
+        cpuCoresBusyFloorWindow: Record<string, number>;
+        hubIngestBatchRecords: { mean: number; p99: number };
+        hubIngestBatchSeconds: { mean: number; p50: number; p99: number };
+      }
+    | undefined;
+  const r = report.ratios ?? {};
+  const t = report.targets ?? {};
   const ok = (k: string) => (t[k]!.met ? 'met' : 'NOT met');
   const kps = (x: number) => `${fmt(x / 1000, 1)}k/s`;
+  const rows: string[][] = [];
+  if (hm && bm)
+    rows.push(
+      [`Idle connections (joined)`, String(hm.connections), String(bm.connections), '', ''],
+      [
+        `Connect + join rate`,
+        `${fmt(hm.connectsPerSecond, 0)}/s`,
+        `${fmt(bm.connectsPerSecond, 0)}/s`,
+        '',
+        '',
+      ],
+      [
+        `RSS before → after (MiB)`,
+        `${fmt(hm.rssBeforeMiB, 0)} → ${fmt(hm.rssAfterMiB, 0)}`,
+        `${fmt(bm.rssBeforeMiB, 0)} → ${fmt(bm.rssAfterMiB, 0)}`,
+        '',
+        '',
+      ],
+      [
+        `Memory per idle connection (RSS)`,
+        `${fmt(hm.perConnectionKiB, 2)} KiB`,
+        `${fmt(bm.perConnectionKiB, 2)} KiB`,
+        `${fmt(r.memoryPerConnection, 2)}×`,
+        `≤ 1.5× ${ok('memoryPerConnection')}`,
+      ],
+      [
+        `  of which JS heap`,
+        `${fmt(hm.heapPerConnectionKiB, 2)} KiB`,
+        `${fmt(bm.heapPerConnectionKiB, 2)} KiB`,
+        '',
+        '',
+      ],
+    );
+  if (hf && bf)
+    rows.push(
+      [
+        `Fan-out to ${hf.subscribers}: in-process (median)`,
+        kps(hf.inProcess!.medianDeliveriesPerSecond),
+        kps(bf.medianDeliveriesPerSecond),
+        `${fmt(r.fanoutInProcess, 2)}×`,
+        `≥ 0.7× ${ok('fanoutInProcess')}`,
+      ],
+      [
+        `  trigger → last delivery`,
+        `${fmt(hf.inProcess!.medianMs, 0)} ms`,
+        `${fmt(bf.medianMs, 0)} ms`,
+        '',
+        '',
+      ],
+      [
+        `  server send loop (sync)`,
+        `${fmt(hf.inProcess!.medianSyncMs, 0)} ms`,
+        `${fmt(bf.medianSyncMs, 0)} ms`,
+        '',
+        '',
+      ],
+      [
+        `Fan-out: Kafka→ingest→Redis→fan-out`,
+        kps(hf.kafkaPath!.medianDeliveriesPerSecond),
+        kps(bf.medianDeliveriesPerSecond),
+        `${fmt(r.fanoutKafkaPath, 2)}×`,
+        `≥ 0.7× ${ok('fanoutKafkaPath')}`,
+      ],
+      [
+        `  produce → first / last delivery`,
+        `${fmt(hf.kafkaPath!.medianFirstMs, 0)} / ${fmt(hf.kafkaPath!.medianMs, 0)} ms`,
+        '',
+        '',
+        '',
+      ],
+    );
+  if (lat)
+    rows.push(
+      [
+        `Token latency, ${lat.sockets} conv. @ ${fmt(lat.producedPerSecond, 0)} ev/s p50/p99`,
+        `${fmt(lat.hubMs.p50, 1)} / ${fmt(lat.hubMs.p99, 1)} ms`,
+        `Kafka alone (next window) ${fmt(lat.kafkaFloorMs.p50, 1)} / ${fmt(lat.kafkaFloorMs.p99, 1)} ms`,
+        '',
+        `p99 < 25 ms ${ok('latencyP99Ms')}`,
+      ],
+      [
+        `  p90 / p99.9 / max`,
+        `${fmt(lat.hubMs.p90, 1)} / ${fmt(lat.hubMs.p999, 1)} / ${fmt(lat.hubMs.max, 1)} ms`,
+        `${fmt(lat.kafkaFloorMs.p90, 1)} / ${fmt(lat.kafkaFloorMs.p999, 1)} / ${fmt(lat.kafkaFloorMs.max, 1)} ms`,
+        '',
+        '',
+      ],
+      [
+        `  hub ingest batch: records mean; kafkajs → Redis done mean / p99 ≤`,
+        `${fmt(lat.hubIngestBatchRecords.mean, 1)}; ${fmt(lat.hubIngestBatchSeconds.mean * 1000, 2)} / ${fmt(lat.hubIngestBatchSeconds.p99 * 1000, 1)} ms`,
+        '',
+        '',
+        '',
+      ],
+      [
+        `  hub CPU: cores busy / ms per event`,
+        `${fmt(lat.hubCpuCoresBusy, 2)} / ${fmt(lat.hubCpuMsPerEvent, 3)}`,
+        '',
+        '',
+        '',
+      ],
+      [
+        `  cores busy, hub window | floor window`,
+        Object.entries(lat.cpuCoresBusy)
+          .map(([k, v]) => `${k} ${fmt(v, 2)}`)
+          .join(', '),
+        Object.entries(lat.cpuCoresBusyFloorWindow)
+          .map(([k, v]) => `${k} ${fmt(v, 2)}`)
+          .join(', '),
+        '',
+        '',
+      ],
+    );
   console.log(
     '\n' +
-      table(
-        ['Figure', 'Hub', 'Bare ws', 'Ratio', 'Target'],
-        [
-          [`Idle connections (joined)`, String(hm.connections), String(bm.connections), '', ''],
-          [
-            `Connect + join rate`,
-            `${fmt(hm.connectsPerSecond, 0)}/s`,
-            `${fmt(bm.connectsPerSecond, 0)}/s`,
-            '',
-            '',
-          ],
-          [
-            `RSS before → after (MiB)`,
-            `${fmt(hm.rssBeforeMiB, 0)} → ${fmt(hm.rssAfterMiB, 0)}`,
-            `${fmt(bm.rssBeforeMiB, 0)} → ${fmt(bm.rssAfterMiB, 0)}`,
-            '',
-            '',
-          ],
-          [
-            `Memory per idle connection (RSS)`,
-            `${fmt(hm.perConnectionKiB, 2)} KiB`,
-            `${fmt(bm.perConnectionKiB, 2)} KiB`,
-            `${fmt(r.memoryPerConnection, 2)}×`,
-            `≤ 1.5× ${ok('memoryPerConnection')}`,
-          ],
-          [
-            `  of which JS heap`,
-            `${fmt(hm.heapPerConnectionKiB, 2)} KiB`,
-            `${fmt(bm.heapPerConnectionKiB, 2)} KiB`,
-            '',
-            '',
-          ],
-          [
-            `Fan-out to ${hf.subscribers}: in-process (median)`,
-            kps(hf.inProcess!.medianDeliveriesPerSecond),
-            kps(bf.medianDeliveriesPerSecond),
-            `${fmt(r.fanoutInProcess, 2)}×`,
-            `≥ 0.7× ${ok('fanoutInProcess')}`,
-          ],
-          [
-            `  trigger → last delivery`,
-            `${fmt(hf.inProcess!.medianMs, 0)} ms`,
-            `${fmt(bf.medianMs, 0)} ms`,
-            '',
-            '',
-          ],
-          [
-            `  server send loop (sync)`,
-            `${fmt(hf.inProcess!.medianSyncMs, 0)} ms`,
-            `${fmt(bf.medianSyncMs, 0)} ms`,
-            '',
-            '',
-          ],
-          [
-            `Fan-out: Kafka→ingest→Redis→fan-out`,
-            kps(hf.kafkaPath!.medianDeliveriesPerSecond),
-            kps(bf.medianDeliveriesPerSecond),
-            `${fmt(r.fanoutKafkaPath, 2)}×`,
-            `≥ 0.7× ${ok('fanoutKafkaPath')}`,
-          ],
-          [
-            `  produce → first / last delivery`,
-            `${fmt(hf.kafkaPath!.medianFirstMs, 0)} / ${fmt(hf.kafkaPath!.medianMs, 0)} ms`,
-            '',
-            '',
-            '',
-          ],
-          [
-            `Token latency, ${lat.sockets} conv. @ ${fmt(lat.producedPerSecond, 0)} ev/s p50/p99`,
-            `${fmt(lat.hubMs.p50, 1)} / ${fmt(lat.hubMs.p99, 1)} ms`,
-            `Kafka alone ${fmt(lat.kafkaFloorMs.p50, 1)} / ${fmt(lat.kafkaFloorMs.p99, 1)} ms`,
-            '',
-            `p99 < 25 ms ${ok('latencyP99Ms')}`,
-          ],
-          [
-            `  p99.9 / max`,
-            `${fmt(lat.hubMs.p999, 1)} / ${fmt(lat.hubMs.max, 1)} ms`,
-            `${fmt(lat.kafkaFloorMs.p999, 1)} / ${fmt(lat.kafkaFloorMs.max, 1)} ms`,
-            '',
-            '',
-          ],
-          [`  hub CPU (cores busy)`, fmt(lat.hubCpuCoresBusy, 2), '', '', ''],
-        ],
-      ) +
+      table(['Figure', 'Hub', 'Bare ws', 'Ratio', 'Target'], rows) +
       `\nload average: ${JSON.stringify(report.machine.loadavg)}\n`,
   );
 }

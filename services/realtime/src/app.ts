@@ -20,6 +20,7 @@ import {
   LocalKms,
   metricsHandler,
   OutboxRelay,
+  trackSessionVersions,
   type AccessTokenVerifier,
   type Logger,
   type Metrics,
@@ -68,6 +69,10 @@ export async function startRealtime(config: RealtimeConfig, opts: StartOptions =
   const swallow = (what: string) => (err: Error) => logger.warn({ err }, `realtime: ${what} error`);
   redis.on('error', swallow('redis'));
   subscriber.on('error', swallow('redis subscriber'));
+  // New history versions for the sessions `message:send` writes (the API's history cache).
+  const untrackSessions = trackSessionVersions(redis, {
+    onError: (err) => logger.warn({ err }, 'realtime: session version bump failed'),
+  });
   const kafka = createKafka({
     clientId: `simptu-realtime-${instanceId}`,
     brokers: config.kafkaBrokers,
@@ -100,6 +105,14 @@ export async function startRealtime(config: RealtimeConfig, opts: StartOptions =
     logger,
     onDropped: (reason) => m.eventsDropped.inc({ reason }),
     onStored: () => m.eventsStored.inc(),
+    onBatch: (records, seconds) => {
+      m.ingestBatchRecords.observe(records);
+      m.ingestBatchSeconds.observe(seconds);
+    },
+    settings: {
+      partitionsConcurrency: config.kafkaPartitionsConcurrency,
+      commitIntervalMs: config.kafkaCommitIntervalMs,
+    },
   });
   const health = new Health({
     liveness: [{ name: 'eventloop', check: async () => undefined }],
@@ -164,6 +177,7 @@ export async function startRealtime(config: RealtimeConfig, opts: StartOptions =
   server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
 
   const stopAll = async () => {
+    untrackSessions();
     await ingest.stop().catch(() => undefined);
     await relay?.stop();
     await producer?.disconnect();

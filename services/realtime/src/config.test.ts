@@ -20,7 +20,21 @@ describe('loadRealtimeConfig', () => {
       auth: { audience: ['simptu-api'] },
       limits: { maxFrameBytes: 65536, idleTimeoutMs: 60000 },
       history: { maxCount: 200, maxAgeMs: 600000 },
+      kafkaPartitionsConcurrency: 8,
+      kafkaCommitIntervalMs: 5000,
     });
+  });
+  it('reads the Kafka consumer settings', () => {
+    expect(
+      loadRealtimeConfig({
+        ...base,
+        SIMPTU_REALTIME_KAFKA_PARTITIONS_CONCURRENCY: '2',
+        SIMPTU_REALTIME_KAFKA_COMMIT_INTERVAL_MS: '1000',
+      }),
+    ).toMatchObject({ kafkaPartitionsConcurrency: 2, kafkaCommitIntervalMs: 1000 });
+    expect(() => loadRealtimeConfig({ ...base, SIMPTU_REALTIME_KAFKA_PARTITIONS_CONCURRENCY: '0' })).toThrow(
+      ConfigError,
+    );
   });
   it('converts numbers and reports every problem, typos included', () => {
     expect(loadRealtimeConfig({ ...base, SIMPTU_REALTIME_HISTORY_MAX_COUNT: '50' }).history.maxCount).toBe(

@@ -28,6 +28,10 @@ export const RealtimeConfigSchema = ConfigObject({
   kafkaBrokers: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
   /** each instance consumes with its own group `<prefix>-<instanceId>` (see docs/realtime.md) */
   kafkaGroupPrefix: Type.String({ default: 'simptu-realtime', pattern: '^[A-Za-z0-9._-]{1,100}$' }),
+  /** partitions whose record batches the ingest handles at once (one partition stays in order) */
+  kafkaPartitionsConcurrency: Type.Integer({ minimum: 1, maximum: 64, default: 8 }),
+  /** consumed offsets are committed at most this often, not after every batch (see src/kafka.ts) */
+  kafkaCommitIntervalMs: Ms(5000, 100),
   auth: ConfigObject({
     issuer: Type.String({ minLength: 1 }),
     audience: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, default: ['simptu-api'] }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { channelEventName, decryptBody, routeEvent } from './events.ts';
+import { channelEventName, decryptBody, decryptStream, routeEvent } from './events.ts';
 
 const SID = '3f2b8c1e-9d4a-4e2b-8f1a-2c3d4e5f6a7b';
 const CID = '0b2b8c1e-9d4a-4e2b-8f1a-2c3d4e5f6a7b';
@@ -72,5 +72,69 @@ describe('decryptBody', () => {
       }),
     ).toBeUndefined();
     expect(decryptBody({ body: 'plain' }, () => 'x')).toEqual({ body: 'plain' });
+  });
+});
+
+describe("the agent's stream events (docs/agent.md)", () => {
+  const enc = (o: unknown) => `ENC(${JSON.stringify(o)})`;
+  const dec = (t: string) => {
+    const m = /^ENC\((.*)\)$/.exec(t);
+    if (!m) throw new Error('does not decrypt');
+    return m[1]!;
+  };
+  it('routes a token with payload_enc; one of delta and payload_enc is required', () => {
+    const data = { session_id: SID, run_id: 'r1', seq: 1, payload_enc: enc({ text: 'Hi' }) };
+    expect(routeEvent({ type: 'io.simptu.agent.token', data })).toMatchObject({ ok: true });
+    expect(routeEvent({ type: 'io.simptu.agent.token', data: { session_id: SID, seq: 1 } })).toMatchObject({
+      ok: false,
+      reason: 'invalid_payload',
+    });
+    expect(
+      routeEvent({ type: 'io.simptu.agent.tool_call', data: { session_id: SID, name: 'find_slots' } }),
+    ).toMatchObject({ ok: false, reason: 'invalid_payload' });
+  });
+  it('decrypts payload_enc into delta / args / result and names tool_call_id call_id', () => {
+    expect(
+      decryptStream(
+        'agent.token',
+        { session_id: SID, run_id: 'r1', seq: 1, payload_enc: enc({ text: 'Hi' }) },
+        dec,
+      ),
+    ).toEqual({ session_id: SID, run_id: 'r1', seq: 1, delta: 'Hi' });
+    expect(
+      decryptStream(
+        'agent.tool_call',
+        {
+          session_id: SID,
+          tool_call_id: 'c1',
+          name: 'find_slots',
+          payload_enc: enc({ args: { day: 'mon' } }),
+        },
+        dec,
+      ),
+    ).toEqual({ session_id: SID, call_id: 'c1', name: 'find_slots', args: { day: 'mon' } });
+    expect(
+      decryptStream(
+        'agent.tool_result',
+        { session_id: SID, tool_call_id: 'c1', ok: true, payload_enc: enc({ result: [1] }) },
+        dec,
+      ),
+    ).toEqual({ session_id: SID, call_id: 'c1', ok: true, result: [1] });
+    // in clear: unchanged; other events: unchanged
+    expect(decryptStream('agent.token', { session_id: SID, delta: 'x', seq: 0 }, dec)).toEqual({
+      session_id: SID,
+      delta: 'x',
+      seq: 0,
+    });
+    expect(decryptStream('booking.created', { booking_id: 'b', payload_enc: 'zz' }, dec)).toEqual({
+      booking_id: 'b',
+      payload_enc: 'zz',
+    });
+  });
+  it('fails closed: not decryptable, not an object, a token without text', () => {
+    const base = { session_id: SID, seq: 1 };
+    expect(decryptStream('agent.token', { ...base, payload_enc: 'garbage' }, dec)).toBeUndefined();
+    expect(decryptStream('agent.token', { ...base, payload_enc: enc([1]) }, dec)).toBeUndefined();
+    expect(decryptStream('agent.token', { ...base, payload_enc: enc({ text: 5 }) }, dec)).toBeUndefined();
   });
 });

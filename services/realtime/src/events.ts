@@ -20,28 +20,43 @@ const OptId = Type.Optional(Type.Union([Id, Type.Null()]));
 const Body = Type.Optional(Type.String({ maxLength: 64_000 }));
 /** a message body encrypted with the tenant's DEK, bound to `messages.body` of `message_id` */
 const BodyEnc = Type.Optional(Type.String({ minLength: 1, maxLength: 100_000 }));
+/**
+ * What the agent streams (docs/agent.md): the text or JSON encrypted with the tenant's DEK,
+ * bound to the event id (`streamLocation`); `{text}` for tokens, `{args}` / `{result}` for tools.
+ */
+const PayloadEnc = Type.Optional(Type.String({ minLength: 1, maxLength: 100_000 }));
 
 const SessionScoped = { session_id: Uuid };
 
 export const EventSchemas = {
+  // `delta` in clear, or `payload_enc` as the agent sends it (one of them, see STREAMED)
   'agent.token': Type.Object({
     ...SessionScoped,
-    delta: Type.String({ maxLength: 16_000 }),
+    delta: Type.Optional(Type.String({ maxLength: 16_000 })),
+    payload_enc: PayloadEnc,
     seq: Type.Integer({ minimum: 0 }),
     message_id: Type.Optional(Id),
+    run_id: Type.Optional(Id),
   }),
+  // `call_id`, or `tool_call_id` as the agent names it
   'agent.tool_call': Type.Object({
     ...SessionScoped,
-    call_id: Id,
+    call_id: Type.Optional(Id),
+    tool_call_id: Type.Optional(Id),
     name: Id,
     args: Type.Optional(Type.Unknown()),
+    payload_enc: PayloadEnc,
+    run_id: Type.Optional(Id),
   }),
   'agent.tool_result': Type.Object({
     ...SessionScoped,
-    call_id: Id,
+    call_id: Type.Optional(Id),
+    tool_call_id: Type.Optional(Id),
     name: Type.Optional(Id),
     ok: Type.Optional(Type.Boolean()),
     result: Type.Optional(Type.Unknown()),
+    payload_enc: PayloadEnc,
+    run_id: Type.Optional(Id),
   }),
   'agent.message': Type.Object({
     ...SessionScoped,
@@ -151,6 +166,8 @@ export function routeEvent(ce: Pick<CloudEvent, 'type' | 'data'>): RouteResult {
     };
   }
   const data = { ...(ce.data as Record<string, unknown>) };
+  const missing = requiredOneOf(event, data);
+  if (missing) return { ok: false, reason: 'invalid_payload', detail: missing };
   const topics: string[] = [];
   const sessionId = typeof data.session_id === 'string' ? data.session_id.toLowerCase() : undefined;
   if (sessionId) topics.push(`session:${sessionId}`);
@@ -162,6 +179,63 @@ export function routeEvent(ce: Pick<CloudEvent, 'type' | 'data'>): RouteResult {
 }
 
 export type EventData<E extends ChannelEvent> = Static<(typeof EventSchemas)[E]>;
+
+/** The agent's streamed events: which decrypted field `payload_enc` carries, and as what. */
+const STREAMED: Partial<Record<ChannelEvent, { from: string; to: string }>> = {
+  'agent.token': { from: 'text', to: 'delta' },
+  'agent.tool_call': { from: 'args', to: 'args' },
+  'agent.tool_result': { from: 'result', to: 'result' },
+};
+
+/** What a schema can't say: a token needs its text, a tool event its call id, either way. */
+function requiredOneOf(event: ChannelEvent, data: Record<string, unknown>): string | undefined {
+  if (event === 'agent.token' && data.delta === undefined && data.payload_enc === undefined)
+    return '/: delta or payload_enc is required';
+  if (
+    (event === 'agent.tool_call' || event === 'agent.tool_result') &&
+    data.call_id === undefined &&
+    data.tool_call_id === undefined
+  )
+    return '/: call_id or tool_call_id is required';
+  return undefined;
+}
+
+/** Where the agent binds a streamed payload's ciphertext: the event that carries it (docs/agent.md). */
+export function streamLocation(eventId: string) {
+  return { table: 'agent_stream', column: 'payload', rowId: eventId };
+}
+
+/**
+ * The agent's stream events as clients get them (docs/realtime.md "Events"): `payload_enc`
+ * decrypted into `delta` / `args` / `result`, `tool_call_id` named `call_id`. Other events, and
+ * events that already carry those fields in clear, pass unchanged. Undefined when it doesn't
+ * decrypt (or isn't the JSON object the agent writes).
+ */
+export function decryptStream(
+  event: string,
+  data: Record<string, unknown>,
+  decrypt: (text: string) => string,
+): Record<string, unknown> | undefined {
+  const streamed = STREAMED[event as ChannelEvent];
+  if (!streamed) return data;
+  const { payload_enc, tool_call_id, ...rest } = data;
+  const out: Record<string, unknown> = { ...rest };
+  if (event !== 'agent.token' && out.call_id === undefined && tool_call_id !== undefined)
+    out.call_id = tool_call_id;
+  if (typeof payload_enc !== 'string') return out;
+  try {
+    const p = JSON.parse(decrypt(payload_enc)) as unknown;
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) return undefined;
+    const v = (p as Record<string, unknown>)[streamed.from];
+    if (event === 'agent.token') {
+      if (typeof v !== 'string') return undefined;
+      out.delta = v;
+    } else if (v !== undefined) out[streamed.to] = v;
+    return out;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The location a message body's ciphertext is bound to (same as `messages.body` in the domain). */
 export function messageBodyLocation(messageId: string) {

@@ -587,6 +587,12 @@ export class Hub {
   #decode(tenant: string, key: string, e: StoredEntry): EntryPayload | undefined {
     const hit = this.#decoded.get(e);
     if (hit !== undefined) return hit ?? undefined;
+    // Encrypted by this instance's ingest a moment ago: the plaintext came along (StreamBus).
+    if (e.plain !== undefined) {
+      const p = e.plain as EntryPayload;
+      this.#decoded.set(e, p);
+      return p;
+    }
     const cipher = this.#ciphers.get(tenant);
     let p: EntryPayload | null = null;
     try {

@@ -18,10 +18,18 @@
  * @see https://kafka.js.org/docs/consuming
  */
 import type { Consumer, Kafka } from 'kafkajs';
+import { consumerRunOptions, DEFAULT_INGEST_KAFKA_SETTINGS, type IngestKafkaSettings } from './kafka.ts';
 import { fromKafkaRecord, tenantTopics, topicTenant, type FieldCipher, type Logger } from '@simptu/common';
-import { decryptBody, messageBodyLocation, routeEvent, type DropReason } from './events.ts';
+import {
+  decryptBody,
+  decryptStream,
+  messageBodyLocation,
+  routeEvent,
+  streamLocation,
+  type DropReason,
+} from './events.ts';
 import type { TenantInfo } from './registry.ts';
-import type { StreamBus } from './streams.ts';
+import type { PublishItem, StreamBus } from './streams.ts';
 import { topicKey } from './topics.ts';
 import { encodeEntry, type EntryPayload } from './entry.ts';
 
@@ -45,11 +53,17 @@ export interface IngestOptions {
   logger?: Logger;
   onDropped?: (reason: DropReason | 'undecodable' | 'tenant_mismatch' | 'unknown_tenant') => void;
   onStored?: () => void;
+  /** after every batch handled: its records and how long it took (kafkajs hand-over → Redis done) */
+  onBatch?: (records: number, seconds: number) => void;
+  /** consumer settings (see kafka.ts); @default 8 partitions at once, commits every 5 s */
+  settings?: Partial<IngestKafkaSettings>;
 }
 
 export class Ingest {
   readonly #o: IngestOptions;
   #consumer: Consumer | undefined;
+  /** per partition, the next offset to read after what was stored: committed when stopping */
+  #stored = new Map<string, { topic: string; partition: number; offset: string }>();
   #topics = new Set<string>();
   #started = false;
   #restarting: Promise<void> = Promise.resolve();
@@ -120,19 +134,34 @@ export class Ingest {
     if (fromStart.length > 0) await consumer.subscribe({ topics: fromStart, fromBeginning: true });
     this.#started = true;
     await consumer.run({
-      // A partition's records a batch at a time, their Redis scripts pipelined (see handleBatch):
-      // one round trip per record, awaited one after the other, capped ingest at a few thousand
-      // events/s and queued token deltas behind each other (bench/realtime: Kafka→client latency).
-      // Offsets are resolved per chunk handled: a batch cut short (rebalance, stop) commits no
-      // more than what was stored.
-      eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+      // A partition's records a batch at a time, all their Redis scripts in one pipelined round
+      // trip (see handleBatch); several partitions at once. Offsets are resolved per chunk
+      // handled (a batch cut short by a rebalance or stop commits no more than what was
+      // stored) and committed at most every commitIntervalMs — kafkajs' autoCommit would send
+      // and await an OffsetCommit after every batch (see kafka.ts). What an uncommitted offset
+      // redelivers after a restart of this consumer is de-duplicated by event id in Redis.
+      ...consumerRunOptions({ ...DEFAULT_INGEST_KAFKA_SETTINGS, ...this.#o.settings }),
+      eachBatch: async ({
+        batch,
+        heartbeat,
+        isRunning,
+        isStale,
+        resolveOffset,
+        commitOffsetsIfNecessary,
+      }) => {
         for (let i = 0; i < batch.messages.length && isRunning() && !isStale(); i += BATCH_CHUNK) {
           const chunk = batch.messages.slice(i, i + BATCH_CHUNK);
           await this.handleBatch(batch.topic, chunk);
-          resolveOffset(chunk[chunk.length - 1]!.offset);
+          const last = chunk[chunk.length - 1]!.offset;
+          resolveOffset(last);
+          this.#stored.set(`${batch.topic}|${batch.partition}`, {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: (BigInt(last) + 1n).toString(),
+          });
           await heartbeat();
         }
+        await commitOffsetsIfNecessary();
       },
     });
     this.#consumer = consumer;
@@ -145,35 +174,29 @@ export class Ingest {
   }
 
   /**
-   * Records of one partition, in order. Each is prepared (decoded, routed, encrypted) in turn
-   * and its store+publish scripts are sent at once without waiting for the previous record's
-   * reply: ioredis writes commands to its one connection in call order and Redis runs them in
-   * that order, so the seq order is still the Kafka order while the round trips overlap.
-   * Resolves when every script has run; rejects (and the batch is redelivered, de-duplicated
-   * by event id) when one failed. Caveat: when one script fails but a later one of the same
-   * topic succeeds (one command failing alone — a lost connection fails all that follow), the
-   * redelivered event is numbered after the later one.
+   * Records of one partition, in order. Each is prepared (decoded, routed, encrypted) in turn,
+   * then the store+publish scripts of the whole batch go to Redis in ONE pipelined round trip
+   * (`StreamBus.publishMany`): Redis runs them in array order, so per topic the seqs follow the
+   * Kafka order, and each script PUBLISHes its event as it runs — delivery (from the pub/sub
+   * message, on every instance) does not wait for the batch's reply. Resolves when every script
+   * has run; rejects (and the batch is redelivered, de-duplicated by event id) when one failed.
+   * Caveat: when one script fails but a later one of the same topic succeeds (one command
+   * failing alone — a lost connection fails all that follow), the redelivered event is numbered
+   * after the later one.
    */
   async handleBatch(topic: string, messages: readonly IncomingMessage[]): Promise<void> {
-    const inflight: Array<Promise<void>> = [];
+    const t0 = performance.now();
+    const items: PublishItem[] = [];
     for (const message of messages) {
       const entries = await this.#prepare(topic, message);
-      for (const e of entries ?? [])
-        inflight.push(
-          this.#o.bus.publish(e.key, e.id, e.data).then((r) => {
-            if (r.published) this.#o.onStored?.();
-          }),
-        );
+      if (entries) items.push(...entries);
     }
-    const results = await Promise.allSettled(inflight);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    const results = await this.#o.bus.publishMany(items);
+    for (const r of results) if (r.published) this.#o.onStored?.();
+    this.#o.onBatch?.(messages.length, (performance.now() - t0) / 1000);
   }
 
-  async #prepare(
-    topic: string,
-    message: IncomingMessage,
-  ): Promise<Array<{ key: string; id: string; data: string }> | undefined> {
+  async #prepare(topic: string, message: IncomingMessage): Promise<PublishItem[] | undefined> {
     const decoded = fromKafkaRecord(message);
     if (!decoded.ok) {
       this.#o.logger?.warn({ topic, reason: decoded.error }, 'realtime ingest: undecodable record dropped');
@@ -206,9 +229,12 @@ export class Ingest {
       this.#o.onDropped?.('unknown_tenant');
       return;
     }
-    const data = decryptBody(routed.routed.data, (text, id) =>
+    const body = decryptBody(routed.routed.data, (text, id) =>
       cipher.decryptText(text, messageBodyLocation(id)),
     );
+    const data =
+      body &&
+      decryptStream(routed.routed.event, body, (text) => cipher.decryptText(text, streamLocation(ce.id)));
     if (!data) {
       this.#o.onDropped?.('undecryptable');
       return;
@@ -216,13 +242,21 @@ export class Ingest {
     const payload: EntryPayload = { event: routed.routed.event, data, time: ce.time, id: ce.id };
     return routed.routed.topics.map((t) => {
       const key = topicKey(ce.tenant, t);
-      return { key, id: ce.id, data: encodeEntry(cipher, key, ce.id, payload) };
+      return { key, eventId: ce.id, data: encodeEntry(cipher, key, ce.id, payload), plain: payload };
     });
   }
 
   async #stopConsumer(): Promise<void> {
     const c = this.#consumer;
     this.#consumer = undefined;
+    const stored = [...this.#stored.values()];
+    this.#stored = new Map();
+    // What was stored since the last periodic commit: a restart (new topics) resumes after it
+    // instead of redelivering up to commitIntervalMs of events (harmless, but wasted work).
+    if (c && stored.length > 0)
+      await Promise.race([c.commitOffsets(stored), new Promise((r) => setTimeout(r, 2000).unref())]).catch(
+        (err: unknown) => this.#o.logger?.debug({ err }, 'realtime ingest: final offset commit failed'),
+      );
     await c?.disconnect().catch(() => undefined);
   }
 

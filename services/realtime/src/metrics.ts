@@ -50,6 +50,16 @@ export function hubMetrics(m: Metrics) {
       help: 'message:send results',
       labelNames: ['result'],
     }),
+    ingestBatchRecords: m.histogram({
+      name: 'realtime_ingest_batch_records',
+      help: 'Kafka records per ingest batch (one partition, one pipelined Redis round trip)',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    }),
+    ingestBatchSeconds: m.histogram({
+      name: 'realtime_ingest_batch_seconds',
+      help: 'From a batch handed over by kafkajs to every event of it numbered, stored and published in Redis',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    }),
     latency: m.histogram({
       name: 'realtime_delivery_latency_seconds',
       help: 'From the CloudEvent time to the socket write',

@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Presence as PhxPresence, type Socket } from 'phoenix';
-import { startTestIssuer, type TestIssuer } from '@simptu/common';
+import { newCloudEvent, startTestIssuer, tenantTopics, type TestIssuer } from '@simptu/common';
 import type { RealtimeApp } from '../src/app.ts';
 import { ENV_PREFIX } from '../src/config.ts';
 import {
@@ -79,6 +79,91 @@ describe('several instances', () => {
     }
     // The same seq on every instance: one numbering, not one per instance.
     expect(got[2]!.map((e) => e.payload.stream_seq)).toEqual(got[0]!.map((e) => e.payload.stream_seq));
+  });
+
+  it('several events in one Kafka batch: in order, consecutive seqs, one numbering on every instance; recovery returns exactly the missed ones', async () => {
+    // the first test's two instances (or two of its own when run alone)
+    if (hubs.length < 2) hubs.push(...(await Promise.all([startHub(p, issuer), startHub(p, issuer)])));
+    const [h1, h2] = hubs;
+    const sess = await p.createSession(T, customer);
+    const batchesOver10 = async (h: RealtimeApp) => {
+      const m = await h.metrics.registry.getSingleMetric('simptu_realtime_ingest_batch_records')!.get();
+      const values = m.values as Array<{
+        metricName?: string;
+        labels: Record<string, unknown>;
+        value: number;
+      }>;
+      const at = (le: string) =>
+        values.find((v) => v.metricName?.endsWith('_bucket') && String(v.labels.le) === le)?.value ?? 0;
+      return at('+Inf') - at('10');
+    };
+    const over10Before = await Promise.all([h1!, h2!].map(batchesOver10));
+
+    // A reconnecting client (h1) and a steady one (h2).
+    let params: Record<string, unknown> = {};
+    const s1 = phoenixSocket(h1!.socketUrl, { token: await token(customer, ['customer']) });
+    sockets.push(s1);
+    s1.connect();
+    const ch1 = s1.channel(`session:${sess}`, () => params);
+    const got1 = collect(ch1, ['agent.token']);
+    const joined = await join(ch1);
+    expect(joined.status).toBe('ok');
+    const epoch = joined.response.epoch as string;
+    const seq0 = joined.response.seq as number;
+    const s2 = await openSocket(h2!.socketUrl, await token(customer, ['customer']));
+    sockets.push(s2);
+    const ch2 = s2.channel(`session:${sess}`);
+    const got2 = collect(ch2, ['agent.token']);
+    expect((await join(ch2)).status).toBe('ok');
+
+    // One produce request, one key: one record batch, handed to each instance's ingest at once.
+    const produceBatch = (prefix: string) =>
+      p.producer.sendBatch(
+        Array.from({ length: 12 }, (_, i) => ({
+          topic: tenantTopics(T).agent,
+          key: sess,
+          event: newCloudEvent({
+            type: 'io.simptu.agent.token',
+            source: '/simptu/test',
+            tenant: T,
+            data: { session_id: sess, delta: `${prefix}${i}`, seq: i },
+          }),
+        })),
+      );
+    await produceBatch('b');
+    await waitFor(() => got1.length >= 12 && got2.length >= 12, 20_000, 'the batch on both sockets');
+    await sleep(300);
+    const first = Array.from({ length: 12 }, (_, i) => `b${i}`);
+    for (const g of [got1, got2]) {
+      expect(g.map((e) => e.payload.delta)).toEqual(first);
+      expect(g.map((e) => e.payload.stream_seq)).toEqual(Array.from({ length: 12 }, (_, i) => seq0 + 1 + i));
+    }
+    // Each instance really took the twelve records as one batch (one pipelined Redis round trip).
+    const over10After = await Promise.all([h1!, h2!].map(batchesOver10));
+    expect(over10After[0]! - over10Before[0]!).toBeGreaterThanOrEqual(1);
+    expect(over10After[1]! - over10Before[1]!).toBeGreaterThanOrEqual(1);
+
+    // The h1 client goes away in the middle of what it read (after b5), another batch follows.
+    s1.disconnect();
+    await waitFor(() => !s1.isConnected());
+    await produceBatch('c');
+    await waitFor(() => got2.length >= 24, 20_000, 'the second batch on h2');
+    got1.length = 0;
+    params = { last_seq: seq0 + 6, epoch };
+    const replies: Array<Record<string, unknown>> = [];
+    (
+      ch1 as unknown as { joinPush: { receive(s: string, cb: (r: Record<string, unknown>) => void): void } }
+    ).joinPush.receive('ok', (resp) => replies.push(resp));
+    s1.connect();
+    await waitFor(() => replies.length >= 2 && got1.length >= 18, 20_000, 'recovery');
+    await sleep(300);
+    expect(replies.at(-1)).toMatchObject({ recovered: true, epoch, seq: seq0 + 24 });
+    expect(got1.map((e) => e.payload.delta)).toEqual([
+      ...first.slice(6),
+      ...Array.from({ length: 12 }, (_, i) => `c${i}`),
+    ]);
+    expect(got1.map((e) => e.payload.stream_seq)).toEqual(Array.from({ length: 18 }, (_, i) => seq0 + 7 + i));
+    expect(got2.map((e) => e.payload.stream_seq)).toEqual(Array.from({ length: 24 }, (_, i) => seq0 + 1 + i));
   });
 
   it('presence spans instances; a killed instance’s presences leave', async () => {

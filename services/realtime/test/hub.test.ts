@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'phoenix';
-import { startTestIssuer, tenantTopics, type TestIssuer } from '@simptu/common';
+import { newCloudEvent, startTestIssuer, tenantTopics, type TestIssuer } from '@simptu/common';
+import { streamLocation } from '../src/events.ts';
 import type { RealtimeApp } from '../src/app.ts';
 import {
   collect,
@@ -323,6 +324,96 @@ describe('server push from Kafka', () => {
       { event: 'agent.handoff', payload: expect.objectContaining({ session_id: sessionA }) },
     ]);
     expect(JSON.stringify(got)).not.toContain('LEAK');
+  });
+
+  it('delivers the agent’s stream events as the agent sends them (payload_enc, tool_call_id)', async () => {
+    const s = await socketFor(A, customerA2, ['customer']);
+    const ch = s.channel(`session:${sessionA2}`);
+    const got = collect(ch, ['agent.token', 'agent.tool_call']);
+    expect((await join(ch)).status).toBe('ok');
+    // What services/agent's RunStream emits (docs/agent.md): ciphertext bound to the event id.
+    const cipher = await p.keyrings.cipher(A);
+    const runId = newUuid();
+    const agentEvent = (type: string, seq: number, clear: Record<string, unknown>, secret: unknown) => {
+      const id = newUuid();
+      return newCloudEvent({
+        id,
+        type,
+        source: '/simptu/agent',
+        tenant: A,
+        subject: sessionA2,
+        data: {
+          session_id: sessionA2,
+          run_id: runId,
+          seq,
+          ...clear,
+          payload_enc: cipher.encryptText(JSON.stringify(secret), streamLocation(id)),
+        },
+      });
+    };
+    const topic = tenantTopics(A).agent;
+    await p.producer.sendBatch([
+      { topic, key: sessionA2, event: agentEvent('io.simptu.agent.token', 1, {}, { text: 'Let me ' }) },
+      { topic, key: sessionA2, event: agentEvent('io.simptu.agent.token', 2, {}, { text: 'check.' }) },
+      {
+        topic,
+        key: sessionA2,
+        event: agentEvent(
+          'io.simptu.agent.tool_call',
+          3,
+          { tool_call_id: 'call-1', name: 'find_slots' },
+          { args: { day: 'mon' } },
+        ),
+      },
+    ]);
+    // A payload bound to another event (copied ciphertext) doesn't decrypt: dropped, not pushed.
+    const other = agentEvent('io.simptu.agent.token', 4, {}, { text: 'COPIED' });
+    const copied = agentEvent('io.simptu.agent.token', 5, {}, { text: 'x' });
+    (copied.data as Record<string, unknown>).payload_enc = (
+      other.data as Record<string, unknown>
+    ).payload_enc;
+    await p.producer.send(topic, copied, sessionA2);
+    await p.produce(A, 'agent', 'io.simptu.agent.token', { session_id: sessionA2, delta: 'end', seq: 6 });
+
+    await waitFor(() => got.length >= 4, 20_000, 'stream events');
+    await sleep(300);
+    expect(got.map((g) => [g.event, g.payload.delta ?? g.payload.call_id])).toEqual([
+      ['agent.token', 'Let me '],
+      ['agent.token', 'check.'],
+      ['agent.tool_call', 'call-1'],
+      ['agent.token', 'end'],
+    ]);
+    expect(got[2]!.payload).toMatchObject({ name: 'find_slots', args: { day: 'mon' }, run_id: runId });
+    expect(JSON.stringify(got)).not.toContain('payload_enc');
+  });
+
+  it('commits what it stored when its consumer stops (offsets are otherwise committed every few seconds)', async () => {
+    // no periodic commit during this test: only the one at stop can commit
+    const h = await startHub(p, issuer, { kafkaCommitIntervalMs: 600_000 });
+    const groupId = `simptu-realtime-test-${h.instanceId}-${h.instanceId}`;
+    const s = await openSocket(h.socketUrl, await token(A, customerA2, ['customer']));
+    sockets.push(s);
+    const ch = s.channel(`session:${sessionA2}`);
+    const got = collect(ch, ['agent.token']);
+    expect((await join(ch)).status).toBe('ok');
+    for (let i = 0; i < 3; i++)
+      await p.produce(A, 'agent', 'io.simptu.agent.token', { session_id: sessionA2, delta: `c${i}`, seq: i });
+    await waitFor(() => got.length === 3, 20_000, 'events');
+    await h.drain();
+    const admin = p.kafka.admin();
+    await admin.connect();
+    try {
+      const topic = tenantTopics(A).agent;
+      const end = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      const byPartition = new Map(committed!.partitions.map((x) => [x.partition, x.offset]));
+      // The partition these events went to (one key) is committed up to its end.
+      const used = end.filter((e) => Number(e.high) > 0);
+      expect(used.some((e) => byPartition.get(e.partition) === e.high)).toBe(true);
+      for (const e of used) expect(Number(byPartition.get(e.partition))).toBeLessThanOrEqual(Number(e.high));
+    } finally {
+      await admin.disconnect();
+    }
   });
 
   it('delivers bookings to the staff lobby and the customer’s user topic', async () => {

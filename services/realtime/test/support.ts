@@ -30,11 +30,25 @@ import {
   tenantDbRef,
   tenantTopics,
   uniqueName,
+  withDatabase,
   withTenant,
   type ScratchDatabase,
   type TenantDbRef,
   type TestIssuer,
 } from '@simptu/common';
+import {
+  API_VERSION,
+  KIND,
+  createRegistryProducer,
+  databaseReconciler,
+  encryptionReconciler,
+  ensurePlatformTopic,
+  registryReconciler,
+  topicsReconciler,
+  type StepResult,
+  type Tenant,
+  type TenantStatus,
+} from '@simptu/operator';
 import { startRealtime, type RealtimeApp } from '../src/app.ts';
 import type { RealtimeConfig } from '../src/config.ts';
 
@@ -53,6 +67,8 @@ export interface Platform {
   admin: pg.Pool;
   /** login-role URL on the scratch database (what the hub gets) */
   appUrl: string;
+  /** the services' NOINHERIT login role in `appUrl` */
+  appRole: string;
   kms: LocalKms;
   /** the KEK, base64, for the hub's config */
   kekBase64: string;
@@ -165,6 +181,7 @@ export async function createPlatform(
     db,
     admin,
     appUrl: url.toString(),
+    appRole: login,
     kms,
     kekBase64: kek.toString('base64'),
     keyrings,
@@ -195,6 +212,148 @@ export async function createPlatform(
   };
 }
 
+// ------------------------------------------------------------------ operator-provisioned tenants
+
+/** A tenant provisioned by the operator's real reconcilers (e.g. with a dedicated database). */
+export interface OperatorTenant {
+  name: string;
+  ref: TenantDbRef;
+  /** the database holding its schema (its own for `dedicated`) */
+  database: string;
+  /** superuser pool on that database (assertions on stored rows) */
+  admin: pg.Pool;
+  createCustomer(): Promise<string>;
+  createSession(customerId: string | null): Promise<string>;
+  deprovision(): Promise<void>;
+}
+
+const noWrites = { inc: () => undefined };
+
+/**
+ * Provisions a tenant the way the operator does (the API's test support does the same): its
+ * `encryptionReconciler` (a DEK in `platform.tenant_keys`), `databaseReconciler` (NOLOGIN role,
+ * schema — in a database of its own for `isolation: 'dedicated'` —, migrations, grants,
+ * membership and CONNECT for the platform's login role), `topicsReconciler` and
+ * `registryReconciler` (the `platform.tenants` row naming its database). `deprovision()` runs
+ * their finalizers (deletion policy Delete).
+ */
+export async function provisionTenant(
+  p: Platform,
+  name: string,
+  opts: { isolation: 'shared' | 'dedicated'; partitions?: number },
+): Promise<OperatorTenant> {
+  const tenant = {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name, generation: 1 },
+    spec: {
+      displayName: `Test ${name}`,
+      businessType: 'dental',
+      locale: 'en-US',
+      timezone: 'UTC',
+      isolation: { database: opts.isolation, agent: 'shared' },
+      agent: { replicas: 1, model: { provider: 'builtin' } },
+      kafka: { partitions: opts.partitions ?? 1, retentionHours: 1 },
+      encryption: { rotationDays: 90 },
+      frontend: { origins: [], redirectURIs: [`https://${name}.example/cb`] },
+      deletionPolicy: 'Delete',
+      deletionProtection: false,
+      suspended: false,
+    },
+  } as unknown as Tenant;
+  const kadmin = p.kafka.admin();
+  await kadmin.connect();
+  await ensurePlatformTopic(kadmin, { replicationFactor: 1, numPartitions: 1 });
+  const registryProducer = createRegistryProducer(p.kafka);
+  await registryProducer.connect();
+  const dbDeps = { pg: p.admin, adminUrl: p.db.url, kms: p.kms, appRole: p.appRole, writes: noWrites };
+  const untilReady = async (step: string, fn: () => Promise<StepResult>): Promise<Partial<TenantStatus>> => {
+    let last: StepResult | undefined;
+    for (let i = 0; i < 15; i++) {
+      last = await fn();
+      if (last.kind === 'ready' || last.kind === 'blocked') break;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** i)));
+    }
+    if (last!.kind !== 'ready')
+      throw new Error(`provisioning ${step}: ${last!.kind} ${last!.reason}: ${last!.message}`);
+    return last!.status ?? {};
+  };
+  const facts: Partial<TenantStatus> = {};
+  const pools: { admin?: pg.Pool; app?: pg.Pool } = {};
+  const deprovision = async () => {
+    await pools.app?.end();
+    await pools.admin?.end();
+    const problems: string[] = [];
+    const note = (step: string, r: StepResult) => {
+      if (r.kind !== 'ready') problems.push(`${step}: ${r.reason} ${r.message}`);
+    };
+    note(
+      'registry',
+      await registryReconciler.finalize(tenant, {
+        pg: p.admin,
+        producer: registryProducer,
+        writes: noWrites,
+      }),
+    );
+    note('topics', await topicsReconciler.finalize(tenant, { admin: kadmin, writes: noWrites }));
+    note('database', await databaseReconciler.finalize(tenant, dbDeps));
+    note('encryption', await encryptionReconciler.finalize(tenant, dbDeps));
+    await registryProducer.disconnect().catch(() => undefined);
+    await kadmin.disconnect().catch(() => undefined);
+    if (problems.length > 0) throw new Error(`deprovisioning ${name}: ${problems.join('; ')}`);
+  };
+  try {
+    Object.assign(
+      facts,
+      await untilReady('encryption', () => encryptionReconciler.reconcile(tenant, dbDeps)),
+    );
+    Object.assign(facts, await untilReady('database', () => databaseReconciler.reconcile(tenant, dbDeps)));
+    Object.assign(
+      facts,
+      await untilReady('topics', () =>
+        topicsReconciler.reconcile(tenant, { admin: kadmin, writes: noWrites, replicationFactor: 1 }),
+      ),
+    );
+    await untilReady('registry', () =>
+      registryReconciler.reconcile(tenant, {
+        pg: p.admin,
+        producer: registryProducer,
+        writes: noWrites,
+        facts,
+      }),
+    );
+  } catch (err) {
+    await deprovision().catch(() => undefined);
+    throw err;
+  }
+  const database = facts.database!.name;
+  const ref: TenantDbRef = { name, schema: facts.database!.schema, role: facts.database!.schema };
+  const admin = (pools.admin = new pg.Pool({ connectionString: withDatabase(p.db.url, database), max: 2 }));
+  // The services' login role on the tenant's database, as the hub's pool for it connects.
+  const appPool = (pools.app = new pg.Pool({ connectionString: withDatabase(p.appUrl, database), max: 2 }));
+  return {
+    name,
+    ref,
+    database,
+    admin,
+    async createCustomer() {
+      const cipher = await p.keyrings.cipher(name);
+      return withTenant(appPool, ref, async (client) => {
+        const c = await createCustomer({ client, cipher, timeZone: 'UTC' }, { displayName: 'Test Customer' });
+        return c.id;
+      });
+    },
+    async createSession(customerId) {
+      const cipher = await p.keyrings.cipher(name);
+      return withTenant(appPool, ref, async (client) => {
+        const s = await createSession({ client, cipher, timeZone: 'UTC' }, { customerId, channel: 'web' });
+        return s.id;
+      });
+    },
+    deprovision,
+  };
+}
+
 export function hubConfig(
   p: Platform,
   issuer: TestIssuer,
@@ -211,6 +370,8 @@ export function hubConfig(
     redisUrl: env('REDIS_URL'),
     kafkaBrokers: env('KAFKA_BROKERS').split(','),
     kafkaGroupPrefix: `simptu-realtime-test-${id}`,
+    kafkaPartitionsConcurrency: 8,
+    kafkaCommitIntervalMs: 5000,
     auth: { issuer: issuer.issuer, audience: [issuer.audience], jwksUri: issuer.jwksUri },
     kekBase64: p.kekBase64,
     limits: {
