@@ -19,7 +19,9 @@
  *      pool mode, its defaults), BENCH_AGENT_CONVERSATIONS conversations at once, each sending
  *      its next message (stored like the API does, then produced to the inbound topic) when
  *      the reply to the previous one arrived plus a think time; latency = first
- *      `io.simptu.agent.token` event consumed − the inbound record produced;
+ *      `io.simptu.agent.token` event consumed − the inbound record produced, split at the token
+ *      event's CloudEvents `time` (set by the agent when it emits it; same machine, same clock)
+ *      into the agent's side and Kafka delivery; the agent's CPU (user/system) per turn;
  *   4. prints a table, writes bench/results/agent-<timestamp>.json, removes everything.
  *
  * Environment: DATABASE_URL, REDIS_URL, KAFKA_BROKERS (the test environment), and
@@ -31,13 +33,14 @@
  *   BENCH_AGENT_THINK_MS            pause between a reply and the next message @default 1000
  *   BENCH_AGENT_TOKEN_WINDOW_MS     the agent's SIMPTU_AGENT_TOKEN_WINDOW_MS @default 50 (its default)
  *   BENCH_AGENT_PARTITIONS_CONCURRENTLY  the agent's SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY @default 4
+ *   BENCH_AGENT_CONCURRENT_RUNS     the agent's SIMPTU_AGENT_CONCURRENT_RUNS @default 8 (its default)
  *   BENCH_ONLY                      comma list of graph,kafka @default both
  *   BENCH_AGENT_PROFILE             1: run the child agent with --cpu-prof (bench/results/)
  *   BENCH_TIMEOUT_SECONDS           budget before cleanup @default 420
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,7 +78,7 @@ import {
   type TestTenant,
 } from '../../services/agent/test/fixture.ts';
 import { seedCatalog } from '../../services/agent/test/support.ts';
-import { fmt, percentile, readCpuSeconds, readRss, sleep, table } from '../operator/lib.ts';
+import { fmt, percentile, readRss, sleep, table } from '../operator/lib.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -96,6 +99,7 @@ const TURNS = Math.max(1, int('BENCH_AGENT_TURNS', 8));
 const THINK_MS = int('BENCH_AGENT_THINK_MS', 1000);
 const TOKEN_WINDOW_MS = int('BENCH_AGENT_TOKEN_WINDOW_MS', 50);
 const PARTITIONS_CONCURRENTLY = Math.max(1, int('BENCH_AGENT_PARTITIONS_CONCURRENTLY', 4));
+const CONCURRENT_RUNS = Math.max(1, int('BENCH_AGENT_CONCURRENT_RUNS', 8));
 const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 420);
 const ONLY = new Set((env.BENCH_ONLY ?? 'graph,kafka').split(',').map((s) => s.trim()));
 const PROFILE = env.BENCH_AGENT_PROFILE === '1';
@@ -118,6 +122,27 @@ const median = (xs: number[]) => {
       ? s[(s.length - 1) / 2]!
       : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+/** user and system CPU seconds of a process (/proc/<pid>/stat utime, stime) */
+function readCpu(pid: number): { user: number; system: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+  } catch {
+    return undefined;
+  }
+}
+/** busy and total CPU ticks of the whole machine (/proc/stat, all cores) */
+function readMachineCpu(): { busy: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    const total = f.slice(0, 8).reduce((a, x) => a + x, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
 function summary(ms: number[]) {
   const s = [...ms].sort((a, b) => a - b);
   return {
@@ -193,7 +218,7 @@ async function graphTurn(
     );
     if (out.messages.length < 2) throw new Error('graph produced no answer');
     if (durable) await lock.run(() => pruneCheckpoints(client, DEFAULT_RETENTION, sessionId));
-    await client.query('RELEASE SAVEPOINT agent_run');
+    // (like the runtime, the savepoint is not released: COMMIT ends it)
   });
 }
 
@@ -242,8 +267,16 @@ interface KafkaFigures {
   firstTokenToolMs: number[];
   firstTokenPlainMs: number[];
   replyMs: number[];
+  /** produce → the first token event's `time` (the agent's side) */
+  agentSideMs: number[];
+  /** the first token event's `time` → consumed (producer, broker, consumer) */
+  deliveryMs: number[];
   agentCpuSeconds: number;
+  agentCpuUserSeconds: number;
+  agentCpuSystemSeconds: number;
   agentRssMiB: number | undefined;
+  /** cores busy on the whole machine while measuring (everything: agent, PostgreSQL, Kafka, this process, others) */
+  machineBusyCores: number | undefined;
 }
 
 async function main(): Promise<void> {
@@ -260,6 +293,7 @@ async function main(): Promise<void> {
       thinkMs: THINK_MS,
       tokenWindowMs: TOKEN_WINDOW_MS,
       partitionsConcurrently: PARTITIONS_CONCURRENTLY,
+      concurrentRuns: CONCURRENT_RUNS,
       partitions: 3,
       only: [...ONLY],
     },
@@ -423,8 +457,12 @@ async function main(): Promise<void> {
         firstTokenToolMs: summary(k.firstTokenToolMs),
         firstTokenPlainMs: summary(k.firstTokenPlainMs),
         replyMs: summary(k.replyMs),
+        agentSideMs: summary(k.agentSideMs),
+        deliveryMs: summary(k.deliveryMs),
         turnsPerSecond: k.turns / k.seconds,
         agentCpuMsPerTurn: (k.agentCpuSeconds * 1000) / k.turns,
+        agentCpuUserMsPerTurn: (k.agentCpuUserSeconds * 1000) / k.turns,
+        agentCpuSystemMsPerTurn: (k.agentCpuSystemSeconds * 1000) / k.turns,
         target: { p99Ms: 100 },
       };
       const ft = summary(k.firstTokenMs);
@@ -446,12 +484,24 @@ async function main(): Promise<void> {
           `${fmt(summary(k.firstTokenToolMs).p50)} / ${fmt(summary(k.firstTokenToolMs).p99)}`,
         ],
         [
+          '  produce → token emitted by the agent p50 / p99 (ms)',
+          `${fmt(summary(k.agentSideMs).p50)} / ${fmt(summary(k.agentSideMs).p99)}`,
+        ],
+        [
+          '  token emitted → consumed p50 / p99 (ms)',
+          `${fmt(summary(k.deliveryMs).p50)} / ${fmt(summary(k.deliveryMs).p99)}`,
+        ],
+        [
           'final reply (outbox) p50 / p99 (ms)',
           `${fmt(summary(k.replyMs).p50)} / ${fmt(summary(k.replyMs).p99)}`,
         ],
         [
-          'agent CPU per turn (ms) / RSS (MiB)',
-          `${fmt((k.agentCpuSeconds * 1000) / k.turns)} / ${fmt(k.agentRssMiB, 0)}`,
+          `machine CPU busy while measuring (cores of ${os.cpus().length}; everything)`,
+          fmt(k.machineBusyCores, 2),
+        ],
+        [
+          'agent CPU per turn, user + system (ms) / RSS (MiB)',
+          `${fmt((k.agentCpuSeconds * 1000) / k.turns)} (${fmt((k.agentCpuUserSeconds * 1000) / k.turns)} + ${fmt((k.agentCpuSystemSeconds * 1000) / k.turns)}) / ${fmt(k.agentRssMiB, 0)}`,
         ],
       );
       loadavg.kafka = os.loadavg();
@@ -508,6 +558,8 @@ async function kafkaPhase(
 
   // The watcher: what the API's agent-stream consumer would see.
   const firstToken = new Map<string, number>();
+  /** run id → [token event time (agent clock, ms since epoch), consumed (Date.now())] */
+  const firstTokenWall = new Map<string, [number, number]>();
   const replyAt = new Map<string, number>();
   const waiters = new Map<string, () => void>();
   const watcher = kafka.consumer({ groupId: `${groupId}-watch`, maxWaitTimeInMs: 100 });
@@ -523,8 +575,10 @@ async function kafkaPhase(
       const d = fromKafkaRecord(message);
       if (!d.ok) return;
       const data = d.event.data as { run_id?: string; in_reply_to?: string };
-      if (d.event.type === 'io.simptu.agent.token' && data.run_id && !firstToken.has(data.run_id))
+      if (d.event.type === 'io.simptu.agent.token' && data.run_id && !firstToken.has(data.run_id)) {
         firstToken.set(data.run_id, now);
+        firstTokenWall.set(data.run_id, [Date.parse(d.event.time), Date.now()]);
+      }
       if (d.event.type === 'io.simptu.agent.message' && data.in_reply_to) {
         replyAt.set(data.in_reply_to, now);
         waiters.get(data.in_reply_to)?.();
@@ -555,6 +609,7 @@ async function kafkaPhase(
         SIMPTU_AGENT_LOG_LEVEL: env.SIMPTU_LOG_LEVEL ?? 'warn',
         SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
         SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
+        SIMPTU_AGENT_CONCURRENT_RUNS: String(CONCURRENT_RUNS),
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     },
@@ -586,7 +641,10 @@ async function kafkaPhase(
 
   /** Stores the message like the API's sessions route, then produces it; returns the produce time. */
   const cipher = await t.cipher();
-  const say = async (sessionId: string, text: string): Promise<{ id: string; sentAt: number }> => {
+  const say = async (
+    sessionId: string,
+    text: string,
+  ): Promise<{ id: string; sentAt: number; sentAtWall: number }> => {
     const ev = await withTenant(pool, t.ref, async (client) => {
       const ctx = { client, cipher, timeZone: TZ };
       const m = await appendMessage(ctx, sessionId, { role: 'user', body: text });
@@ -607,8 +665,9 @@ async function kafkaPhase(
     });
     const id = (ev.data as { message_id: string }).message_id;
     const sentAt = performance.now();
+    const sentAtWall = Date.now();
     await producer.forTenant(t.name).send(topics.inbound, ev, sessionId);
-    return { id, sentAt };
+    return { id, sentAt, sentAtWall };
   };
   const waitReply = (id: string, timeoutMs: number) =>
     new Promise<boolean>((resolveWait) => {
@@ -640,7 +699,10 @@ async function kafkaPhase(
   const firstTokenToolMs: number[] = [];
   const firstTokenPlainMs: number[] = [];
   const replyMs: number[] = [];
-  const cpu0 = readCpuSeconds(child.pid!) ?? 0;
+  const agentSideMs: number[] = [];
+  const deliveryMs: number[] = [];
+  const cpu0 = readCpu(child.pid!) ?? { user: 0, system: 0 };
+  const machine0 = readMachineCpu();
   const t0 = performance.now();
   let missing = 0;
   await Promise.all(
@@ -649,7 +711,7 @@ async function kafkaPhase(
       await sleep(Math.floor((THINK_MS * c) / CONVERSATIONS));
       for (let i = 0; i < TURNS; i++) {
         const step = KAFKA_SCRIPT[(i + c) % KAFKA_SCRIPT.length]!;
-        const { id, sentAt } = await say(sessionId, step.text);
+        const { id, sentAt, sentAtWall } = await say(sessionId, step.text);
         if (!(await waitReply(id, 60_000))) {
           missing++;
           continue;
@@ -660,12 +722,24 @@ async function kafkaPhase(
           (step.tool ? firstTokenToolMs : firstTokenPlainMs).push(ft - sentAt);
         }
         replyMs.push(replyAt.get(id)! - sentAt);
+        const wall = firstTokenWall.get(id);
+        if (wall) {
+          agentSideMs.push(wall[0] - sentAtWall);
+          deliveryMs.push(wall[1] - wall[0]);
+        }
         if (THINK_MS > 0) await sleep(THINK_MS);
       }
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  const agentCpuSeconds = (readCpuSeconds(child.pid!) ?? 0) - cpu0;
+  const cpu1 = readCpu(child.pid!) ?? cpu0;
+  const machine1 = readMachineCpu();
+  const machineBusyCores =
+    machine0 && machine1
+      ? ((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * os.cpus().length
+      : undefined;
+  const agentCpuUserSeconds = cpu1.user - cpu0.user;
+  const agentCpuSystemSeconds = cpu1.system - cpu0.system;
   const agentRssMiB = readRss(child.pid!)?.rssMiB;
   if (missing > 0) throw new Error(`${missing} replies missing after 60 s`);
   if (firstTokenMs.length !== CONVERSATIONS * TURNS)
@@ -678,8 +752,13 @@ async function kafkaPhase(
     firstTokenToolMs,
     firstTokenPlainMs,
     replyMs,
-    agentCpuSeconds,
+    agentSideMs,
+    deliveryMs,
+    agentCpuSeconds: agentCpuUserSeconds + agentCpuSystemSeconds,
+    agentCpuUserSeconds,
+    agentCpuSystemSeconds,
     agentRssMiB,
+    machineBusyCores,
   };
 }
 

@@ -4,9 +4,13 @@
  *
  *  - `TenantCheckpointSaver` is @langchain/langgraph-checkpoint-postgres' `PostgresSaver`
  *    given a pool adapter (`TransactionPool`) that runs every statement on the run's own
- *    `withTenant` transaction client: the saver's BEGIN/COMMIT/ROLLBACK become a savepoint, so
- *    checkpoints commit atomically with the run's tool side effects and its processed-event
- *    marker (a crash rolls all of it back together), and `SET LOCAL ROLE` applies to them.
+ *    `withTenant` transaction client, so checkpoints commit atomically with the run's tool side
+ *    effects and its processed-event marker (a crash rolls all of it back together), and
+ *    `SET LOCAL ROLE` applies to them. The saver's own BEGIN/COMMIT/ROLLBACK are dropped: the
+ *    caller wraps the whole graph run in a savepoint (runtime.ts `agent_run`) and rolls back
+ *    to it when the run throws, which a failed checkpoint write makes it do, so a savepoint per
+ *    write would only add two round trips. `put` writes the checkpoint and all its changed
+ *    channel blobs in ONE statement (the library sends one INSERT per blob).
  *    The tables come from the tenant migration 0005 (the saver's `setup()` is never called:
  *    the tenant role has no CREATE).
  *  - `EncryptedSerde` wraps the saver's serializer: every channel value and pending write is
@@ -17,7 +21,7 @@
  */
 import type pg from 'pg';
 import { PostgresSaver } from '@langchain/langgraph-checkpoint-postgres';
-import type { FieldCipher, FieldLocation } from '@simptu/common';
+import { quoteIdent, type FieldCipher, type FieldLocation } from '@simptu/common';
 
 interface SerializerProtocol {
   dumpsTyped(data: unknown): Promise<[string, Uint8Array]>;
@@ -85,11 +89,10 @@ export class Mutex {
   }
 }
 
-let savepointSeq = 0;
-
 /**
  * Looks like a `pg.Pool` to the saver; every statement runs on `client` (the run's tenant
- * transaction), transactions become savepoints.
+ * transaction), under `lock`. BEGIN/COMMIT/ROLLBACK of a "connection" are no-ops: the caller's
+ * savepoint around the run is the unit that rolls back (see the file comment).
  */
 export class TransactionPool {
   readonly #client: pg.ClientBase;
@@ -109,14 +112,12 @@ export class TransactionPool {
     release: () => void;
   }> {
     const release = await this.#lock.acquire();
-    const sp = `lg_cp_${++savepointSeq}`;
     const client = this.#client;
     return {
       query: (text, values) => {
         const t = text.trim().toUpperCase();
-        if (t === 'BEGIN') return client.query(`SAVEPOINT ${sp}`);
-        if (t === 'COMMIT') return client.query(`RELEASE SAVEPOINT ${sp}`);
-        if (t === 'ROLLBACK') return client.query(`ROLLBACK TO SAVEPOINT ${sp}`);
+        if (t === 'BEGIN' || t === 'COMMIT' || t === 'ROLLBACK')
+          return Promise.resolve({ command: t, rowCount: null, oid: 0, fields: [], rows: [] });
         return client.query(text, values);
       },
       release,
@@ -130,11 +131,69 @@ export class TransactionPool {
 
 export class TenantCheckpointSaver extends PostgresSaver {
   readonly #plain: SerializerProtocol;
+  readonly #pool: TransactionPool;
+  readonly #blobs: string;
+  readonly #checkpoints: string;
 
   constructor(client: pg.ClientBase, lock: Mutex, schema: string, cipher: FieldCipher, threadId: string) {
-    super(new TransactionPool(client, lock) as unknown as pg.Pool, undefined, { schema });
+    const pool = new TransactionPool(client, lock);
+    super(pool as unknown as pg.Pool, undefined, { schema });
+    this.#pool = pool;
+    this.#blobs = `${quoteIdent(schema, 'schema')}.checkpoint_blobs`;
+    this.#checkpoints = `${quoteIdent(schema, 'schema')}.checkpoints`;
     this.#plain = this.serde as SerializerProtocol;
     this.serde = new EncryptedSerde(this.#plain, cipher, threadId) as unknown as typeof this.serde;
+  }
+
+  /**
+   * `PostgresSaver.put` (same rows, same conflict handling) in one statement: the changed
+   * channel blobs in a data-modifying CTE, then the checkpoint row.
+   */
+  override async put(
+    ...[config, checkpoint, metadata, newVersions]: Parameters<PostgresSaver['put']>
+  ): ReturnType<PostgresSaver['put']> {
+    if (config.configurable === undefined) throw new Error('Missing "configurable" field in "config" param');
+    const {
+      thread_id,
+      checkpoint_ns = '',
+      checkpoint_id,
+    } = config.configurable as {
+      thread_id: string;
+      checkpoint_ns?: string;
+      checkpoint_id?: string;
+    };
+    const [blobs, meta] = await Promise.all([
+      this._dumpBlobs(thread_id, checkpoint_ns, checkpoint.channel_values, newVersions),
+      this._dumpMetadata(metadata),
+    ]);
+    const values: unknown[] = [
+      thread_id,
+      checkpoint_ns,
+      checkpoint.id,
+      checkpoint_id,
+      this._dumpCheckpoint(checkpoint),
+      meta,
+    ];
+    const rows: string[] = [];
+    for (const [, , channel, version, type, blob] of blobs) {
+      const n = values.push(channel, version, type, blob ?? null);
+      rows.push(`($1, $2, $${n - 3}, $${n - 2}, $${n - 1}, $${n}::bytea)`);
+    }
+    const upsertCheckpoint = `INSERT INTO ${this.#checkpoints} (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+       DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata`;
+    await this.#pool.query(
+      rows.length === 0
+        ? upsertCheckpoint
+        : `WITH blobs AS (
+             INSERT INTO ${this.#blobs} (thread_id, checkpoint_ns, channel, version, type, blob)
+             VALUES ${rows.join(', ')}
+             ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING)
+           ${upsertCheckpoint}`,
+      values,
+    );
+    return { configurable: { thread_id, checkpoint_ns, checkpoint_id: checkpoint.id } };
   }
 
   // Metadata is stored as jsonb (the saver filters on it), so it bypasses the encryption; it

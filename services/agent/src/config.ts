@@ -29,10 +29,14 @@ export const AgentConfigSchema = ConfigObject({
   /**
    * Runs of one database in progress at the same time, whatever partition their conversations
    * hash to (a conversation's own messages still run one after another, in order). Each holds a
-   * database connection: capped at `databasePoolMax - 1` (the outbox relay needs one).
+   * database connection: capped at `databasePoolMax - 2` (the outbox relay listens on one and
+   * publishes on another).
    */
   concurrentRuns: Type.Integer({ minimum: 1, maximum: 200, default: 8 }),
-  /** heartbeat while a run is in progress, so a long LLM turn doesn't exceed the session timeout */
+  /**
+   * the consumer group's heartbeat interval (runs don't hold up the fetch loop, which heartbeats;
+   * also while fetching waits for room, so long LLM turns don't exceed the session timeout)
+   */
   kafkaHeartbeatIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 3000 }),
   /**
    * When a partition's committed offset (the lowest record not yet done) moves: `record` at once,

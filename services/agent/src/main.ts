@@ -1,11 +1,13 @@
 /**
  * Entry point: `node services/agent/src/main.ts`. Validates the configuration (every problem
- * listed, exit 2), connects Postgres/Redis/Kafka, starts the runtime, serves /metrics,
+ * listed, exit 2), connects Postgres/Redis/Kafka, starts the runtime and the staff relay
+ * (staff-relay.ts: staff replies out to external channels), serves /metrics,
  * /healthz, /readyz; on SIGTERM/SIGINT stops consuming (the run in progress finishes and
  * commits), then closes everything.
  *
  * Fault injection for tests only: SIMPTU_FAULT_KILL_AFTER_TOOL=<tool name> SIGKILLs the process
- * after that tool ran and before the run committed.
+ * after that tool ran and before the run committed; SIMPTU_FAULT_HOLD_AFTER_TOOL=<tool name>
+ * leaves that run hanging there (uncommitted) while the process goes on with other work.
  */
 import { createServer } from 'node:http';
 import { Redis } from 'ioredis';
@@ -21,12 +23,14 @@ import {
   KeyringCache,
   LocalKms,
   metricsHandler,
+  trackSessionVersions,
 } from '@simptu/common';
 import { OutboundSender } from './channels/outbound.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { ModelCache } from './model/providers.ts';
 import { AgentRuntime } from './runtime.ts';
 import { secretSource } from './secrets.ts';
+import { StaffRelay } from './staff-relay.ts';
 
 async function main(): Promise<void> {
   let config: AgentConfig;
@@ -47,30 +51,39 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: config.databasePoolMax });
   pool.on('error', (err) => logger.warn({ err }, 'idle connection failed'));
   const redis = new Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  // New history versions for the sessions this process changes (the API's history cache).
+  trackSessionVersions(redis, { onError: (err) => logger.warn({ err }, 'session version bump failed') });
   const kafka = createKafka({ clientId: config.kafkaClientId, brokers: config.kafkaBrokers, logger });
   const producer = new EventProducer({ kafka });
   await producer.connect();
   const secrets = secretSource({ dir: config.secrets.dir, json: config.secrets.json });
   const killAfter = process.env.SIMPTU_FAULT_KILL_AFTER_TOOL;
+  const holdAfter = process.env.SIMPTU_FAULT_HOLD_AFTER_TOOL;
+  const outbound = new OutboundSender({
+    redis,
+    redisPrefix: config.redisPrefix,
+    secrets,
+    twilioBaseUrl: config.channels.twilioBaseUrl,
+    metaBaseUrl: config.channels.metaBaseUrl,
+    metaApiVersion: config.channels.metaApiVersion,
+    ratePerMinute: config.channels.ratePerMinute,
+    ...(config.channels.smtpUrl ? { smtpUrl: config.channels.smtpUrl } : {}),
+    emailPerRecipientPerHour: config.channels.emailPerRecipientPerHour,
+    logger,
+  });
+  // An unreachable SMTP server is not fatal (replies stay pending and are retried), but say so.
+  outbound.verifySmtp().catch((err: unknown) => logger.warn({ err }, 'SMTP server does not answer'));
+  const keyrings = new KeyringCache({ db: pool, kms: LocalKms.fromBase64(config.kek) });
   const runtime = new AgentRuntime({
     kafka,
     producer,
     pool,
     databaseUrl: config.databaseUrl,
     databasePoolMax: config.databasePoolMax,
-    keyrings: new KeyringCache({ db: pool, kms: LocalKms.fromBase64(config.kek) }),
+    keyrings,
     redis,
     models: new ModelCache(secrets),
-    outbound: new OutboundSender({
-      redis,
-      redisPrefix: config.redisPrefix,
-      secrets,
-      twilioBaseUrl: config.channels.twilioBaseUrl,
-      metaBaseUrl: config.channels.metaBaseUrl,
-      metaApiVersion: config.channels.metaApiVersion,
-      ratePerMinute: config.channels.ratePerMinute,
-      logger,
-    }),
+    outbound,
     select: config.mode === 'pool' ? { mode: 'pool' } : { mode: 'dedicated', tenant: config.tenant! },
     groupId: config.groupId,
     registryRefreshMs: config.registryRefreshMs,
@@ -85,14 +98,17 @@ async function main(): Promise<void> {
         Math.floor(config.kafkaSessionTimeoutMs / 3),
       ),
     },
-    partitionsConsumedConcurrently: Math.min(config.kafkaPartitionsConcurrently, config.databasePoolMax),
+    partitionsConsumedConcurrently: config.kafkaPartitionsConcurrently,
+    concurrentRuns: Math.max(1, Math.min(config.concurrentRuns, config.databasePoolMax - 2)),
     heartbeatIntervalMs: config.kafkaHeartbeatIntervalMs,
     offsetCommit: config.kafkaOffsetCommit,
-    ...(killAfter
+    ...(killAfter || holdAfter
       ? {
           faults: {
             afterToolResult: (name: string) => {
               if (name === killAfter) process.kill(process.pid, 'SIGKILL');
+              // never settles: the run stays open (its transaction too) until the process dies
+              if (name === holdAfter) return new Promise<void>(() => undefined);
             },
           },
         }
@@ -100,6 +116,19 @@ async function main(): Promise<void> {
   });
 
   const metrics = createMetrics({ service: 'agent' });
+  // Staff replies on SMS/WhatsApp/Messenger/Instagram/e-mail sessions go out like agent replies.
+  const staffRelay = new StaffRelay({
+    kafka,
+    pool,
+    databaseUrl: config.databaseUrl,
+    keyrings,
+    outbound,
+    select: config.mode === 'pool' ? { mode: 'pool' } : { mode: 'dedicated', tenant: config.tenant! },
+    groupId: config.groupId,
+    registryRefreshMs: config.registryRefreshMs,
+    logger,
+    metrics,
+  });
   const health = new Health({
     readiness: [{ name: 'postgres', check: async () => void (await pool.query('SELECT 1')) }],
   });
@@ -113,6 +142,7 @@ async function main(): Promise<void> {
   });
   server.listen(config.metricsPort);
   await runtime.start();
+  await staffRelay.start();
   logger.info({ mode: config.mode, tenants: runtime.tenants.map((t) => t.name) }, 'agent started');
 
   let stopping = false;
@@ -123,6 +153,8 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(1), 30_000).unref();
     runtime
       .stop()
+      .then(() => staffRelay.stop())
+      .then(() => outbound.close())
       .then(() => producer.disconnect())
       .then(() => redis.quit())
       .then(() => pool.end())

@@ -16,8 +16,10 @@
  * line of defence. Ephemeral events — coalesced token deltas, tool calls and results — go to
  * `simptu.t.<name>.agent` directly while the run streams (a rolled-back run may have streamed
  * some; the `message` event is the authoritative answer). Key = session id everywhere, so a
- * conversation's events stay in order; records of one session are handled in order because
- * they share a partition.
+ * conversation's events stay in order. Inbound records are handled per conversation
+ * (keyed-consumer.ts): different sessions of one partition run at the same time, the records of
+ * one session one after another in offset order, and a partition's committed offset never
+ * passes a record whose run has not committed.
  *
  * Conversation state: the agent answers only sessions in state `bot`; `pending_human`/`human`
  * sessions are left to staff (their messages are acknowledged, unanswered). The handoff tool
@@ -32,7 +34,6 @@ import {
   createCustomer,
   createSession,
   deterministicEventId,
-  EventConsumer,
   enqueue,
   findCustomerByEmail,
   fromKafkaRecord,
@@ -64,10 +65,18 @@ import {
 } from './checkpoint.ts';
 import { EMAIL_RECEIVED_TYPE, importBookingCom, parseBookingCom, parseEmail } from './channels/email.ts';
 import type { OutboundSender } from './channels/outbound.ts';
-import { queueOutbound, replyAddress, type OutboundChannel } from './channels/outbound.ts';
+import {
+  hasOutboundChannels,
+  queueEmailReply,
+  queueOutbound,
+  replyAddress,
+  type OutboundChannel,
+} from './channels/outbound.ts';
 import { buildAgentGraph, type RunHooks } from './graph.ts';
+import { KeyedEventConsumer, type KeyedConsumerOptions } from './keyed-consumer.ts';
 import { detectLanguage } from './model/intents.ts';
 import { loadAgentTenants, type AgentTenant } from './registry.ts';
+import { StreamSender } from './stream-sender.ts';
 import { allowedTools } from './tools/index.ts';
 
 export const MESSAGE_RECEIVED_TYPE = 'io.simptu.message.received';
@@ -120,15 +129,21 @@ export interface AgentRuntimeOptions {
   now?: () => Date;
   faults?: RunFaults;
   /** kafkajs consumer settings (session timeout …) */
-  consumerConfig?: ConstructorParameters<typeof EventConsumer>[0]['consumerConfig'];
-  /**
-   * Inbound partitions of one database handled at the same time (each run holds a connection of
-   * that database's pool); a session's messages share a partition and stay in order. @default 4
-   */
+  consumerConfig?: KeyedConsumerOptions['consumerConfig'];
+  /** inbound partitions of one database fetched and dispatched at the same time; @default 4 */
   partitionsConsumedConcurrently?: number;
-  /** heartbeat the consumer group this often during a run; @default 3000 */
+  /**
+   * Runs of one database in progress at the same time, across its partitions (each holds a
+   * connection of that database's pool); a session's messages still run one after another, in
+   * order. @default 8
+   */
+  concurrentRuns?: number;
+  /** heartbeat the consumer group this often while fetching waits for room; @default 3000 */
   heartbeatIntervalMs?: number;
-  /** inbound offsets committed per message or per fetched batch (see EventConsumer); @default 'batch' */
+  /**
+   * When a partition's watermark (every record below it done) is committed: `record` as soon as
+   * it moves, `batch` at most once a second. @default 'batch'
+   */
   offsetCommit?: 'record' | 'batch';
   /** outbox relay poll; @default 1000 */
   relayPollMs?: number;
@@ -139,36 +154,34 @@ export interface AgentRuntimeOptions {
 
 /** Coalesces token deltas into one event per window; every event of a run keeps its order. */
 export class RunStream {
-  readonly #producer: EventProducer;
+  readonly #sender: StreamSender;
   readonly #cipher: FieldCipher;
   readonly #topic: string;
   readonly #sessionId: string;
   readonly #runId: string;
   readonly #windowMs: number;
-  readonly #logger: Logger | undefined;
   #seq = 0;
   #buffer = '';
   #timer: NodeJS.Timeout | undefined;
-  #chain: Promise<void> = Promise.resolve();
+  /** settles when the run's last event was acknowledged or dropped */
+  #last: Promise<unknown> = Promise.resolve();
   #tokenSent = false;
   /** events sent, for metrics and tests */
   sent = 0;
 
   constructor(o: {
-    producer: EventProducer;
+    sender: StreamSender;
     cipher: FieldCipher;
     sessionId: string;
     runId: string;
     windowMs: number;
-    logger?: Logger;
   }) {
-    this.#producer = o.producer;
+    this.#sender = o.sender;
     this.#cipher = o.cipher;
     this.#topic = tenantTopics(o.cipher.tenant).agent;
     this.#sessionId = o.sessionId;
     this.#runId = o.runId;
     this.#windowMs = o.windowMs;
-    this.#logger = o.logger;
   }
 
   #emit(type: string, clear: Record<string, unknown>, secret?: unknown): void {
@@ -185,14 +198,9 @@ export class RunStream {
       subject: this.#sessionId,
       data,
     });
-    this.#chain = this.#chain.then(async () => {
-      try {
-        await this.#producer.forTenant(this.#cipher.tenant).send(this.#topic, event, this.#sessionId);
-        this.sent++;
-      } catch (err) {
-        // Ephemeral: the authoritative reply goes through the outbox.
-        this.#logger?.warn({ err, type }, 'agent stream event not sent');
-      }
+    // One shared FIFO for every run (stream-sender.ts): this run's events keep their order.
+    this.#last = this.#sender.send(this.#cipher.tenant, this.#topic, event, this.#sessionId).then((ok) => {
+      if (ok) this.sent++;
     });
   }
 
@@ -227,33 +235,50 @@ export class RunStream {
     this.#emit(AGENT_EVENT_TYPES.toolResult, { tool_call_id: id, name, ok }, { result });
   }
 
-  /** Flushes and waits until every event was handed to Kafka. */
+  /** Flushes and waits until every event was handed to Kafka (or dropped). */
   async close(): Promise<void> {
     this.#flush();
-    await this.#chain;
+    await this.#last;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 
-/** Drops events the agent does not handle before opening a transaction; runs after-commit work. */
-class InboundConsumer extends EventConsumer {
+/**
+ * Drops events the agent does not handle before opening a transaction; runs after-commit work.
+ * Per-conversation order (keyed-consumer.ts); e-mails of a tenant share one queue, since two
+ * mails of one new sender must not both create the sender's customer and session.
+ */
+class InboundConsumer extends KeyedEventConsumer {
   readonly #after: Map<string, Array<() => Promise<void>>>;
   readonly #logger: Logger | undefined;
-  constructor(
-    options: ConstructorParameters<typeof EventConsumer>[0],
-    after: Map<string, Array<() => Promise<void>>>,
-  ) {
+  /** a record decoded once for its queue key and again (not) for its run */
+  readonly #decoded = new WeakMap<object, ReturnType<typeof fromKafkaRecord>>();
+  constructor(options: KeyedConsumerOptions, after: Map<string, Array<() => Promise<void>>>) {
     super(options);
     this.#after = after;
     this.#logger = options.logger;
+  }
+  #decode(message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>) {
+    let d = this.#decoded.get(message);
+    if (!d) this.#decoded.set(message, (d = fromKafkaRecord(message)));
+    return d;
+  }
+  override queueKey(
+    topic: string,
+    partition: number,
+    message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>,
+  ): string {
+    const d = this.#decode(message);
+    if (d.ok && d.event.type === EMAIL_RECEIVED_TYPE) return `${topic}\u0000email`;
+    return super.queueKey(topic, partition, message);
   }
   override async process(
     topic: string,
     partition: number,
     message: Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>,
   ): Promise<ProcessOutcome> {
-    const d = fromKafkaRecord(message);
+    const d = this.#decode(message);
     if (d.ok && d.event.type !== MESSAGE_RECEIVED_TYPE && d.event.type !== EMAIL_RECEIVED_TYPE)
       return 'duplicate';
     const id = d.ok ? d.event.id : '';
@@ -293,6 +318,7 @@ export class AgentRuntime {
   readonly #groups = new Map<string, DbGroup>();
   readonly #pools = new Map<string, pg.Pool>();
   readonly #after = new Map<string, Array<() => Promise<void>>>();
+  readonly #sender: StreamSender;
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #stopped = false;
@@ -301,6 +327,10 @@ export class AgentRuntime {
   constructor(options: AgentRuntimeOptions) {
     this.#o = options;
     this.#retention = options.retention ?? DEFAULT_RETENTION;
+    this.#sender = new StreamSender({
+      producer: options.producer,
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
   }
 
   get tenants(): AgentTenant[] {
@@ -386,8 +416,9 @@ export class AgentRuntime {
           ...(this.#o.logger ? { logger: this.#o.logger } : {}),
           consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
           partitionsConsumedConcurrently: this.#o.partitionsConsumedConcurrently ?? 4,
+          maxConcurrent: this.#o.concurrentRuns ?? 8,
           heartbeatIntervalMs: this.#o.heartbeatIntervalMs ?? 3000,
-          offsetCommit: this.#o.offsetCommit ?? 'batch',
+          commitIntervalMs: (this.#o.offsetCommit ?? 'batch') === 'record' ? 0 : 1000,
         },
         this.#after,
       );
@@ -533,7 +564,12 @@ export class AgentRuntime {
     const text = `${mail.subject}\n\n${mail.text}`.trim().slice(0, 16_000);
     const message = await appendMessage(ctx, session.id, { role: 'user', body: text || '(empty e-mail)' });
     if (session.state !== 'bot') return;
-    await this.runTurn(tenant, cipher, ectx.client, session, message.id, text, event.id);
+    // Machine-written mail (auto-replies, bounces, lists) is kept for staff, never answered: loops.
+    if (mail.autoGenerated) return void log?.info({ reason: mail.autoGenerated }, 'e-mail not answered');
+    const { reply } = await this.runTurn(tenant, cipher, ectx.client, session, message.id, text, event.id);
+    const key = `reply:${message.id}`;
+    if (await queueEmailReply(ctx, tenant, { key, sessionId: session.id, mail, body: reply }))
+      this.#later(event.id, () => this.deliverOutbound(tenant.name).then(() => undefined));
   }
 
   /**
@@ -554,12 +590,11 @@ export class AgentRuntime {
     const ctx = { client, cipher, timeZone: tenant.timeZone, now, source: AGENT_EVENT_SOURCE };
     const lock = new Mutex();
     const stream = new RunStream({
-      producer: this.#o.producer,
+      sender: this.#sender,
       cipher,
       sessionId: session.id,
       runId: inboundId,
       windowMs: this.#o.tokenWindowMs ?? 50,
-      ...(this.#o.logger ? { logger: this.#o.logger } : {}),
     });
     const untrusted = session.channel === 'email';
     const sessionCtx = { id: session.id, customerId: session.customerId, channel: session.channel };
@@ -614,7 +649,7 @@ export class AgentRuntime {
       reply = typeof last?.content === 'string' ? last.content : '';
       handoff = Boolean(result.handoffReason);
       await lock.run(() => pruneCheckpoints(client, this.#retention, session.id));
-      await client.query('RELEASE SAVEPOINT agent_run');
+      // Not released: COMMIT ends the savepoint with the transaction (one round trip less).
     } catch (err) {
       await client.query('ROLLBACK TO SAVEPOINT agent_run');
       error = err instanceof Error ? err.name : 'Error';
@@ -699,7 +734,7 @@ export class AgentRuntime {
   /** Retries pending channel messages (rate-limited or failed transiently) of every tenant. */
   async #sweepOutbound(): Promise<void> {
     for (const t of this.#tenants.values()) {
-      if (!t.integrations.twilio && !t.integrations.meta) continue;
+      if (!hasOutboundChannels(t)) continue;
       await this.deliverOutbound(t.name).catch((err: unknown) =>
         this.#o.logger?.warn({ err, tenant: t.name }, 'outbound sweep failed'),
       );
