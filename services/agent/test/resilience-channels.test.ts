@@ -284,9 +284,13 @@ describe('channel replies go out through the providers', () => {
     const form = new URLSearchParams(sent.body);
     expect(form.get('To')).toBe(phone);
     expect(form.get('From')).toBe('+40700000001');
-    const { rows } = await t.adminQuery<{ status: string; provider_message_id: string }>(
-      `SELECT status, provider_message_id FROM ${t.table('outbound_messages')}`,
-    );
+    // The provider saw the request before the sender records the outcome: wait for the row.
+    const rows = await waitFor('outbound row recorded as sent', async () => {
+      const r = await t.adminQuery<{ status: string; provider_message_id: string }>(
+        `SELECT status, provider_message_id FROM ${t.table('outbound_messages')}`,
+      );
+      return r.rows.length === 1 && r.rows[0]!.status !== 'pending' ? r.rows : undefined;
+    });
     expect(rows).toEqual([
       expect.objectContaining({ status: 'sent', provider_message_id: expect.stringMatching(/^SM/) }),
     ]);
