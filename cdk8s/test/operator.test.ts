@@ -100,7 +100,11 @@ describe('Operator construct', () => {
       databaseUrl: { name: 'simptu-database', key: 'app-url' },
       redisUrl: { name: 'simptu-redis', key: 'url' },
     });
-    expect(defaults.agent.egress).toEqual({ cidrs: [], ports: [5432, 6379, 9092] });
+    expect(defaults.agent.egress).toEqual({
+      cidrs: [],
+      ports: [5432, 6379, 9092],
+      smtpPorts: [587, 465],
+    });
     const custom = parseConfig(
       fromEnv(
         plain(
