@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { DigestingReporter } from './test/support/error-digest-reporter.ts';
 
 export default defineConfig({
   test: {
@@ -11,5 +12,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 60_000,
     pool: 'forks',
+    // A one-line digest of unhandled errors right above the summary (CI keeps the log's tail).
+    reporters: [new DigestingReporter()],
   },
 });

@@ -78,6 +78,8 @@ export async function createAuthService(
   const ownRedis = !deps.redis;
   const ownMailer = !deps.mailer;
   const db = deps.db ?? new pg.Pool({ connectionString: config.databaseUrl, max: config.databasePoolMax });
+  // An idle client's error (a Postgres restart, a failover) must not crash the process.
+  if (ownDb) db.on('error', (err) => logger.warn({ err }, 'idle postgres connection failed'));
   const redis = deps.redis ?? new Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 });
   const kms = deps.kms ?? LocalKms.fromBase64(config.kek);
   const mailer = deps.mailer ?? createMailer({ smtpUrl: config.mail.smtpUrl, from: config.mail.from });

@@ -41,6 +41,8 @@ export class TenantDatabases {
         connectionString: withDatabase(this.#platformUrl, t.databaseName),
         max: this.#poolMax,
       });
+      // An idle client's error (a Postgres restart) must not crash the process.
+      p.on('error', () => undefined);
       this.#dedicated.set(t.databaseName, p);
     }
     return p;

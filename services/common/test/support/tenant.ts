@@ -39,6 +39,8 @@ export interface TestTenantOptions {
 export async function createTestTenant(options: TestTenantOptions = {}): Promise<TestTenant> {
   const db = await createScratchDatabase(adminUrl(), 'simptu_domain');
   const admin = new pg.Pool({ connectionString: db.url, max: 3 });
+  // An idle client ended by the server must not surface as an unhandled error in the test run.
+  admin.on('error', () => undefined);
   // Tenant names are DNS labels; `dom-<12 hex>` is unique per run and valid everywhere.
   const ref = tenantDbRef(uniqueName('dom').replace('_', '-'));
   const login = uniqueName('app_dom');
@@ -54,6 +56,7 @@ export async function createTestTenant(options: TestTenantOptions = {}): Promise
     url.username = login;
     url.password = password;
     app = new pg.Pool({ connectionString: url.toString(), max: options.poolSize ?? 4 });
+    app.on('error', () => undefined);
   } catch (err) {
     await admin.end();
     await db.drop();
