@@ -11,7 +11,6 @@
  */
 import { createServer } from 'node:http';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import {
   ConfigError,
   createKafka,
@@ -28,6 +27,7 @@ import {
 import { OutboundSender } from './channels/outbound.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { ModelCache } from './model/providers.ts';
+import { DatabasePools } from './pools.ts';
 import { AgentRuntime } from './runtime.ts';
 import { secretSource } from './secrets.ts';
 import { StaffRelay } from './staff-relay.ts';
@@ -48,8 +48,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger({ service: 'agent', level: config.logLevel });
-  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: config.databasePoolMax });
-  pool.on('error', (err) => logger.warn({ err }, 'idle connection failed'));
+  // One set of database pools for the runtime and the staff relay (pools.ts), closed once.
+  const pools = new DatabasePools({
+    databaseUrl: config.databaseUrl,
+    max: config.databasePoolMax,
+    logger,
+  });
+  const pool = pools.shared;
   const redis = new Redis(config.redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
   // New history versions for the sessions this process changes (the API's history cache).
   trackSessionVersions(redis, { onError: (err) => logger.warn({ err }, 'session version bump failed') });
@@ -80,6 +85,7 @@ async function main(): Promise<void> {
     pool,
     databaseUrl: config.databaseUrl,
     databasePoolMax: config.databasePoolMax,
+    pools,
     keyrings,
     redis,
     models: new ModelCache(secrets),
@@ -121,6 +127,7 @@ async function main(): Promise<void> {
     kafka,
     pool,
     databaseUrl: config.databaseUrl,
+    pools,
     keyrings,
     outbound,
     select: config.mode === 'pool' ? { mode: 'pool' } : { mode: 'dedicated', tenant: config.tenant! },
@@ -157,7 +164,7 @@ async function main(): Promise<void> {
       .then(() => outbound.close())
       .then(() => producer.disconnect())
       .then(() => redis.quit())
-      .then(() => pool.end())
+      .then(() => pools.close())
       .then(() => server.close(() => process.exit(0)))
       .catch((err: unknown) => {
         logger.error({ err }, 'shutdown failed');

@@ -28,7 +28,7 @@
 import { HumanMessage, type AIMessage, type BaseMessage } from '@langchain/core/messages';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { Redis } from 'ioredis';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   appendMessage,
   createCustomer,
@@ -44,7 +44,6 @@ import {
   newCloudEvent,
   OutboxRelay,
   tenantTopics,
-  withDatabase,
   type CloudEvent,
   type EventContext,
   type EventProducer,
@@ -59,12 +58,12 @@ import type { BaseChatModel } from '@langchain/core/language_models/chat_models'
 import {
   DEFAULT_RETENTION,
   Mutex,
-  pruneCheckpoints,
   TenantCheckpointSaver,
   type RetentionPolicy,
 } from './checkpoint.ts';
 import { EMAIL_RECEIVED_TYPE, importBookingCom, parseBookingCom, parseEmail } from './channels/email.ts';
 import type { OutboundSender } from './channels/outbound.ts';
+import { recordInboundEmail } from './channels/thread.ts';
 import {
   hasOutboundChannels,
   queueEmailReply,
@@ -75,7 +74,8 @@ import {
 import { buildAgentGraph, type RunHooks } from './graph.ts';
 import { KeyedEventConsumer, type KeyedConsumerOptions } from './keyed-consumer.ts';
 import { detectLanguage } from './model/intents.ts';
-import { loadAgentTenants, type AgentTenant } from './registry.ts';
+import { DatabasePools, TenantSet, type TenantGroup } from './pools.ts';
+import type { AgentTenant } from './registry.ts';
 import { StreamSender } from './stream-sender.ts';
 import { allowedTools } from './tools/index.ts';
 
@@ -116,6 +116,11 @@ export interface AgentRuntimeOptions {
   /** the platform database URL of the login role, to reach dedicated tenants' databases */
   databaseUrl: string;
   databasePoolMax?: number;
+  /**
+   * The process' database pools (pools.ts), shared with the staff relay; without them the
+   * runtime opens its own from `pool`/`databaseUrl` and closes them on stop.
+   */
+  pools?: DatabasePools;
   keyrings: KeyringCache;
   redis: Redis;
   models: { get(tenant: string, cfg: AgentTenant['model']): BaseChatModel };
@@ -299,11 +304,10 @@ class InboundConsumer extends KeyedEventConsumer {
   }
 }
 
-interface DbGroup {
+interface DbGroup extends TenantGroup {
   pool: pg.Pool;
   consumer: InboundConsumer;
   relay: OutboxRelay;
-  topics: string;
 }
 
 export interface RunOutcome {
@@ -314,14 +318,13 @@ export interface RunOutcome {
 
 export class AgentRuntime {
   readonly #o: AgentRuntimeOptions;
-  readonly #tenants = new Map<string, AgentTenant>();
-  readonly #groups = new Map<string, DbGroup>();
-  readonly #pools = new Map<string, pg.Pool>();
+  readonly #set: TenantSet<DbGroup>;
+  /** the served tenants by name (the tenant set's, refilled by each registry refresh) */
+  readonly #tenants: ReadonlyMap<string, AgentTenant>;
+  readonly #pools: DatabasePools;
+  readonly #ownsPools: boolean;
   readonly #after = new Map<string, Array<() => Promise<void>>>();
   readonly #sender: StreamSender;
-  #timer: NodeJS.Timeout | undefined;
-  #chain: Promise<void> = Promise.resolve();
-  #stopped = false;
   readonly #retention: RetentionPolicy;
 
   constructor(options: AgentRuntimeOptions) {
@@ -331,122 +334,90 @@ export class AgentRuntime {
       producer: options.producer,
       ...(options.logger ? { logger: options.logger } : {}),
     });
+    this.#ownsPools = !options.pools;
+    this.#pools =
+      options.pools ??
+      new DatabasePools({
+        shared: options.pool,
+        databaseUrl: options.databaseUrl,
+        max: options.databasePoolMax ?? 10,
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
+    this.#set = new TenantSet<DbGroup>({
+      registry: options.pool,
+      select: options.select,
+      refreshMs: options.registryRefreshMs ?? 15_000,
+      topic: (t) => tenantTopics(t.name).inbound,
+      open: (db, topics) => this.#open(db, topics),
+      afterRefresh: () => this.#sweepOutbound(),
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    this.#tenants = this.#set.byName;
   }
 
   get tenants(): AgentTenant[] {
-    return [...this.#tenants.values()];
+    return this.#set.tenants;
   }
 
   async start(): Promise<void> {
-    await this.refresh();
-    const every = this.#o.registryRefreshMs ?? 15_000;
-    const tick = () => {
-      this.#timer = setTimeout(() => {
-        this.refresh()
-          .then(() => this.#sweepOutbound())
-          .catch((err: unknown) => this.#o.logger?.warn({ err }, 'registry refresh failed'))
-          .finally(() => !this.#stopped && tick());
-      }, every);
-      this.#timer.unref();
-    };
-    tick();
+    await this.#set.start();
   }
 
   /** Re-reads the registry and (re)subscribes. Serialized. */
   refresh(): Promise<void> {
-    const run = this.#chain.then(() => this.#refresh());
-    this.#chain = run.catch(() => undefined);
-    return run;
+    return this.#set.refresh();
   }
 
   #poolFor(database: string): pg.Pool {
-    const platformDb = decodeURIComponent(new URL(this.#o.databaseUrl).pathname.slice(1));
-    if (database === platformDb) return this.#o.pool;
-    let p = this.#pools.get(database);
-    if (!p) {
-      p = new pg.Pool({
-        connectionString: withDatabase(this.#o.databaseUrl, database),
-        max: this.#o.databasePoolMax ?? 10,
-      });
-      p.on('error', (err) => this.#o.logger?.warn({ err, database }, 'idle connection failed'));
-      this.#pools.set(database, p);
-    }
-    return p;
+    return this.#pools.for(database);
   }
 
-  async #refresh(): Promise<void> {
-    if (this.#stopped) return;
-    const list = await loadAgentTenants(this.#o.pool, this.#o.select);
-    this.#tenants.clear();
-    for (const t of list) this.#tenants.set(t.name, t);
-    const byDb = new Map<string, AgentTenant[]>();
-    for (const t of list) byDb.set(t.database, [...(byDb.get(t.database) ?? []), t]);
-    for (const [db, g] of this.#groups)
-      if (!byDb.has(db)) {
-        this.#groups.delete(db);
-        await g.consumer.stop();
-        await g.relay.stop();
-      }
-    for (const [db, tenants] of byDb) {
-      const topics = tenants
-        .map((t) => tenantTopics(t.name).inbound)
-        .sort()
-        .join(',');
-      const existing = this.#groups.get(db);
-      if (existing?.topics === topics) continue;
-      if (existing) {
-        this.#groups.delete(db);
-        await existing.consumer.stop();
-        await existing.relay.stop();
-      }
-      const pool = this.#poolFor(db);
-      const consumer = new InboundConsumer(
-        {
-          kafka: this.#o.kafka,
-          groupId: `${this.#o.groupId}.${db}`,
-          consumerName: AGENT_CONSUMER,
-          topics: topics.split(','),
-          fromBeginning: true,
-          pool,
-          handler: (event, ctx) => this.#handle(event, ctx),
-          resolveTenant: (name) => {
-            const t = this.#tenants.get(name);
-            return t && t.database === db ? t.ref : undefined;
-          },
-          ...(this.#o.logger ? { logger: this.#o.logger } : {}),
-          consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
-          partitionsConsumedConcurrently: this.#o.partitionsConsumedConcurrently ?? 4,
-          maxConcurrent: this.#o.concurrentRuns ?? 8,
-          heartbeatIntervalMs: this.#o.heartbeatIntervalMs ?? 3000,
-          commitIntervalMs: (this.#o.offsetCommit ?? 'batch') === 'record' ? 0 : 1000,
-        },
-        this.#after,
-      );
-      const relay = new OutboxRelay({
+  /** The inbound consumer and outbox relay of one database's tenants (TenantSet). */
+  async #open(db: string, topics: string[]): Promise<DbGroup> {
+    const pool = this.#poolFor(db);
+    const consumer = new InboundConsumer(
+      {
+        kafka: this.#o.kafka,
+        groupId: `${this.#o.groupId}.${db}`,
+        consumerName: AGENT_CONSUMER,
+        topics,
+        fromBeginning: true,
         pool,
-        producer: this.#o.producer,
-        ciphers: this.#o.keyrings,
-        tenants: () => [...this.#tenants.values()].filter((t) => t.database === db).map((t) => t.ref),
-        pollIntervalMs: this.#o.relayPollMs ?? 1000,
+        handler: (event, ctx) => this.#handle(event, ctx),
+        resolveTenant: (name) => this.#set.resolve(db, name),
         ...(this.#o.logger ? { logger: this.#o.logger } : {}),
-      });
-      relay.start();
-      await consumer.start();
-      this.#groups.set(db, { pool, consumer, relay, topics });
-    }
+        consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
+        partitionsConsumedConcurrently: this.#o.partitionsConsumedConcurrently ?? 4,
+        maxConcurrent: this.#o.concurrentRuns ?? 8,
+        heartbeatIntervalMs: this.#o.heartbeatIntervalMs ?? 3000,
+        commitIntervalMs: (this.#o.offsetCommit ?? 'batch') === 'record' ? 0 : 1000,
+      },
+      this.#after,
+    );
+    const relay = new OutboxRelay({
+      pool,
+      producer: this.#o.producer,
+      ciphers: this.#o.keyrings,
+      tenants: () => this.#set.inDatabase(db).map((t) => t.ref),
+      pollIntervalMs: this.#o.relayPollMs ?? 1000,
+      ...(this.#o.logger ? { logger: this.#o.logger } : {}),
+    });
+    relay.start();
+    await consumer.start();
+    return {
+      pool,
+      consumer,
+      relay,
+      async stop() {
+        await consumer.stop();
+        await relay.stop();
+      },
+    };
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#chain;
-    for (const g of this.#groups.values()) {
-      await g.consumer.stop();
-      await g.relay.stop();
-    }
-    this.#groups.clear();
-    for (const p of this.#pools.values()) await p.end();
-    this.#pools.clear();
+    await this.#set.stop();
+    if (this.#ownsPools) await this.#pools.close();
   }
 
   #later(eventId: string, task: () => Promise<void>): void {
@@ -563,6 +534,8 @@ export class AgentRuntime {
         });
     const text = `${mail.subject}\n\n${mail.text}`.trim().slice(0, 16_000);
     const message = await appendMessage(ctx, session.id, { role: 'user', body: text || '(empty e-mail)' });
+    // The conversation's e-mail thread (channels/thread.ts): staff replies answer this mail too.
+    await recordInboundEmail(ectx.client, cipher, session.id, mail, tenant.integrations.email?.ingestAddress);
     if (session.state !== 'bot') return;
     // Machine-written mail (auto-replies, bounces, lists) is kept for staff, never answered: loops.
     if (mail.autoGenerated) return void log?.info({ reason: mail.autoGenerated }, 'e-mail not answered');
@@ -617,7 +590,14 @@ export class AgentRuntime {
       db: (fn) => lock.run(() => fn(ctx)),
       now,
       hooks,
-      checkpointer: new TenantCheckpointSaver(client, lock, tenant.ref.schema, cipher, session.id),
+      checkpointer: new TenantCheckpointSaver(
+        client,
+        lock,
+        tenant.ref.schema,
+        cipher,
+        session.id,
+        this.#retention,
+      ),
     });
 
     let reply: string;
@@ -648,7 +628,7 @@ export class AgentRuntime {
       const last = (result.messages as BaseMessage[])[result.messages.length - 1] as AIMessage | undefined;
       reply = typeof last?.content === 'string' ? last.content : '';
       handoff = Boolean(result.handoffReason);
-      await lock.run(() => pruneCheckpoints(client, this.#retention, session.id));
+      // (old checkpoints were pruned by the checkpoint write itself: the saver's retention)
       // Not released: COMMIT ends the savepoint with the transaction (one round trip less).
     } catch (err) {
       await client.query('ROLLBACK TO SAVEPOINT agent_run');

@@ -7,12 +7,13 @@
  * chat sees it through the realtime hub; a customer on SMS, WhatsApp, Messenger, Instagram or
  * e-mail only gets it if someone sends it there — this relay. It consumes the domain topics of
  * the agent's tenants (the registry's, like the runtime: pool → every agent-shared tenant,
- * dedicated → the one; re-read every `registryRefreshMs`) with the common `EventConsumer`, and for
+ * dedicated → the one; re-read every `registryRefreshMs` — pools.ts `TenantSet`, on the runtime's
+ * `DatabasePools` when main passes them) with the common `EventConsumer`, and for
  * each staff message of a session on an external channel queues it in `outbound_messages` in the
  * tenant transaction that also records the event as processed; after COMMIT it is sent by the
  * same `OutboundSender` as the agent's replies (same per-tenant rate limit, same channel routing —
  * WhatsApp by the provider the conversation last came in through; e-mail From the tenant's
- * address, threaded like the conversation's last e-mail reply, see `queueStaffEmail`). Pending
+ * address, threaded on the conversation's e-mail thread, see `queueStaffEmail`). Pending
  * rows (rate limit, transient failures) go out with the runtime's outbound sweep.
  *
  * Exactly once per message: the processed marker (consumer `agent.staff-relay`) skips a
@@ -32,7 +33,7 @@
  * staff replies.
  */
 import type { Kafka, KafkaMessage } from 'kafkajs';
-import pg from 'pg';
+import type pg from 'pg';
 import {
   deterministicEventId,
   EventConsumer,
@@ -41,7 +42,6 @@ import {
   isUuid,
   messageBodyLocation,
   tenantTopics,
-  withDatabase,
   type CloudEvent,
   type EventConsumerOptions,
   type EventContext,
@@ -57,7 +57,8 @@ import {
   type OutboundChannel,
   type OutboundSender,
 } from './channels/outbound.ts';
-import { loadAgentTenants, type AgentTenant } from './registry.ts';
+import { DatabasePools, TenantSet } from './pools.ts';
+import type { AgentTenant } from './registry.ts';
 
 export const MESSAGE_CREATED_TYPE = 'io.simptu.message.created';
 export const STAFF_RELAY_CONSUMER = 'agent.staff-relay';
@@ -86,8 +87,13 @@ export interface StaffRelayOptions {
   pool: pg.Pool;
   /** the platform database URL of the login role, to reach dedicated tenants' databases */
   databaseUrl: string;
-  /** connections of each pool opened for another database; @default 2 */
+  /** connections of each pool opened for another database (without `pools`); @default 2 */
   databasePoolMax?: number;
+  /**
+   * The process' database pools (pools.ts), shared with the runtime; without them the relay
+   * opens its own from `pool`/`databaseUrl` and closes them on stop.
+   */
+  pools?: DatabasePools;
   keyrings: KeyringCache;
   outbound: OutboundSender;
   select: { mode: 'pool' } | { mode: 'dedicated'; tenant: string };
@@ -158,22 +164,14 @@ class RelayConsumer extends EventConsumer {
   }
 }
 
-interface DbGroup {
-  consumer: RelayConsumer;
-  topics: string;
-}
-
 export class StaffRelay {
   readonly #o: StaffRelayOptions;
-  readonly #tenants = new Map<string, AgentTenant>();
-  readonly #groups = new Map<string, DbGroup>();
-  readonly #pools = new Map<string, pg.Pool>();
+  readonly #set: TenantSet<RelayConsumer>;
+  readonly #pools: DatabasePools;
+  readonly #ownsPools: boolean;
   /** tenant + event id → what its transaction did (reported, and sent, once it committed) */
   readonly #pending = new Map<string, { report: StaffRelayReport; send?: AgentTenant }>();
   readonly #count: ((outcome: StaffRelayOutcome) => void) | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #chain: Promise<void> = Promise.resolve();
-  #stopped = false;
 
   constructor(options: StaffRelayOptions) {
     this.#o = options;
@@ -183,109 +181,69 @@ export class StaffRelay {
       labelNames: ['outcome'],
     });
     this.#count = counter ? (outcome) => counter.inc({ outcome }) : undefined;
+    this.#ownsPools = !options.pools;
+    this.#pools =
+      options.pools ??
+      new DatabasePools({
+        shared: options.pool,
+        databaseUrl: options.databaseUrl,
+        max: options.databasePoolMax ?? 2,
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
+    this.#set = new TenantSet<RelayConsumer>({
+      registry: options.pool,
+      select: options.select,
+      refreshMs: options.registryRefreshMs ?? 15_000,
+      topic: (t) => tenantTopics(t.name).domain,
+      open: (db, topics) => this.#open(db, topics),
+      failureMessage: 'staff relay: registry refresh failed',
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
   }
 
   get tenants(): AgentTenant[] {
-    return [...this.#tenants.values()];
+    return this.#set.tenants;
   }
 
   async start(): Promise<void> {
-    await this.refresh();
-    const every = this.#o.registryRefreshMs ?? 15_000;
-    const tick = () => {
-      this.#timer = setTimeout(() => {
-        this.refresh()
-          .catch((err: unknown) => this.#o.logger?.warn({ err }, 'staff relay: registry refresh failed'))
-          .finally(() => !this.#stopped && tick());
-      }, every);
-      this.#timer.unref();
-    };
-    tick();
+    await this.#set.start();
   }
 
   /** Re-reads the registry and (re)subscribes. Serialized. */
   refresh(): Promise<void> {
-    const run = this.#chain.then(() => this.#refresh());
-    this.#chain = run.catch(() => undefined);
-    return run;
+    return this.#set.refresh();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#chain;
-    for (const g of this.#groups.values()) await g.consumer.stop();
-    this.#groups.clear();
-    for (const p of this.#pools.values()) await p.end();
-    this.#pools.clear();
+    await this.#set.stop();
+    if (this.#ownsPools) await this.#pools.close();
   }
 
-  #poolFor(database: string): pg.Pool {
-    const platformDb = decodeURIComponent(new URL(this.#o.databaseUrl).pathname.slice(1));
-    if (database === platformDb) return this.#o.pool;
-    let p = this.#pools.get(database);
-    if (!p) {
-      p = new pg.Pool({
-        connectionString: withDatabase(this.#o.databaseUrl, database),
-        max: this.#o.databasePoolMax ?? 2,
-      });
-      p.on('error', (err) => this.#o.logger?.warn({ err, database }, 'idle connection failed'));
-      this.#pools.set(database, p);
-    }
-    return p;
-  }
-
-  async #refresh(): Promise<void> {
-    if (this.#stopped) return;
-    const list = await loadAgentTenants(this.#o.pool, this.#o.select);
-    this.#tenants.clear();
-    for (const t of list) this.#tenants.set(t.name, t);
-    const byDb = new Map<string, AgentTenant[]>();
-    for (const t of list) byDb.set(t.database, [...(byDb.get(t.database) ?? []), t]);
-    for (const [db, g] of this.#groups)
-      if (!byDb.has(db)) {
-        this.#groups.delete(db);
-        await g.consumer.stop();
-      }
-    for (const [db, tenants] of byDb) {
-      const topics = tenants
-        .map((t) => tenantTopics(t.name).domain)
-        .sort()
-        .join(',');
-      const existing = this.#groups.get(db);
-      if (existing?.topics === topics) continue;
-      if (existing) {
-        this.#groups.delete(db);
-        await existing.consumer.stop();
-      }
-      const pool = this.#poolFor(db);
-      const consumer = new RelayConsumer(
-        {
-          kafka: this.#o.kafka,
-          groupId: `${this.#o.groupId}.staff-relay.${db}`,
-          consumerName: STAFF_RELAY_CONSUMER,
-          topics: topics.split(','),
-          // a tenant's staff messages from before the relay subscribed are not lost (maxAgeMs)
-          fromBeginning: true,
-          pool,
-          handler: (event, ctx) => this.#handle(event, ctx),
-          resolveTenant: (name) => {
-            const t = this.#tenants.get(name);
-            return t && t.database === db ? t.ref : undefined;
-          },
-          ...(this.#o.logger ? { logger: this.#o.logger } : {}),
-          consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
-          ...(this.#o.heartbeatIntervalMs !== undefined
-            ? { heartbeatIntervalMs: this.#o.heartbeatIntervalMs }
-            : {}),
-          // the domain topic carries every domain event; redelivered ones are skipped cheaply
-          offsetCommit: 'batch',
-        },
-        this,
-      );
-      await consumer.start();
-      this.#groups.set(db, { consumer, topics });
-    }
+  /** The domain-topic consumer of one database's tenants (TenantSet). */
+  async #open(db: string, topics: string[]): Promise<RelayConsumer> {
+    const consumer = new RelayConsumer(
+      {
+        kafka: this.#o.kafka,
+        groupId: `${this.#o.groupId}.staff-relay.${db}`,
+        consumerName: STAFF_RELAY_CONSUMER,
+        topics,
+        // a tenant's staff messages from before the relay subscribed are not lost (maxAgeMs)
+        fromBeginning: true,
+        pool: this.#pools.for(db),
+        handler: (event, ctx) => this.#handle(event, ctx),
+        resolveTenant: (name) => this.#set.resolve(db, name),
+        ...(this.#o.logger ? { logger: this.#o.logger } : {}),
+        consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
+        ...(this.#o.heartbeatIntervalMs !== undefined
+          ? { heartbeatIntervalMs: this.#o.heartbeatIntervalMs }
+          : {}),
+        // the domain topic carries every domain event; redelivered ones are skipped cheaply
+        offsetCommit: 'batch',
+      },
+      this,
+    );
+    await consumer.start();
+    return consumer;
   }
 
   /** @internal (RelayConsumer) */
@@ -308,7 +266,7 @@ export class StaffRelay {
     if (tenant)
       try {
         await this.#o.outbound.deliver(
-          this.#poolFor(tenant.database),
+          this.#pools.for(tenant.database),
           tenant,
           await this.#o.keyrings.cipher(tenant.name),
         );
@@ -326,7 +284,7 @@ export class StaffRelay {
   async #handle(event: CloudEvent, ectx: EventContext): Promise<void> {
     const data = (event.data ?? {}) as { session_id?: unknown; message_id?: unknown };
     const base: StaffRelayReport = { outcome: 'skipped', tenant: event.tenant, eventId: event.id };
-    const tenant = this.#tenants.get(event.tenant);
+    const tenant = this.#set.byName.get(event.tenant);
     if (!tenant) return this.#result(event, { ...base, reason: 'tenant not served' });
     if (!isUuid(data.session_id) || !isUuid(data.message_id))
       return this.#result(event, { ...base, reason: 'event without session_id/message_id' });

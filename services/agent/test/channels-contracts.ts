@@ -13,6 +13,10 @@
  *      messages: [{id: "wamid.…"}]}`; errors are Graph errors `{error: {message, type, code,
  *      fbtrace_id}}` (190 bad token → 401, 100 bad parameter → 400).
  *      @see https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages
+ *  - Twilio Programmable Messaging (`startTwilio`): `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`,
+ *    HTTP Basic `AccountSid:AuthToken`, form-encoded `To`, `From`, `Body` → 201 `{sid: "SM…"}`;
+ *    a wrong path or credentials → 401 `{code: 20003, message: "Authenticate"}`.
+ *    @see https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
  *  - SMTP (`startSmtp`): `smtp-server` accepting every mail, each parsed with `mailparser`.
  */
 import { createHmac, randomBytes } from 'node:crypto';
@@ -193,6 +197,43 @@ export async function startSmtp(): Promise<SmtpCapture> {
     messages,
     envelopes,
     to: (address) => messages.filter((m) => addressed(m, address)),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+export interface TwilioCapture {
+  url: string;
+  /** the form of every message accepted (path and credentials valid), in order */
+  sent: URLSearchParams[];
+  close(): Promise<void>;
+}
+
+/** Twilio's Messages API for one account. */
+export async function startTwilio(creds: { accountSid: string; authToken: string }): Promise<TwilioCapture> {
+  const sent: URLSearchParams[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const ok =
+        req.method === 'POST' &&
+        req.url === `/2010-04-01/Accounts/${creds.accountSid}/Messages.json` &&
+        req.headers.authorization ===
+          `Basic ${Buffer.from(`${creds.accountSid}:${creds.authToken}`).toString('base64')}`;
+      if (ok) sent.push(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+      res
+        .writeHead(ok ? 201 : 401, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify(
+            ok ? { sid: `SM${randomBytes(16).toString('hex')}` } : { code: 20003, message: 'Authenticate' },
+          ),
+        );
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sent,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }

@@ -7,17 +7,15 @@
  *  - WhatsApp Cloud API: a signed `whatsapp_business_account` webhook → conversation → the
  *    agent's reply sent from THAT tenant's phone_number_id with that tenant's token; a replayed
  *    wamid is processed once; another tenant's phone_number_id is refused (403, nothing
- *    published).
+ *    published); a photo reaches the agent as a description and is answered, a reaction is
+ *    kept for staff and not answered.
  *  - E-mail: raw MIME through the ingest webhook → conversation → the reply received by SMTP,
  *    threaded (In-Reply-To, References, `Re:`), From the tenant's address; machine-written mail
  *    (auto-reply, list, bounce, our own address) gets no reply.
  *  - The outbound sender itself: per-tenant rate limit, the per-recipient e-mail loop guard,
  *    Twilio vs Cloud API routing for WhatsApp, and no SMTP server configured.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -31,7 +29,22 @@ import {
 import { parseEmail } from '../src/channels/email.ts';
 import { OutboundSender, queueEmailReply, queueOutbound } from '../src/channels/outbound.ts';
 import { toAgentTenant } from '../src/registry.ts';
-import { startMetaGraph, startSmtp, type MetaGraph, type SmtpCapture } from './channels-contracts.ts';
+import {
+  startMetaGraph,
+  startSmtp,
+  startTwilio,
+  type MetaGraph,
+  type SmtpCapture,
+  type TwilioCapture,
+} from './channels-contracts.ts';
+import {
+  ingestEmail,
+  metaSignature as sign,
+  mime,
+  postMeta as postMetaTo,
+  startApi,
+  type ApiProcess,
+} from './channels-harness.ts';
 import { env, startAgentHarness, waitFor, type AgentHarness, type TestTenant } from './support.ts';
 
 const A = {
@@ -53,8 +66,8 @@ const DESK = 'desk@smile.example';
 let h: AgentHarness;
 let graph: MetaGraph;
 let smtp: SmtpCapture;
-let twilio: { url: string; bodies: URLSearchParams[]; server: Server };
-let api: { url: string; proc: ChildProcess; stderr: () => string };
+let twilio: TwilioCapture;
+let api: ApiProcess;
 let waA: TestTenant;
 let waB: TestTenant;
 let mail: TestTenant;
@@ -66,53 +79,6 @@ const newRedis = () => {
   return r;
 };
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** The API service as a process, on the harness' platform database and KEK. */
-async function startApi(secrets: Record<string, Record<string, string>>): Promise<typeof api> {
-  const port = await freePort();
-  let stderr = '';
-  const proc = spawn(process.execPath, ['services/api/src/main.ts'], {
-    cwd: new URL('../../..', import.meta.url).pathname,
-    env: {
-      PATH: process.env.PATH ?? '',
-      SIMPTU_API_DATABASE_URL: h.platform.appUrl,
-      SIMPTU_API_REDIS_URL: env('REDIS_URL'),
-      SIMPTU_API_REDIS_PREFIX: `test:api:${randomBytes(4).toString('hex')}:`,
-      SIMPTU_API_KAFKA_BROKERS: env('KAFKA_BROKERS'),
-      SIMPTU_API_KEK: h.platform.kekBase64,
-      SIMPTU_API_HOST: '127.0.0.1',
-      SIMPTU_API_PORT: String(port),
-      // no token is ever presented here: the webhooks authenticate by signature
-      SIMPTU_API_AUTH_ISSUER: 'http://127.0.0.1:9/issuer',
-      SIMPTU_API_AUTH_JWKS_URI: 'http://127.0.0.1:9/jwks',
-      SIMPTU_API_EVENTS_CONSUMERS: 'false',
-      SIMPTU_API_EVENTS_TENANT_REFRESH_MS: '500',
-      SIMPTU_API_EVENTS_GROUP_PREFIX: `test-api-${randomBytes(4).toString('hex')}`,
-      SIMPTU_API_LOG_LEVEL: 'warn',
-      SIMPTU_WEBHOOK_SECRETS_JSON: JSON.stringify(secrets),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(
-    'the API to be ready',
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`API exited ${proc.exitCode}: ${stderr}`);
-      return (await fetch(`${url}/readyz`).catch(() => null))?.ok ? true : undefined;
-    },
-    60_000,
-  );
-  return { url, proc, stderr: () => stderr };
-}
-
 beforeAll(async () => {
   graph = await startMetaGraph({
     appSecret: A.appSecret,
@@ -122,24 +88,7 @@ beforeAll(async () => {
     },
   });
   smtp = await startSmtp();
-  const bodies: URLSearchParams[] = [];
-  const tw = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const ok =
-        req.headers.authorization ===
-        `Basic ${Buffer.from(`${TWILIO.accountSid}:${TWILIO.authToken}`).toString('base64')}`;
-      bodies.push(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
-      res
-        .writeHead(ok ? 201 : 401, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify(ok ? { sid: `SM${randomBytes(16).toString('hex')}` } : { message: 'Authenticate' }),
-        );
-    });
-  });
-  await new Promise<void>((r) => tw.listen(0, '127.0.0.1', r));
-  twilio = { url: `http://127.0.0.1:${(tw.address() as AddressInfo).port}`, bodies, server: tw };
+  twilio = await startTwilio(TWILIO);
 
   const secretsForAgent = {
     'fb-a': { appSecret: A.appSecret, whatsappAccessToken: A.whatsappAccessToken, pageAccessToken: 'pa' },
@@ -200,23 +149,22 @@ beforeAll(async () => {
     },
   );
   [waA, waB, mail, direct] = h.tenants as [TestTenant, TestTenant, TestTenant, TestTenant];
-  api = await startApi({
-    'fb-a': { appSecret: A.appSecret, verifyToken: A.verifyToken },
-    'fb-b': { appSecret: B.appSecret, verifyToken: B.verifyToken },
-    'simptu-email-ingest': { [mail.name]: INGEST_SECRET },
+  api = await startApi(h, {
+    secrets: {
+      'fb-a': { appSecret: A.appSecret, verifyToken: A.verifyToken },
+      'fb-b': { appSecret: B.appSecret, verifyToken: B.verifyToken },
+      'simptu-email-ingest': { [mail.name]: INGEST_SECRET },
+    },
   });
 }, 300_000);
 
 afterAll(async () => {
-  if (api) {
-    api.proc.kill('SIGTERM');
-    await new Promise((r) => (api.proc.exitCode !== null ? r(null) : api.proc.on('exit', r)));
-  }
+  await api?.close();
   await h?.close();
   for (const r of redisClients) r.disconnect();
   await graph?.close();
   await smtp?.close();
-  twilio?.server.close();
+  await twilio?.close();
 }, 120_000);
 
 // ---------------------------------------------------------------------------------------------
@@ -254,20 +202,8 @@ function waPayload(o: {
   });
 }
 
-const sign = (secret: string, body: string) =>
-  `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
-
-async function postMeta(tenant: string, body: string, signature?: string) {
-  const res = await fetch(`${api.url}/v1/webhooks/meta/${tenant}`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      ...(signature ? { 'x-hub-signature-256': signature } : {}),
-    },
-    body,
-  });
-  return { status: res.status, json: (await res.json()) as unknown };
-}
+const postMeta = (tenant: string, body: string, signature?: string) =>
+  postMetaTo(api, tenant, body, signature);
 
 /** Outbox rows a webhook writes (the agent's own events are left out: they come asynchronously). */
 const WEBHOOK_EVENTS =
@@ -329,7 +265,7 @@ describe('WhatsApp Cloud API round trip', () => {
     });
     expect(out).toEqual([{ status: 'sent', provider_message_id: sent.wamid, channel: 'whatsapp' }]);
     // the tenant has Twilio too, but this conversation came in through Meta
-    expect(twilio.bodies).toHaveLength(0);
+    expect(twilio.sent).toHaveLength(0);
     // the sender became a customer with that phone and their WhatsApp profile name
     const customer = await waA.run(async (ctx) => {
       const { rows } = await ctx.client.query<{ customer_id: string }>(
@@ -374,6 +310,77 @@ describe('WhatsApp Cloud API round trip', () => {
     expect(await count(waA, 'messages', "role = 'user'")).toBe(2);
     expect(await count(waA, 'inbound_receipts')).toBe(2);
   }, 240_000);
+
+  it('a photo is described to the agent, which answers it; a reaction is kept for staff, unanswered', async () => {
+    const from = '40711000888';
+    const delivery = (wamid: string, m: Record<string, unknown>) =>
+      JSON.stringify({
+        object: 'whatsapp_business_account',
+        entry: [
+          {
+            id: 'WABA-1',
+            changes: [
+              {
+                field: 'messages',
+                value: {
+                  messaging_product: 'whatsapp',
+                  metadata: { display_phone_number: '15550001111', phone_number_id: A.number },
+                  contacts: [{ profile: { name: 'Dan' }, wa_id: from }],
+                  messages: [{ from, id: wamid, timestamp: '1767225600', ...m }],
+                },
+              },
+            ],
+          },
+        ],
+      });
+    const sessionMessages = async () => {
+      const { rows } = await waA.adminQuery<{ id: string; body: Buffer }>(
+        `SELECT m.id, m.body FROM ${waA.table('messages')} m
+           JOIN ${waA.table('inbound_receipts')} r ON r.session_id = m.session_id AND r.provider_message_id = 'wamid.PHOTO-1'
+          WHERE m.role = 'user' ORDER BY m.created_at, m.seq`,
+      );
+      const cipher = await waA.cipher();
+      return rows.map((r) => ({ id: r.id, text: cipher.decryptString(r.body, messageBodyLocation(r.id)) }));
+    };
+
+    const photo = delivery('wamid.PHOTO-1', {
+      type: 'image',
+      image: { id: '1234567890', mime_type: 'image/jpeg', sha256: 'abc', caption: 'is this a cavity?' },
+    });
+    expect(await postMeta(waA.name, photo, sign(A.appSecret, photo))).toEqual({
+      status: 200,
+      json: { received: 1, duplicates: 0 },
+    });
+    const [m] = await waitFor('the photo stored', async () => {
+      const r = await sessionMessages();
+      return r.length === 1 ? r : undefined;
+    });
+    expect(m!.text).toBe(
+      '[Customer sent a photo that cannot be opened here, with the caption: "is this a cavity?"]',
+    );
+    // the agent got the description and answered it, through the Cloud API
+    const answer = await h.reply(waA, m!.id, 90_000);
+    expect(answer.trim()).not.toBe('');
+    await waitFor('the answer sent', () => graph.whatsapp.find((w) => w.to === from && w.body === answer));
+
+    // A reaction: stored on the conversation (staff see it), not given to the agent.
+    const received = () => count(waA, 'outbox', "event_type = 'io.simptu.message.received'");
+    const created = () => count(waA, 'outbox', "event_type = 'io.simptu.message.created'");
+    const before = [await received(), await created()];
+    const reaction = delivery('wamid.REACT-1', {
+      type: 'reaction',
+      reaction: { message_id: graph.whatsapp.find((w) => w.to === from)!.wamid, emoji: '👍' },
+    });
+    expect(await postMeta(waA.name, reaction, sign(A.appSecret, reaction))).toEqual({
+      status: 200,
+      json: { received: 1, duplicates: 0 },
+    });
+    expect((await sessionMessages()).map((x) => x.text)).toEqual([
+      m!.text,
+      '[Customer reacted 👍 to an earlier message]',
+    ]);
+    expect([await received(), await created()]).toEqual([before[0], before[1]! + 1]);
+  }, 180_000);
 
   it('each tenant’s reply leaves from its own number; another tenant’s phone_number_id cannot inject', async () => {
     const before = {
@@ -437,16 +444,7 @@ describe('WhatsApp Cloud API round trip', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-async function ingest(raw: string) {
-  const res = await fetch(`${api.url}/v1/webhooks/email/${mail.name}`, {
-    method: 'POST',
-    headers: { 'content-type': 'message/rfc822', 'x-simptu-ingest-secret': INGEST_SECRET },
-    body: raw,
-  });
-  return { status: res.status, json: (await res.json()) as unknown };
-}
-
-const mime = (headers: string[], body: string) => [...headers, '', body, ''].join('\r\n');
+const ingest = (raw: string) => ingestEmail(api, mail.name, INGEST_SECRET, raw);
 
 /** The user messages stored for the customer with this e-mail (0 until the agent handled it). */
 async function messagesOf(t: TestTenant, email: string): Promise<{ sessions: string[]; messages: number }> {
@@ -753,7 +751,7 @@ describe('outbound sender', () => {
     });
     const out = sender({});
     expect(await out.deliver(h.pool, await directTenant(), await direct.cipher())).toBe(2);
-    expect(twilio.bodies.find((b) => b.get('Body') === 'via twilio')?.get('To')).toBe(`whatsapp:${phone}`);
+    expect(twilio.sent.find((b) => b.get('Body') === 'via twilio')?.get('To')).toBe(`whatsapp:${phone}`);
     expect(graph.whatsapp.find((w) => w.body === 'via cloud')).toMatchObject({
       phoneNumberId: A.number,
       to: '40711000555',

@@ -8,17 +8,16 @@
  *
  *  - SMS → the Twilio server, From the tenant's number; WhatsApp (conversation in through the
  *    Cloud API) → the Graph server from the tenant's phone_number_id; e-mail → SMTP, threaded on
- *    the conversation's last mail, not marked automatic; web → nothing.
+ *    the conversation's e-mail thread (In-Reply-To the customer's latest mail, also one the
+ *    agent left to staff; References every mail, theirs and ours), not marked automatic;
+ *    web → nothing.
  *  - exactly once: the same event redelivered after a relay restart, and the same message under
  *    another event id, send nothing more;
  *  - isolation: an event of tenant A on B's topic is rejected; B's event naming A's message
  *    finds nothing in B; B's staff reply leaves from B's number;
  *  - staff messages older than the relay window are not sent.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -35,7 +34,15 @@ import {
 } from '@simptu/common';
 import { OutboundSender } from '../src/channels/outbound.ts';
 import { MESSAGE_CREATED_TYPE, StaffRelay, type StaffRelayReport } from '../src/staff-relay.ts';
-import { startMetaGraph, startSmtp, type MetaGraph, type SmtpCapture } from './channels-contracts.ts';
+import {
+  startMetaGraph,
+  startSmtp,
+  startTwilio,
+  type MetaGraph,
+  type SmtpCapture,
+  type TwilioCapture,
+} from './channels-contracts.ts';
+import { ingestEmail, mime, startApi, type ApiProcess } from './channels-harness.ts';
 import { env, startAgentHarness, waitFor, type AgentHarness, type TestTenant } from './support.ts';
 
 const TWILIO = { accountSid: 'AC0123456789abcdef0123456789abcdef', authToken: 'tw-token' };
@@ -49,8 +56,8 @@ let h: AgentHarness;
 let issuer: TestIssuer;
 let graph: MetaGraph;
 let smtp: SmtpCapture;
-let twilio: { url: string; sent: URLSearchParams[]; server: Server };
-let api: { url: string; proc: ChildProcess; stderr: () => string };
+let twilio: TwilioCapture;
+let api: ApiProcess;
 let outbound: OutboundSender;
 let relay: StaffRelay;
 let groupId: string;
@@ -58,52 +65,6 @@ let A: TestTenant;
 let B: TestTenant;
 const reports: StaffRelayReport[] = [];
 const redisClients: Redis[] = [];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** The API service as a process, on the harness' platform database and KEK, trusting `issuer`. */
-async function startApi(): Promise<typeof api> {
-  const port = await freePort();
-  let stderr = '';
-  const proc = spawn(process.execPath, ['services/api/src/main.ts'], {
-    cwd: new URL('../../..', import.meta.url).pathname,
-    env: {
-      PATH: process.env.PATH ?? '',
-      SIMPTU_API_DATABASE_URL: h.platform.appUrl,
-      SIMPTU_API_REDIS_URL: env('REDIS_URL'),
-      SIMPTU_API_REDIS_PREFIX: `test:api:${randomBytes(4).toString('hex')}:`,
-      SIMPTU_API_KAFKA_BROKERS: env('KAFKA_BROKERS'),
-      SIMPTU_API_KEK: h.platform.kekBase64,
-      SIMPTU_API_HOST: '127.0.0.1',
-      SIMPTU_API_PORT: String(port),
-      SIMPTU_API_AUTH_ISSUER: issuer.issuer,
-      SIMPTU_API_AUTH_JWKS_URI: issuer.jwksUri,
-      SIMPTU_API_EVENTS_CONSUMERS: 'false',
-      SIMPTU_API_EVENTS_TENANT_REFRESH_MS: '500',
-      SIMPTU_API_EVENTS_GROUP_PREFIX: `test-api-${randomBytes(4).toString('hex')}`,
-      SIMPTU_API_LOG_LEVEL: 'warn',
-      SIMPTU_WEBHOOK_SECRETS_JSON: JSON.stringify({ 'simptu-email-ingest': { [A.name]: INGEST_SECRET } }),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(
-    'the API to be ready',
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`API exited ${proc.exitCode}: ${stderr}`);
-      return (await fetch(`${url}/readyz`).catch(() => null))?.ok ? true : undefined;
-    },
-    60_000,
-  );
-  return { url, proc, stderr: () => stderr };
-}
 
 function startRelay(): StaffRelay {
   return new StaffRelay({
@@ -126,27 +87,7 @@ beforeAll(async () => {
     whatsappNumbers: { [WA.number]: { token: WA.token, appSecret: WA.appSecret } },
   });
   smtp = await startSmtp();
-  const sent: URLSearchParams[] = [];
-  const tw = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      // https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
-      const ok =
-        req.method === 'POST' &&
-        req.url === `/2010-04-01/Accounts/${TWILIO.accountSid}/Messages.json` &&
-        req.headers.authorization ===
-          `Basic ${Buffer.from(`${TWILIO.accountSid}:${TWILIO.authToken}`).toString('base64')}`;
-      if (ok) sent.push(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
-      res
-        .writeHead(ok ? 201 : 401, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify(ok ? { sid: `SM${randomBytes(16).toString('hex')}` } : { message: 'Authenticate' }),
-        );
-    });
-  });
-  await new Promise<void>((r) => tw.listen(0, '127.0.0.1', r));
-  twilio = { url: `http://127.0.0.1:${(tw.address() as AddressInfo).port}`, sent, server: tw };
+  twilio = await startTwilio(TWILIO);
 
   const secrets: Record<string, Record<string, string>> = {
     tw: TWILIO,
@@ -189,21 +130,21 @@ beforeAll(async () => {
   groupId = `agent-test-relay-${randomBytes(4).toString('hex')}`;
   relay = startRelay();
   await relay.start();
-  api = await startApi();
+  api = await startApi(h, {
+    issuer,
+    secrets: { 'simptu-email-ingest': { [A.name]: INGEST_SECRET } },
+  });
 }, 300_000);
 
 afterAll(async () => {
-  if (api) {
-    api.proc.kill('SIGTERM');
-    await new Promise((r) => (api.proc.exitCode !== null ? r(null) : api.proc.on('exit', r)));
-  }
+  await api?.close();
   await relay?.stop();
   await h?.close();
   outbound?.close();
   for (const r of redisClients) r.disconnect();
   await graph?.close();
   await smtp?.close();
-  twilio?.server.close();
+  await twilio?.close();
   await issuer?.close();
 }, 120_000);
 
@@ -250,8 +191,6 @@ async function outboundRows(t: TestTenant, sessionId: string) {
   );
   return rows;
 }
-
-const mime = (headers: string[], body: string) => [...headers, '', body, ''].join('\r\n');
 
 let sms: { sessionId: string; messageId: string; text: string };
 
@@ -324,12 +263,7 @@ describe('staff replies reach the customer on the conversation’s channel', () 
       ],
       'Can I bring my daughter to the same appointment?',
     );
-    const res = await fetch(`${api.url}/v1/webhooks/email/${A.name}`, {
-      method: 'POST',
-      headers: { 'content-type': 'message/rfc822', 'x-simptu-ingest-secret': INGEST_SECRET },
-      body: raw,
-    });
-    expect(res.status).toBe(202);
+    expect((await ingestEmail(api, A.name, INGEST_SECRET, raw)).status).toBe(202);
     // the agent answers first (automatic), then staff take over
     const auto = await waitFor('the agent’s reply by SMTP', () => smtp.to('elena@example.com')[0], 90_000);
     expect(auto.headers.get('auto-submitted')).toBe('auto-replied');
@@ -349,7 +283,12 @@ describe('staff replies reach the customer on the conversation’s channel', () 
     expect(mail.from?.value).toEqual([{ address: DESK, name: 'Relay Dental A' }]);
     expect(mail.subject).toBe('Re: Booking question');
     expect(mail.inReplyTo).toBe('<e2.relay@mail.example.com>');
-    expect(mail.references).toEqual(['<e1.relay@mail.example.com>', '<e2.relay@mail.example.com>']);
+    // the agent's reply is part of the thread too
+    expect(mail.references).toEqual([
+      '<e1.relay@mail.example.com>',
+      '<e2.relay@mail.example.com>',
+      auto.messageId,
+    ]);
     expect(mail.headers.get('auto-submitted')).toBeUndefined();
     expect(mail.headers.get('x-auto-response-suppress')).toBeUndefined();
     expect(mail.messageId).toMatch(/@relay-a\.example>$/);
@@ -359,6 +298,99 @@ describe('staff replies reach the customer on the conversation’s channel', () 
       outcome: 'queued',
       channel: 'email',
     });
+  }, 180_000);
+
+  it('e-mail: staff replies answer the customer’s latest mail — also one the agent left to staff — with the whole thread', async () => {
+    const who = 'mihai@example.com';
+    const ingest = (headers: string[], body: string) =>
+      ingestEmail(
+        api,
+        A.name,
+        INGEST_SECRET,
+        mime([`From: Mihai <${who}>`, `To: ${DESK}`, ...headers], body),
+      );
+    expect(
+      (await ingest(['Subject: Parking', 'Message-ID: <t1.thread@mail.example>'], 'Is there parking?'))
+        .status,
+    ).toBe(202);
+    const auto = await waitFor('the agent’s reply', () => smtp.to(who)[0], 90_000);
+    const sessionId = await A.run(async (ctx) => {
+      const c = await findCustomerByEmail(ctx, who);
+      const { rows } = await ctx.client.query<{ id: string }>(
+        `SELECT id FROM sessions WHERE customer_id = $1 AND channel = 'email'`,
+        [c!.id],
+      );
+      return rows[0]!.id;
+    });
+    const allSent = (n: number) =>
+      waitFor(`${n} mails of the session marked sent`, async () => {
+        const rows = await outboundRows(A, sessionId);
+        return rows.length === n && rows.every((r) => r.status === 'sent') ? true : undefined;
+      });
+    const userMessages = (n: number) =>
+      waitFor(`${n} mails of Mihai stored`, async () => {
+        const { rows } = await A.adminQuery<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${A.table('messages')} WHERE session_id = $1 AND role = 'user'`,
+          [sessionId],
+        );
+        return rows[0]!.n === n ? true : undefined;
+      });
+    await allSent(1);
+
+    // Staff take over: the first staff mail answers the only mail so far.
+    await staffReply(A, sessionId, 'Staff: yes, behind the clinic.');
+    const s1 = await waitFor('the first staff mail', () =>
+      smtp.to(who).find((m) => m.text?.includes('behind the clinic')),
+    );
+    expect(s1.inReplyTo).toBe('<t1.thread@mail.example>');
+    expect(s1.references).toEqual(['<t1.thread@mail.example>', auto.messageId]);
+    await allSent(2);
+
+    // Mihai answers the staff mail; the conversation is staff's now, so the agent stays quiet.
+    expect(
+      (
+        await ingest(
+          [
+            'Subject: Re: Parking',
+            'Message-ID: <t2.thread@mail.example>',
+            `In-Reply-To: ${s1.messageId}`,
+            `References: <t1.thread@mail.example> ${auto.messageId} ${s1.messageId}`,
+          ],
+          'Great, and is it free?',
+        )
+      ).status,
+    ).toBe(202);
+    // … then his out-of-office notice, which a person's reply must not answer
+    expect(
+      (
+        await ingest(
+          [
+            'Subject: Automatic reply: Re: Parking',
+            'Message-ID: <ooo.thread@mail.example>',
+            'Auto-Submitted: auto-replied',
+          ],
+          'I am away until Monday.',
+        )
+      ).status,
+    ).toBe(202);
+    await userMessages(3);
+
+    await staffReply(A, sessionId, 'Staff: it is free for patients.');
+    const s2 = await waitFor('the second staff mail', () =>
+      smtp.to(who).find((m) => m.text?.includes('free for patients')),
+    );
+    expect(s2.inReplyTo).toBe('<t2.thread@mail.example>');
+    expect(s2.references).toEqual([
+      '<t1.thread@mail.example>',
+      auto.messageId,
+      s1.messageId,
+      '<t2.thread@mail.example>',
+    ]);
+    expect(s2.subject).toBe('Re: Parking');
+    expect(s2.headers.get('auto-submitted')).toBeUndefined();
+    // the agent answered only the first mail
+    expect(smtp.to(who).filter((m) => m.headers.get('auto-submitted') === 'auto-replied')).toHaveLength(1);
+    await allSent(3);
   }, 180_000);
 
   it('e-mail conversation the agent never answered → unthreaded mail to the customer, Re: subject', async () => {

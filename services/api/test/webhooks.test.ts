@@ -2,12 +2,15 @@
  * Inbound webhooks (routes/webhooks.ts) against real Postgres/Kafka/Redis: Twilio signatures
  * (form, port variants, JSON bodySHA256), Meta handshake and X-Hub-Signature-256 over the raw
  * body (Messenger and WhatsApp Cloud API), e-mail ingest secret; replays processed once; bad
- * signatures → 403 and nothing stored; another tenant's WhatsApp number → 403. (The round trip
- * through the agent to the providers is services/agent/test/channels-roundtrip.test.ts.)
+ * signatures → 403 and nothing stored; another tenant's WhatsApp number → 403; every message
+ * kind handled deliberately (inbound-content.ts): interactive replies → text, media / location /
+ * contacts / unknown kinds → a described message for the agent, reactions → recorded for staff
+ * only, status callbacks → nothing. (The round trip through the agent to the providers is
+ * services/agent/test/channels-roundtrip.test.ts.)
  */
 import { createHash, createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getCustomer } from '@simptu/common';
+import { getCustomer, messageBodyLocation } from '@simptu/common';
 import { metaSignature, twilioSignature } from '../src/routes/webhooks.ts';
 import { buildTestApp, uniqueTenantName, type TestApp, type TestTenant } from './support/index.ts';
 
@@ -69,6 +72,40 @@ async function count(table: string, where = 'true', params: unknown[] = [], tena
     params,
   );
   return rows[0]!.n;
+}
+
+/**
+ * Runs one webhook call and reports what it did to the tenant: the messages it stored
+ * (decrypted, oldest first) and how many `io.simptu.message.received` (for the agent) and
+ * `io.simptu.message.created` (for staff) events it queued.
+ */
+async function observe<T>(
+  call: () => Promise<T>,
+  tenant = a,
+): Promise<{ result: T; stored: string[]; received: number; created: number }> {
+  const events = (type: string) => count('outbox', 'event_type = $1', [type], tenant);
+  const before = {
+    received: await events('io.simptu.message.received'),
+    created: await events('io.simptu.message.created'),
+    ids: new Set(
+      (await tenant.adminQuery<{ id: string }>(`SELECT id FROM ${tenant.table('messages')}`)).rows.map(
+        (r) => r.id,
+      ),
+    ),
+  };
+  const result = await call();
+  const { rows } = await tenant.adminQuery<{ id: string; body: Buffer }>(
+    `SELECT id, body FROM ${tenant.table('messages')} ORDER BY created_at, seq`,
+  );
+  const cipher = await tenant.cipher();
+  return {
+    result,
+    stored: rows
+      .filter((r) => !before.ids.has(r.id))
+      .map((r) => cipher.decryptString(r.body, messageBodyLocation(r.id))),
+    received: (await events('io.simptu.message.received')) - before.received,
+    created: (await events('io.simptu.message.created')) - before.created,
+  };
 }
 
 function twilioForm(sid: string, from = '+40711000111', body = 'What are your prices?') {
@@ -179,6 +216,89 @@ describe('Twilio', () => {
     expect([await count('messages'), await count('outbox'), await count('inbound_receipts')]).toEqual(before);
   });
 
+  it('MMS, WhatsApp locations and button replies are described; status callbacks start no conversation', async () => {
+    const post = (form: Record<string, string>) =>
+      t.app.inject({
+        method: 'POST',
+        url: path(),
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'x-twilio-signature': twilioSignature(TW.authToken, PUBLIC + path(), form),
+        },
+        payload: new URLSearchParams(form).toString(),
+      });
+    const media = (n: number) => `https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME${n}`;
+    // MMS: the text, then what was attached (never downloaded)
+    const mms = await observe(() =>
+      post({
+        ...twilioForm('MM00000000000000000000000000000010', '+40711000777', 'Is this tooth ok?'),
+        NumMedia: '2',
+        MediaContentType0: 'image/jpeg',
+        MediaUrl0: media(0),
+        MediaContentType1: 'application/pdf',
+        MediaUrl1: media(1),
+      }),
+    );
+    expect(mms.result.statusCode).toBe(200);
+    expect(mms.stored).toEqual([
+      'Is this tooth ok?\n[Customer sent 2 attachments (image/jpeg, application/pdf) that cannot be opened here]',
+    ]);
+    expect([mms.received, mms.created]).toEqual([1, 1]);
+    const photo = await observe(() =>
+      post({
+        ...twilioForm('MM00000000000000000000000000000011', '+40711000777', ''),
+        NumMedia: '1',
+        MediaContentType0: 'image/png',
+        MediaUrl0: media(2),
+      }),
+    );
+    expect(photo.stored).toEqual(['[Customer sent an attachment (image/png) that cannot be opened here]']);
+    expect(photo.received).toBe(1);
+    // WhatsApp through Twilio: a shared location, a quick-reply button
+    const wa = { From: 'whatsapp:+40711000778', To: 'whatsapp:+40700000009', NumMedia: '0' };
+    const loc = await observe(() =>
+      post({
+        ...wa,
+        MessageSid: 'SM00000000000000000000000000000012',
+        Body: '',
+        Latitude: '44.4268',
+        Longitude: '26.1025',
+        Label: 'Clinic parking',
+        Address: 'Str. Exemplu 1, București',
+      }),
+    );
+    expect(loc.stored).toEqual([
+      '[Customer shared a location: Clinic parking, Str. Exemplu 1, București (latitude 44.4268, longitude 26.1025)]',
+    ]);
+    const button = await observe(() =>
+      post({
+        ...wa,
+        MessageSid: 'SM00000000000000000000000000000013',
+        Body: 'Yes, confirm',
+        ButtonText: 'Yes, confirm',
+        ButtonPayload: 'confirm-1',
+      }),
+    );
+    expect(button.stored).toEqual(['Yes, confirm']);
+    expect(button.received).toBe(1);
+    // a delivery receipt of one of our messages (From = the tenant's number): nothing
+    const receipts = await count('inbound_receipts');
+    const status = await observe(() =>
+      post({
+        MessageSid: 'SM00000000000000000000000000000014',
+        MessageStatus: 'delivered',
+        SmsStatus: 'delivered',
+        From: '+40700000009',
+        To: '+40711000777',
+        AccountSid: 'AC1',
+      }),
+    );
+    expect(status.result.statusCode).toBe(200);
+    expect(status.result.body).toContain('<Response>');
+    expect([status.stored, status.received, status.created]).toEqual([[], 0, 0]);
+    expect(await count('inbound_receipts')).toBe(receipts);
+  });
+
   it('unknown tenant and tenant without the integration → 404', async () => {
     const form = twilioForm('SM1');
     for (const name of ['no-such-tenant', plain.name]) {
@@ -266,7 +386,6 @@ describe('WhatsApp Cloud API (Meta)', () => {
     from?: string;
     text?: string;
     statuses?: boolean;
-    type?: string;
   }): string {
     const value: Record<string, unknown> = {
       messaging_product: 'whatsapp',
@@ -283,10 +402,8 @@ describe('WhatsApp Cloud API (Meta)', () => {
           from: o.from ?? '40711000555',
           id: o.wamid ?? 'wamid.HBgLNDA3MTEwMDA1NTUVAgASGBQzQUY',
           timestamp: '1767225600',
-          type: o.type ?? 'text',
-          ...(o.type === 'image'
-            ? { image: { id: 'media-1', mime_type: 'image/jpeg' } }
-            : { text: { body: o.text ?? 'Aveți programări mâine?' } }),
+          type: 'text',
+          text: { body: o.text ?? 'Aveți programări mâine?' },
         },
       ];
     }
@@ -330,13 +447,12 @@ describe('WhatsApp Cloud API (Meta)', () => {
     expect(await published()).toBe(before + 1);
   });
 
-  it('status callbacks and non-text messages: 200, nothing stored or published', async () => {
+  it('status callbacks: 200, nothing stored or published', async () => {
     const before = [await count('messages'), await count('outbox'), await count('inbound_receipts')];
-    for (const body of [payload({ statuses: true }), payload({ type: 'image', wamid: 'wamid.IMG1' })]) {
-      const res = await send(body, metaSignature(FB.appSecret, Buffer.from(body)));
-      expect(res.statusCode).toBe(200);
-      expect(res.json()).toEqual({ received: 0, duplicates: 0 });
-    }
+    const body = payload({ statuses: true });
+    const res = await send(body, metaSignature(FB.appSecret, Buffer.from(body)));
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ received: 0, duplicates: 0 });
     expect([await count('messages'), await count('outbox'), await count('inbound_receipts')]).toEqual(before);
   });
 
@@ -407,6 +523,260 @@ describe('WhatsApp Cloud API (Meta)', () => {
     const res = await send(odd, metaSignature(FB.appSecret, Buffer.from(odd)));
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ received: 0, duplicates: 0 });
+  });
+});
+
+describe('Meta message kinds', () => {
+  const post = (body: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: `/v1/webhooks/meta/${a.name}`,
+      headers: {
+        'content-type': 'application/json',
+        'x-hub-signature-256': metaSignature(FB.appSecret, Buffer.from(body)),
+      },
+      payload: body,
+    });
+
+  it('Messenger: attachments described, postbacks as text, reactions for staff only, receipts and echoes nothing', async () => {
+    const sender = { id: 'PSID-KINDS' };
+    const recipient = { id: 'page-9' };
+    const body = JSON.stringify({
+      object: 'page',
+      entry: [
+        {
+          id: 'page-9',
+          time: 2,
+          messaging: [
+            {
+              sender,
+              recipient,
+              timestamp: 1767225600001,
+              message: {
+                mid: 'm_img',
+                attachments: [{ type: 'image', payload: { url: 'https://cdn.example/x.jpg' } }],
+              },
+            },
+            {
+              sender,
+              recipient,
+              timestamp: 1767225600002,
+              postback: { mid: 'm_pb', title: 'Book an appointment', payload: 'BOOK' },
+            },
+            {
+              sender,
+              recipient,
+              timestamp: 1767225600003,
+              reaction: { mid: 'm_out', action: 'react', emoji: '❤', reaction: 'love' },
+            },
+            {
+              sender,
+              recipient,
+              timestamp: 1767225600004,
+              reaction: { mid: 'm_out', action: 'unreact' },
+            },
+            { sender, recipient, timestamp: 1767225600005, delivery: { mids: ['m_out'], watermark: 1 } },
+            { sender, recipient, timestamp: 1767225600006, read: { watermark: 1767225600000 } },
+            {
+              sender: recipient,
+              recipient: sender,
+              timestamp: 1767225600007,
+              message: { mid: 'm_echo', is_echo: true, text: 'our own reply' },
+            },
+          ],
+        },
+      ],
+    });
+    const r = await observe(() => post(body));
+    expect(r.result.statusCode).toBe(200);
+    expect(r.result.json()).toEqual({ received: 3, duplicates: 0 });
+    expect(r.stored).toEqual([
+      '[Customer sent a photo that cannot be opened here]',
+      'Book an appointment',
+      '[Customer reacted ❤ to an earlier message]',
+    ]);
+    // the reaction is for staff: not given to the agent
+    expect([r.received, r.created]).toEqual([2, 3]);
+    // replayed: every one of them a duplicate
+    expect((await post(body)).json()).toEqual({ received: 0, duplicates: 3 });
+  });
+
+  const waMessage = (id: string, m: Record<string, unknown>, from = '40711000666') =>
+    JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: 'WABA-9',
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '40700000009', phone_number_id: '109000000009' },
+                contacts: [{ profile: { name: 'Radu' }, wa_id: from }],
+                messages: [{ from, id, timestamp: '1767225600', ...m }],
+              },
+            },
+          ],
+        },
+      ],
+    });
+
+  it.each([
+    [
+      'image',
+      { type: 'image', image: { id: 'm1', mime_type: 'image/jpeg', sha256: 'h', caption: 'my x-ray' } },
+      '[Customer sent a photo that cannot be opened here, with the caption: "my x-ray"]',
+      true,
+    ],
+    [
+      'voice note',
+      { type: 'audio', audio: { id: 'm2', mime_type: 'audio/ogg; codecs=opus', voice: true } },
+      '[Customer sent a voice message that cannot be opened here]',
+      true,
+    ],
+    [
+      'document',
+      { type: 'document', document: { id: 'm3', filename: 'referral.pdf', mime_type: 'application/pdf' } },
+      '[Customer sent a document ("referral.pdf") that cannot be opened here]',
+      true,
+    ],
+    [
+      'sticker',
+      { type: 'sticker', sticker: { id: 'm4', mime_type: 'image/webp', animated: false } },
+      '[Customer sent a sticker that cannot be opened here]',
+      true,
+    ],
+    [
+      'location',
+      {
+        type: 'location',
+        location: { latitude: 44.4268, longitude: 26.1025, name: 'Smile Clinic', address: 'Str. Exemplu 1' },
+      },
+      '[Customer shared a location: Smile Clinic, Str. Exemplu 1 (latitude 44.4268, longitude 26.1025)]',
+      true,
+    ],
+    [
+      'contacts',
+      {
+        type: 'contacts',
+        contacts: [
+          { name: { formatted_name: 'Ion Pop' }, phones: [{ phone: '+40711000999', type: 'CELL' }] },
+        ],
+      },
+      '[Customer shared a contact card: Ion Pop]',
+      true,
+    ],
+    [
+      'reply button',
+      {
+        type: 'interactive',
+        interactive: { type: 'button_reply', button_reply: { id: 'y', title: 'Yes, book it' } },
+      },
+      'Yes, book it',
+      true,
+    ],
+    [
+      'list reply',
+      {
+        type: 'interactive',
+        interactive: {
+          type: 'list_reply',
+          list_reply: { id: 's10', title: '10:00', description: 'Tomorrow' },
+        },
+      },
+      '10:00 (Tomorrow)',
+      true,
+    ],
+    [
+      'template quick reply',
+      { type: 'button', button: { payload: 'CONFIRM', text: 'Confirm' } },
+      'Confirm',
+      true,
+    ],
+    [
+      'reaction',
+      { type: 'reaction', reaction: { message_id: 'wamid.OUT1', emoji: '👍' } },
+      '[Customer reacted 👍 to an earlier message]',
+      false,
+    ],
+    [
+      'unsupported',
+      {
+        type: 'unsupported',
+        errors: [{ code: 131051, title: 'Message type unknown', message: 'Message type unknown' }],
+        unsupported: { type: 'poll_creation' },
+      },
+      '[Customer sent a message of a kind that cannot be shown here (unsupported: poll_creation)]',
+      true,
+    ],
+    [
+      'a kind Meta adds later',
+      { type: 'hologram', hologram: { id: 'h1' } },
+      '[Customer sent a message of a kind that cannot be shown here (hologram)]',
+      true,
+    ],
+  ])('WhatsApp %s', async (label, message, text, forAgent) => {
+    const body = waMessage(`wamid.KIND-${label.replace(/\W+/g, '-')}`, message);
+    const r = await observe(() => post(body));
+    expect(r.result.statusCode).toBe(200);
+    expect(r.result.json()).toEqual({ received: 1, duplicates: 0 });
+    expect(r.stored).toEqual([text]);
+    expect([r.received, r.created]).toEqual([forAgent ? 1 : 0, 1]);
+  });
+
+  it('WhatsApp: receipts (also failed ones), system notices and removed reactions start no conversation', async () => {
+    const statuses = JSON.stringify({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: 'WABA-9',
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '40700000009', phone_number_id: '109000000009' },
+                statuses: [
+                  {
+                    id: 'wamid.OUT2',
+                    status: 'delivered',
+                    timestamp: '1767225600',
+                    recipient_id: '40711000666',
+                  },
+                  {
+                    id: 'wamid.OUT3',
+                    status: 'failed',
+                    timestamp: '1767225600',
+                    recipient_id: '40711000666',
+                    errors: [{ code: 131047, title: 'Re-engagement message' }],
+                  },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    for (const body of [
+      statuses,
+      waMessage('wamid.SYS1', {
+        type: 'system',
+        system: {
+          body: 'Radu changed their phone number',
+          type: 'user_changed_number',
+          new_wa_id: '40711000667',
+        },
+      }),
+      waMessage('wamid.UNREACT1', { type: 'reaction', reaction: { message_id: 'wamid.OUT1', emoji: '' } }),
+    ]) {
+      const receipts = await count('inbound_receipts');
+      const r = await observe(() => post(body));
+      expect(r.result.statusCode).toBe(200);
+      expect(r.result.json()).toEqual({ received: 0, duplicates: 0 });
+      expect([r.stored, r.received, r.created]).toEqual([[], 0, 0]);
+      expect(await count('inbound_receipts')).toBe(receipts);
+    }
   });
 });
 

@@ -37,18 +37,22 @@ export interface ReplyMailer {
   close(): void;
 }
 
+/** The Message-ID of the mail sent for an outbound row, From `fromAddress`. */
+export function emailMessageId(id: string, fromAddress: string): string {
+  return `<${id}@${fromAddress.split('@')[1] ?? 'localhost'}>`;
+}
+
 export function createReplyMailer(smtpUrl: string): ReplyMailer {
   const transport: Transporter = nodemailer.createTransport(smtpUrl);
   return {
     async send(m) {
-      const domain = m.from.address.split('@')[1] ?? 'localhost';
       try {
         const info = (await transport.sendMail({
           from: { name: m.from.name, address: m.from.address },
           to: m.to,
           subject: m.thread.subject,
           text: m.text,
-          messageId: `<${m.id}@${domain}>`,
+          messageId: emailMessageId(m.id, m.from.address),
           ...(m.thread.inReplyTo ? { inReplyTo: m.thread.inReplyTo } : {}),
           ...(m.thread.references.length ? { references: m.thread.references } : {}),
           headers:

@@ -33,7 +33,8 @@ import type { AgentTenant } from '../registry.ts';
 import type { SecretSource } from '../secrets.ts';
 import { sendMetaMessage, sendTwilioMessage, sendWhatsAppCloudMessage, type SendResult } from './clients.ts';
 import { replyThread, type EmailThread, type ParsedEmail } from './email.ts';
-import { createReplyMailer, type ReplyMailer } from './mailer.ts';
+import { createReplyMailer, emailMessageId, type ReplyMailer } from './mailer.ts';
+import { loadEmailThread, recordSentEmail, staffThread } from './thread.ts';
 
 export type OutboundChannel = 'sms' | 'whatsapp' | 'messenger' | 'instagram';
 
@@ -96,11 +97,13 @@ export async function queueEmailReply(
 
 /**
  * Queues a staff member's message to an e-mail conversation (staff-relay.ts; the same key queues
- * it once), threaded like the conversation's latest e-mail reply — the agent's answer to the
- * customer's last answered mail, or an earlier staff message — and sent to the same address.
- * A conversation without one (the agent never answered it) gets an unthreaded mail to the
- * customer's address, subject `Re: <session subject>`. Null when the tenant has no e-mail
- * integration or there is no address (or only the tenant's own).
+ * it once), threaded on the conversation's recorded e-mail thread (thread.ts): to the sender of
+ * the customer's latest mail, `In-Reply-To` that mail — answered by the agent or not — and
+ * `References` every mail of the conversation, theirs and ours. A conversation without a
+ * recorded thread (from before schema v9) is threaded like its latest e-mail reply; one without
+ * any mail (created by staff) gets an unthreaded mail to the customer's address, subject
+ * `Re: <session subject>`. Null when the tenant has no e-mail integration or there is no
+ * address (or only the tenant's own).
  */
 export async function queueStaffEmail(
   ctx: DomainContext,
@@ -109,25 +112,34 @@ export async function queueStaffEmail(
 ): Promise<string | null> {
   const own = tenant.integrations.email?.ingestAddress?.toLowerCase();
   if (!own) return null;
-  const { rows } = await ctx.client.query<{ id: string; recipient: Buffer; thread: Buffer }>(
-    `SELECT id, recipient, thread FROM outbound_messages WHERE session_id = $1 AND channel = 'email'
-      ORDER BY created_at DESC, id DESC LIMIT 1`,
-    [m.sessionId],
-  );
   let recipient: string | null;
   let thread: EmailThread;
-  if (rows[0]) {
+  const recorded = await loadEmailThread(ctx.client, ctx.cipher, m.sessionId);
+  const { rows } = recorded
+    ? { rows: [] }
+    : await ctx.client.query<{ id: string; recipient: Buffer; thread: Buffer }>(
+        `SELECT id, recipient, thread FROM outbound_messages WHERE session_id = $1 AND channel = 'email'
+          ORDER BY created_at DESC, id DESC LIMIT 1`,
+        [m.sessionId],
+      );
+  const subject = (m.subject ?? '').replace(/[\r\n]+/g, ' ').trim() || tenant.displayName;
+  if (recorded?.address) {
+    recipient = recorded.address;
+    thread = staffThread(recorded, subject);
+  } else if (rows[0]) {
     const last = rows[0];
     recipient = ctx.cipher.decryptString(last.recipient, loc(last.id, 'recipient'));
     thread = JSON.parse(ctx.cipher.decryptString(last.thread, loc(last.id, 'thread'))) as EmailThread;
   } else {
+    // No mail from the customer: to their address; after our first mail, threaded on ours.
     recipient = m.customerId ? ((await getCustomer(ctx, m.customerId)).email?.toLowerCase() ?? null) : null;
-    const subject = (m.subject ?? '').replace(/[\r\n]+/g, ' ').trim() || tenant.displayName;
-    thread = {
-      subject: (/^re\s*:/i.test(subject) ? subject : `Re: ${subject}`).slice(0, 500),
-      inReplyTo: null,
-      references: [],
-    };
+    thread = recorded
+      ? staffThread(recorded, subject)
+      : {
+          subject: (/^re\s*:/i.test(subject) ? subject : `Re: ${subject}`).slice(0, 500),
+          inReplyTo: null,
+          references: [],
+        };
   }
   if (!recipient || recipient === own) return null;
   const id = deterministicEventId('outbound', ctx.cipher.tenant, m.key);
@@ -360,6 +372,15 @@ export class OutboundSender {
           r = { ok: false, status: 0, error: err instanceof Error ? err.message : String(err) };
         }
         if (r.ok) sent++;
+        // Our mail joins the conversation's thread: later staff replies reference it.
+        if (r.ok && row.channel === 'email' && thread && tenant.integrations.email?.ingestAddress)
+          await recordSentEmail(
+            c,
+            cipher,
+            row.session_id,
+            emailMessageId(row.id, tenant.integrations.email.ingestAddress),
+            thread.subject,
+          );
         // 4xx from the provider: the request itself is wrong, retrying won't help.
         const failed = !r.ok && (r.permanent ?? (r.status >= 400 && r.status < 500 && r.status !== 429));
         await c.query(

@@ -17,7 +17,9 @@
  *        `object: page | instagram` → `entry[].messaging[]` (entry.id = the tenant's pageId);
  *        `object: whatsapp_business_account` → `entry[].changes[].value.messages[]`, each
  *        value's `metadata.phone_number_id` = the tenant's `whatsappPhoneNumberId`; `statuses[]`
- *        (sent/delivered/read receipts of our own messages) are acknowledged and ignored.
+ *        (sent/delivered/read receipts of our own messages) start no conversation.
+ *        Every message kind — text, interactive replies, media, locations, reactions, unknown
+ *        ones; Twilio MMS too — is handled as inbound-content.ts describes.
  *        @see https://developers.facebook.com/docs/messenger-platform/webhooks
  *        @see https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/payload-examples
  *   POST /v1/webhooks/email/<tenant>    raw MIME (message/rfc822), header
@@ -63,6 +65,12 @@ import {
   type DomainContext,
   type FieldCipher,
 } from '@simptu/common';
+import {
+  isTwilioStatusCallback,
+  messengerContent,
+  twilioContent,
+  whatsAppContent,
+} from '../inbound-content.ts';
 import { API_EVENT_SOURCE } from '../plugins/auth.ts';
 import { errorResponses } from '../schemas.ts';
 import type { TenantInfo } from '../types.ts';
@@ -179,6 +187,12 @@ interface InboundText {
   text: string;
   /** the sender's profile name (WhatsApp), for a customer created by this message */
   name?: string;
+  /** what was sent (inbound-content.ts): `text`, `image`, `reaction`, `unknown:<type>`… */
+  kind: string;
+  /** published for the agent (false: recorded for staff only — reactions) */
+  answer: boolean;
+  /** a type we do not know (logged) */
+  unknown?: string;
 }
 
 /** Records the provider id; false when it was seen before (a replay). */
@@ -278,12 +292,13 @@ async function storeInbound(ctx: DomainContext, m: InboundText): Promise<string 
     aggregateId: session.id,
     subject: session.id,
   };
-  await enqueue(ctx.client, ctx.cipher, {
-    ...common,
-    type: 'io.simptu.message.received',
-    topic: tenantTopics(ctx.cipher.tenant).inbound,
-    data,
-  });
+  if (m.answer)
+    await enqueue(ctx.client, ctx.cipher, {
+      ...common,
+      type: 'io.simptu.message.received',
+      topic: tenantTopics(ctx.cipher.tenant).inbound,
+      data,
+    });
   await enqueue(ctx.client, ctx.cipher, { ...common, type: 'io.simptu.message.created', data });
   return session.id;
 }
@@ -295,10 +310,7 @@ interface MetaEvent {
   object?: string;
   entry?: Array<{
     id?: string;
-    messaging?: Array<{
-      sender?: { id?: string };
-      message?: { mid?: string; text?: string; is_echo?: boolean };
-    }>;
+    messaging?: unknown[];
     changes?: Array<{ field?: string; value?: WhatsAppValue }>;
   }>;
 }
@@ -307,33 +319,33 @@ interface WhatsAppValue {
   messaging_product?: string;
   metadata?: { display_phone_number?: string; phone_number_id?: string };
   contacts?: Array<{ wa_id?: string; profile?: { name?: string } }>;
-  messages?: Array<{
-    from?: string;
-    id?: string;
-    timestamp?: string;
-    type?: string;
-    text?: { body?: string };
-    button?: { text?: string };
-    interactive?: { button_reply?: { title?: string }; list_reply?: { title?: string } };
-  }>;
-  statuses?: unknown[];
+  messages?: Array<{ from?: string; id?: string; type?: string } | null>;
+  statuses?: Array<{ status?: string; errors?: Array<{ code?: number; title?: string }> } | null>;
 }
 
-/** Messenger / Instagram texts; every entry must be the tenant's page. */
+/**
+ * Messenger / Instagram messages of every kind (inbound-content.ts); every entry must be the
+ * tenant's page. Echoes of our own messages, delivery and read receipts: nothing.
+ */
 function messengerTexts(body: MetaEvent, pageId: string | undefined): InboundText[] {
   const channel: Channel = body.object === 'instagram' ? 'instagram' : 'messenger';
   const texts: InboundText[] = [];
   for (const entry of body.entry ?? []) {
     if (pageId && entry?.id !== pageId) throw new ForbiddenError('the event is not for this tenant’s page');
     for (const ev of Array.isArray(entry?.messaging) ? entry.messaging : []) {
-      const m = ev?.message;
-      if (!m?.mid || typeof m.text !== 'string' || m.is_echo || !ev.sender?.id) continue;
+      const sender = (ev as { sender?: { id?: unknown } } | null)?.sender?.id;
+      if (typeof sender !== 'string' || !sender) continue;
+      const item = messengerContent(ev);
+      if (!item) continue;
       texts.push({
         provider: 'meta',
-        providerMessageId: m.mid,
+        providerMessageId: item.id,
         channel,
-        address: ev.sender.id,
-        text: m.text,
+        address: sender,
+        text: item.content.text,
+        kind: item.content.kind,
+        answer: item.content.answer,
+        ...(item.content.unknown ? { unknown: item.content.unknown } : {}),
       });
     }
   }
@@ -341,46 +353,66 @@ function messengerTexts(body: MetaEvent, pageId: string | undefined): InboundTex
 }
 
 /**
- * WhatsApp Cloud API texts. Each change's `metadata.phone_number_id` must be the tenant's number
- * (else 403: another tenant's number can't be used to write into this one). Text messages, and
- * the text of quick-reply buttons and interactive replies, become messages; other types (media,
- * location, reactions…) and `statuses` are acknowledged and ignored. `from` is the sender's
- * WhatsApp id — their number without `+` — so it joins the customer with that phone.
+ * WhatsApp Cloud API messages of every kind (inbound-content.ts). Each change's
+ * `metadata.phone_number_id` must be the tenant's number (else 403: another tenant's number
+ * can't be used to write into this one). `statuses` (receipts of our own messages) start no
+ * conversation; failed ones are counted for the log. `from` is the sender's WhatsApp id —
+ * their number without `+` — so it joins the customer with that phone.
  */
-function whatsAppTexts(body: MetaEvent, phoneNumberId: string | undefined): InboundText[] {
+function whatsAppTexts(
+  body: MetaEvent,
+  phoneNumberId: string | undefined,
+): { texts: InboundText[]; statuses: number; failed: Array<number | string> } {
   if (!phoneNumberId) throw new ForbiddenError('this tenant has no WhatsApp Cloud API number');
   const texts: InboundText[] = [];
+  let statuses = 0;
+  const failed: Array<number | string> = [];
   for (const entry of body.entry ?? [])
     for (const change of Array.isArray(entry?.changes) ? entry.changes : []) {
       const v = change?.value;
       if (change?.field !== 'messages' || !v || typeof v !== 'object') continue;
       if (v.metadata?.phone_number_id !== phoneNumberId)
         throw new ForbiddenError('the event is not for this tenant’s WhatsApp number');
+      for (const st of Array.isArray(v.statuses) ? v.statuses : []) {
+        statuses++;
+        if (st?.status === 'failed') failed.push(st.errors?.[0]?.code ?? 'unknown');
+      }
       for (const m of Array.isArray(v.messages) ? v.messages : []) {
-        const text =
-          m?.type === 'text'
-            ? m.text?.body
-            : m?.type === 'button'
-              ? m.button?.text
-              : m?.type === 'interactive'
-                ? (m.interactive?.button_reply?.title ?? m.interactive?.list_reply?.title)
-                : undefined;
-        if (typeof text !== 'string' || typeof m.id !== 'string' || !m.id) continue;
+        if (typeof m?.id !== 'string' || !m.id) continue;
         if (typeof m.from !== 'string' || !/^[1-9][0-9]{6,14}$/.test(m.from)) continue;
+        const c = whatsAppContent(m);
+        if (!c) continue;
         const name = Array.isArray(v.contacts)
-          ? v.contacts.find((c) => c?.wa_id === m.from)?.profile?.name
+          ? v.contacts.find((x) => x?.wa_id === m.from)?.profile?.name
           : undefined;
         texts.push({
           provider: 'meta',
           providerMessageId: m.id,
           channel: 'whatsapp',
           address: `+${m.from}`,
-          text,
+          text: c.text,
+          kind: c.kind,
+          answer: c.answer,
+          ...(c.unknown ? { unknown: c.unknown } : {}),
           ...(typeof name === 'string' ? { name } : {}),
         });
       }
     }
-  return texts;
+  return { texts, statuses, failed };
+}
+
+/** Non-text messages are logged (kind only, never content); unknown kinds as warnings. */
+function logContent(request: FastifyRequest, tenant: string, t: InboundText): void {
+  if (t.unknown)
+    request.log.warn(
+      { tenant, provider: t.provider, channel: t.channel, type: t.unknown },
+      'inbound message of an unknown kind recorded with a placeholder',
+    );
+  else if (t.kind !== 'text')
+    request.log.info(
+      { tenant, provider: t.provider, channel: t.channel, kind: t.kind },
+      'non-text message recorded',
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,6 +511,14 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
           throw new ForbiddenError('bad webhook signature');
         params = form;
       }
+      // A status callback of one of our messages (sent, delivered, failed…): no conversation.
+      if (isTwilioStatusCallback(params)) {
+        request.log.debug(
+          { tenant: info.name, status: params.MessageStatus ?? params.SmsStatus },
+          'Twilio status callback',
+        );
+        return reply.type('text/xml').send('<?xml version="1.0" encoding="UTF-8"?><Response></Response>');
+      }
       const from = String(params.From ?? '');
       const to = String(params.To ?? '').replace(/^whatsapp:/, '');
       const sid = String(params.MessageSid ?? params.SmsSid ?? '');
@@ -488,15 +528,17 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
         throw new ForbiddenError('the message is not for this tenant’s number');
       const whatsapp = from.startsWith('whatsapp:');
       const address = from.replace(/^whatsapp:/, '');
-      await inTenant(info, (ctx) =>
-        storeInbound(ctx, {
-          provider: 'twilio',
-          providerMessageId: sid,
-          channel: whatsapp ? 'whatsapp' : 'sms',
-          address,
-          text: String(params.Body ?? ''),
-        }),
-      );
+      const c = twilioContent(params);
+      const message: InboundText = {
+        provider: 'twilio',
+        providerMessageId: sid,
+        channel: whatsapp ? 'whatsapp' : 'sms',
+        address,
+        text: c.text,
+        kind: c.kind,
+        answer: c.answer,
+      };
+      if (await inTenant(info, (ctx) => storeInbound(ctx, message))) logContent(request, info.name, message);
       return reply.type('text/xml').send('<?xml version="1.0" encoding="UTF-8"?><Response></Response>');
     },
   );
@@ -555,12 +597,24 @@ export default async function webhookRoutes(fastify: FastifyInstance): Promise<v
       if (!body || typeof body !== 'object' || (body.entry !== undefined && !Array.isArray(body.entry)))
         throw new ValidationError([{ path: 'body.entry', message: 'must be an array' }]);
       // Every entry is checked against the tenant before anything is stored.
-      const texts =
-        body.object === 'whatsapp_business_account'
-          ? whatsAppTexts(body, integrations.meta?.whatsappPhoneNumberId)
-          : messengerTexts(body, integrations.meta?.pageId);
+      let texts: InboundText[];
+      if (body.object === 'whatsapp_business_account') {
+        const wa = whatsAppTexts(body, integrations.meta?.whatsappPhoneNumberId);
+        texts = wa.texts;
+        if (wa.failed.length)
+          request.log.warn(
+            { tenant: info.name, failed: wa.failed.length, codes: wa.failed.slice(0, 10) },
+            'WhatsApp reported messages it could not deliver',
+          );
+        else if (wa.statuses)
+          request.log.debug({ tenant: info.name, statuses: wa.statuses }, 'WhatsApp statuses');
+      } else texts = messengerTexts(body, integrations.meta?.pageId);
       let received = 0;
-      for (const t of texts) if (await inTenant(info, (ctx) => storeInbound(ctx, t))) received++;
+      for (const t of texts) {
+        if (!(await inTenant(info, (ctx) => storeInbound(ctx, t)))) continue;
+        received++;
+        logContent(request, info.name, t);
+      }
       return { received, duplicates: texts.length - received };
     },
   );
