@@ -55,12 +55,7 @@ import {
   type Session,
 } from '@simptu/common';
 import type { BaseChatModel } from '@langchain/core/language_models/chat_models';
-import {
-  DEFAULT_RETENTION,
-  Mutex,
-  TenantCheckpointSaver,
-  type RetentionPolicy,
-} from './checkpoint.ts';
+import { DEFAULT_RETENTION, Mutex, TenantCheckpointSaver, type RetentionPolicy } from './checkpoint.ts';
 import { EMAIL_RECEIVED_TYPE, importBookingCom, parseBookingCom, parseEmail } from './channels/email.ts';
 import type { OutboundSender } from './channels/outbound.ts';
 import { recordInboundEmail } from './channels/thread.ts';
@@ -459,11 +454,16 @@ export class AgentRuntime {
       log?.error({ err }, 'inbound message body does not decrypt for this tenant/message: skipped');
       return;
     }
-    // Row lock: one run per session at a time, across agent instances.
-    const { rowCount } = await ectx.client.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [
-      data.session_id,
-    ]);
-    if (rowCount === 0) {
+    // One run per session at a time, across agent instances: a transaction-scoped advisory lock,
+    // not the session's row lock — that would make every API append to the session (the user
+    // typing on, staff taking over) wait for the whole run, model latency included.
+    // (The state is read after the lock, by getSession's own statement.)
+    const { rows: found } = await ectx.client.query<{ found: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1::uuid) AS found
+         FROM (SELECT pg_advisory_xact_lock(hashtext('simptu.agent-run'), hashtext($1::text))) AS lock`,
+      [data.session_id],
+    );
+    if (!found[0]?.found) {
       log?.warn({ sessionId: data.session_id }, 'inbound message for an unknown session: skipped');
       return;
     }

@@ -140,13 +140,14 @@ function pieces(s: string, n: number): string[] {
 export async function startAnthropicServer(options: {
   /** accepted API keys */
   apiKeys: readonly string[];
-  reply: (body: AnthropicMessagesRequest, apiKey: string) => AnthropicTurn;
+  /** may return a promise: the response waits for it (a model taking its time) */
+  reply: (body: AnthropicMessagesRequest, apiKey: string) => AnthropicTurn | Promise<AnthropicTurn>;
 }): Promise<AnthropicServer> {
   const requests: RecordedAnthropicRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
       const requestId = `req_${randomBytes(12).toString('hex')}`;
       const apiKey = typeof req.headers['x-api-key'] === 'string' ? req.headers['x-api-key'] : undefined;
       let body: AnthropicMessagesRequest = {} as AnthropicMessagesRequest;
@@ -169,7 +170,7 @@ export async function startAnthropicServer(options: {
         if (!String(req.headers['content-type']).startsWith('application/json'))
           throw invalid('content-type must be application/json');
         validateMessagesRequest(body);
-        const turn = options.reply(body, apiKey);
+        const turn = await options.reply(body, apiKey);
         record(200);
         respond(res, body, turn, requestId);
       } catch (err) {
