@@ -144,13 +144,14 @@ function stats(values: ArrayLike<number>): Stats {
  * A Prometheus histogram's change between two scrapes: count, mean, and quantiles as the upper
  * bound of the bucket they fall in (so "p99 ≤ 5 ms" reads as `p99: 0.005`).
  */
-function histogramDelta(after: Sample[], before: Sample[], name: string) {
+function histogramDelta(after: Sample[], before: Sample[], name: string, match: Record<string, string> = {}) {
+  const matches = (x: Sample) => Object.entries(match).every(([k, v]) => x.labels[k] === v);
   const buckets = (xs: Sample[]) =>
-    new Map(xs.filter((x) => x.name === `${name}_bucket`).map((x) => [x.labels.le!, x.value]));
+    new Map(xs.filter((x) => x.name === `${name}_bucket` && matches(x)).map((x) => [x.labels.le!, x.value]));
   const a = buckets(after);
   const b = buckets(before);
-  const count = sumMetric(after, `${name}_count`) - sumMetric(before, `${name}_count`);
-  const sum = sumMetric(after, `${name}_sum`) - sumMetric(before, `${name}_sum`);
+  const count = sumMetric(after, `${name}_count`, match) - sumMetric(before, `${name}_count`, match);
+  const sum = sumMetric(after, `${name}_sum`, match) - sumMetric(before, `${name}_sum`, match);
   const les = [...a.keys()].sort(
     (x, y) => Number(x === '+Inf' ? Infinity : x) - Number(y === '+Inf' ? Infinity : y),
   );
@@ -580,6 +581,7 @@ async function main(): Promise<void> {
       nodeArgs: [
         '--expose-gc',
         ...(env.BENCH_HUB_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
+        ...(env.BENCH_HUB_NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean),
       ],
       env: { BENCH_HUB_CONFIG: JSON.stringify(hubCfg) },
       nofile: nofileFor(N + SERVER_FD_RESERVE),
@@ -708,9 +710,6 @@ async function main(): Promise<void> {
 
       if (cc.failed) log(`latency: ${cc.failed} conversation joins failed: ${JSON.stringify(cc.errors)}`);
       log(`latency: ${cc.joined} conversation sockets joined`);
-      const metricsBefore = parsePrometheus(
-        await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text(),
-      );
 
       // The agent: every conversation a token every 1/TOKENS_PER_SECOND s (staggered), whatever
       // is due sent in one sendBatch — as services/agent's StreamSender batches what its runs
@@ -784,6 +783,10 @@ async function main(): Promise<void> {
       // Window 1, the hub: a warm-up, then LATENCY_SECONDS of events whose frames the clients
       // time, then 3 s for the last frames to arrive.
       await produceUntil(now() + WARMUP_SECONDS * 1000);
+      // the hub's histograms and its event-loop lag are taken over the window from here
+      const metricsBefore = parsePrometheus(
+        await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text(),
+      );
       await Promise.all(clients.procs.map((c) => c.call('latencyStart')));
       const eventsBefore = production.events;
       production.sendMs = [];
@@ -868,10 +871,32 @@ async function main(): Promise<void> {
         hubEventsStored: sumMetric(metrics, 'simptu_realtime_events_stored_total'),
         hubEventsDropped: sumMetric(metrics, 'simptu_realtime_events_dropped_total'),
         hubGaps: sumMetric(metrics, 'simptu_realtime_stream_gaps_total'),
-        // Stages inside the hub, from its own histograms over the hub's window (+ warm-up):
+        // Stages inside the hub, from its own histograms over the hub's window:
         // records per Kafka batch, and kafkajs hand-over → every script of the batch run in Redis.
         hubIngestBatchRecords: histogramDelta(metrics, metricsBefore, 'simptu_realtime_ingest_batch_records'),
         hubIngestBatchSeconds: histogramDelta(metrics, metricsBefore, 'simptu_realtime_ingest_batch_seconds'),
+        // Where each event's time went inside the hub (its realtime_delivery_stage_seconds):
+        // CloudEvent time → kafkajs hand-over; → its pub/sub message back from Redis; → written
+        // to its sockets. Quantiles are bucket upper bounds.
+        hubStages: Object.fromEntries(
+          ['kafka', 'store', 'fanout'].map((stage) => [
+            stage,
+            histogramDelta(metrics, metricsBefore, 'simptu_realtime_delivery_stage_seconds', { stage }),
+          ]),
+        ),
+        // The hub's event loop and GC over the window (prom-client's default metrics): the lag
+        // gauges cover the time since the previous scrape, which was at the window's start.
+        hubEventLoopLagMs: {
+          p50: sumMetric(metrics, 'nodejs_eventloop_lag_p50_seconds') * 1000,
+          p99: sumMetric(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+          max: sumMetric(metrics, 'nodejs_eventloop_lag_max_seconds') * 1000,
+        },
+        hubGc: Object.fromEntries(
+          ['minor', 'major', 'incremental', 'weakcb'].map((kind) => [
+            kind,
+            histogramDelta(metrics, metricsBefore, 'nodejs_gc_duration_seconds', { kind }),
+          ]),
+        ),
         // per token frame the clients received in the window (a hub that fell behind has not
         // yet spent the CPU for what it did not deliver)
         hubCpuMsPerEvent: ((cpu2.hub! - cpu1.hub!) * 1000) / Math.max(1, framesReceived),
@@ -1026,6 +1051,9 @@ function printTable(report: Report): void {
         cpuCoresBusyFloorWindow: Record<string, number>;
         hubIngestBatchRecords: { mean: number; p99: number };
         hubIngestBatchSeconds: { mean: number; p50: number; p99: number };
+        hubStages?: Record<string, { mean: number; p50: number; p90: number; p99: number }>;
+        hubEventLoopLagMs?: { p50: number; p99: number; max: number };
+        hubGc?: Record<string, { count: number; mean: number; p99: number }>;
       }
     | undefined;
   const r = report.ratios ?? {};
@@ -1126,6 +1154,34 @@ function printTable(report: Report): void {
         '',
         '',
       ],
+      ...(lat.hubStages
+        ? [
+            [
+              `  hub stages p50 / p99 ≤ (kafka → hand-over; → Redis back; → sockets)`,
+              ['kafka', 'store', 'fanout']
+                .map((k) => lat.hubStages![k]!)
+                .map((h) => `${fmt(h.p50 * 1000, 1)} / ${fmt(h.p99 * 1000, 1)}`)
+                .join('; ') + ' ms',
+              '',
+              '',
+              '',
+            ],
+          ]
+        : []),
+      ...(lat.hubEventLoopLagMs && lat.hubGc
+        ? [
+            [
+              `  hub event-loop lag p99 / max; GC pauses minor n × mean, major+incr. n × mean`,
+              `${fmt(lat.hubEventLoopLagMs.p99, 1)} / ${fmt(lat.hubEventLoopLagMs.max, 1)} ms; ` +
+                `${lat.hubGc.minor!.count} × ${fmt(lat.hubGc.minor!.mean * 1000, 1)} ms, ` +
+                `${lat.hubGc.major!.count + lat.hubGc.incremental!.count} × ` +
+                `${fmt((((lat.hubGc.major!.mean || 0) * lat.hubGc.major!.count + (lat.hubGc.incremental!.mean || 0) * lat.hubGc.incremental!.count) * 1000) / Math.max(1, lat.hubGc.major!.count + lat.hubGc.incremental!.count), 1)} ms`,
+              '',
+              '',
+              '',
+            ],
+          ]
+        : []),
       [
         `  hub CPU: cores busy / ms per event`,
         `${fmt(lat.hubCpuCoresBusy, 2)} / ${fmt(lat.hubCpuMsPerEvent, 3)}`,

@@ -105,6 +105,7 @@ export async function startRealtime(config: RealtimeConfig, opts: StartOptions =
     logger,
     onDropped: (reason) => m.eventsDropped.inc({ reason }),
     onStored: () => m.eventsStored.inc(),
+    onReceived: (seconds) => m.stages.kafka.observe(seconds),
     onBatch: (records, seconds) => {
       m.ingestBatchRecords.observe(records);
       m.ingestBatchSeconds.observe(seconds);

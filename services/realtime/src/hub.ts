@@ -106,6 +106,15 @@ interface Outgoing {
   text(joinRef: Ref): string;
 }
 
+/**
+ * A stored entry with what this instance made of it, set on its first delivery and shared by
+ * every subscriber of that delivery. Memoized on the entry object itself, not in WeakMaps keyed
+ * by it: a WeakMap entry per event (thousands a second, each dead within milliseconds) makes
+ * V8's scavenges process ephemeron tables — in a micro-benchmark of that pattern a scavenge
+ * took ~6 ms instead of ~0.4 ms (docs/benchmarks.md "Realtime").
+ */
+type MemoEntry = StoredEntry & { decoded?: EntryPayload | null; outgoing?: Outgoing };
+
 /** setTimeout's maximum delay (2^31 − 1 ms); longer waits re-arm. */
 const MAX_TIMER = 2_147_483_647;
 
@@ -510,10 +519,15 @@ export class Hub {
   onBusMessage(m: BusMessage): void {
     const subs = this.#subs.get(m.key);
     if (!subs) return;
+    // Stages of what this instance's ingest stored (docs/realtime.md "Metrics").
+    const receivedAt = m.kind === 'stored' ? m.entry.receivedAt : undefined;
+    const t0 = receivedAt === undefined ? 0 : performance.now();
+    if (receivedAt !== undefined) this.#m.stages.store.observe((t0 - receivedAt) / 1000);
     for (const [ch, conn] of subs) {
       if (!ch.ready) ch.pending.push(m);
       else this.#deliver(conn, ch, m);
     }
+    if (receivedAt !== undefined) this.#m.stages.fanout.observe((performance.now() - t0) / 1000);
   }
 
   #deliver(conn: Connection, ch: Channel, m: BusMessage): void {
@@ -560,37 +574,44 @@ export class Hub {
    * only by the join ref (a small counter, so a handful of variants). Encoding a frame per
    * socket cost ~15% of the fan-out's send loop (bench/realtime).
    */
-  readonly #outgoingCache = new WeakMap<StoredEntry, Outgoing>();
-  #outgoing(topic: string, e: StoredEntry, p: EntryPayload): Outgoing {
-    const hit = this.#outgoingCache.get(e);
+  #outgoing(topic: string, e: MemoEntry, p: EntryPayload): Outgoing {
+    const hit = e.outgoing;
     if (hit && hit.topic === topic) return hit;
     const payload = { ...p.data, stream_seq: e.seq, event_id: p.id };
     // `[join_ref, null, topic, event, payload]` — the same text as encodeFrame.
     const tail = `,null,${JSON.stringify(topic)},${JSON.stringify(p.event)},${JSON.stringify(payload)}]`;
-    const texts = new Map<Ref, string>();
+    // usually one join ref for all of an entry's subscribers: a Map only for the others
+    let firstRef: Ref | undefined;
+    let firstText = '';
+    let others: Map<Ref, string> | undefined;
     const out: Outgoing = {
       topic,
       payload,
       time: Date.parse(p.time),
       text(joinRef) {
-        let t = texts.get(joinRef);
-        if (t === undefined) texts.set(joinRef, (t = `[${JSON.stringify(joinRef)}${tail}`));
+        if (firstRef === undefined) {
+          firstRef = joinRef;
+          return (firstText = `[${JSON.stringify(joinRef)}${tail}`);
+        }
+        if (joinRef === firstRef) return firstText;
+        others ??= new Map();
+        let t = others.get(joinRef);
+        if (t === undefined) others.set(joinRef, (t = `[${JSON.stringify(joinRef)}${tail}`));
         return t;
       },
     };
-    this.#outgoingCache.set(e, out);
+    e.outgoing = out;
     return out;
   }
 
   /** Decrypts an entry (memoized per entry object: one decryption per instance, not per socket). */
-  readonly #decoded = new WeakMap<StoredEntry, EntryPayload | null>();
-  #decode(tenant: string, key: string, e: StoredEntry): EntryPayload | undefined {
-    const hit = this.#decoded.get(e);
+  #decode(tenant: string, key: string, e: MemoEntry): EntryPayload | undefined {
+    const hit = e.decoded;
     if (hit !== undefined) return hit ?? undefined;
     // Encrypted by this instance's ingest a moment ago: the plaintext came along (StreamBus).
     if (e.plain !== undefined) {
       const p = e.plain as EntryPayload;
-      this.#decoded.set(e, p);
+      e.decoded = p;
       return p;
     }
     const cipher = this.#ciphers.get(tenant);
@@ -601,7 +622,7 @@ export class Hub {
       this.#log.error({ err, key }, 'realtime: stream entry does not decrypt');
     }
     if (!p) this.#m.eventsDropped.inc({ reason: 'undecryptable' });
-    this.#decoded.set(e, p);
+    e.decoded = p;
     return p ?? undefined;
   }
 

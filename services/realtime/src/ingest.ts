@@ -53,6 +53,8 @@ export interface IngestOptions {
   logger?: Logger;
   onDropped?: (reason: DropReason | 'undecodable' | 'tenant_mismatch' | 'unknown_tenant') => void;
   onStored?: () => void;
+  /** per event: seconds from its CloudEvent time to kafkajs handing it over (the `kafka` stage) */
+  onReceived?: (seconds: number) => void;
   /** after every batch handled: its records and how long it took (kafkajs hand-over → Redis done) */
   onBatch?: (records: number, seconds: number) => void;
   /** consumer settings (see kafka.ts); @default 8 partitions at once, commits every 5 s */
@@ -188,7 +190,7 @@ export class Ingest {
     const t0 = performance.now();
     const items: PublishItem[] = [];
     for (const message of messages) {
-      const entries = await this.#prepare(topic, message);
+      const entries = await this.#prepare(topic, message, t0);
       if (entries) items.push(...entries);
     }
     const results = await this.#o.bus.publishMany(items);
@@ -196,7 +198,11 @@ export class Ingest {
     this.#o.onBatch?.(messages.length, (performance.now() - t0) / 1000);
   }
 
-  async #prepare(topic: string, message: IncomingMessage): Promise<PublishItem[] | undefined> {
+  async #prepare(
+    topic: string,
+    message: IncomingMessage,
+    receivedAt: number,
+  ): Promise<PublishItem[] | undefined> {
     const decoded = fromKafkaRecord(message);
     if (!decoded.ok) {
       this.#o.logger?.warn({ topic, reason: decoded.error }, 'realtime ingest: undecodable record dropped');
@@ -204,6 +210,11 @@ export class Ingest {
       return;
     }
     const ce = decoded.event;
+    if (this.#o.onReceived) {
+      const sent = Date.parse(ce.time);
+      if (!Number.isNaN(sent))
+        this.#o.onReceived(Math.max(0, performance.timeOrigin + receivedAt - sent) / 1000);
+    }
     if (topicTenant(topic) !== ce.tenant) {
       this.#o.logger?.error(
         { topic, tenant: ce.tenant },
@@ -242,7 +253,13 @@ export class Ingest {
     const payload: EntryPayload = { event: routed.routed.event, data, time: ce.time, id: ce.id };
     return routed.routed.topics.map((t) => {
       const key = topicKey(ce.tenant, t);
-      return { key, eventId: ce.id, data: encodeEntry(cipher, key, ce.id, payload), plain: payload };
+      return {
+        key,
+        eventId: ce.id,
+        data: encodeEntry(cipher, key, ce.id, payload),
+        plain: payload,
+        receivedAt,
+      };
     });
   }
 

@@ -6,7 +6,24 @@
 import type { Metrics } from '@simptu/common';
 
 export function hubMetrics(m: Metrics) {
+  const stages = m.histogram({
+    name: 'realtime_delivery_stage_seconds',
+    help:
+      "Where an event of this instance's ingest spends its time: kafka (CloudEvent time → handed over by kafkajs), " +
+      'store (→ numbered and published in Redis, its pub/sub message back), fanout (→ written to every local subscriber)',
+    labelNames: ['stage'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  });
   return {
+    /**
+     * `realtime_delivery_stage_seconds` by stage, labels bound once: observed three times per
+     * event, and prom-client resolves (hashes) the labels of every `observe({stage}, v)` call.
+     */
+    stages: {
+      kafka: stages.labels({ stage: 'kafka' }),
+      store: stages.labels({ stage: 'store' }),
+      fanout: stages.labels({ stage: 'fanout' }),
+    },
     connections: m.gauge({ name: 'realtime_connections', help: 'Open WebSocket connections' }),
     connects: m.counter({
       name: 'realtime_connects_total',

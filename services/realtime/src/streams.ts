@@ -42,6 +42,11 @@ export interface StoredEntry {
    * `PublishItem.plain`): the live delivery then skips decrypting what it just encrypted.
    */
   plain?: unknown;
+  /**
+   * With `plain`: when this instance's ingest got the event from Kafka (`performance.now()`),
+   * for the `store` stage of `realtime_delivery_stage_seconds`.
+   */
+  receivedAt?: number;
 }
 
 export type BusMessage =
@@ -82,6 +87,12 @@ local last = tonumber(ARGV[3])
 if last >= seq then return {epoch, seq, {}} end
 return {epoch, seq, redis.call('ZRANGEBYSCORE', KEYS[2], last + 1, '+inf')}
 `;
+
+/** An entry's plaintext that this instance encrypted, waiting for its pub/sub message. */
+interface LocalPlain {
+  plain: unknown;
+  receivedAt?: number;
+}
 
 /** how long (at least) an own entry's plaintext waits for its pub/sub message */
 const LOCAL_PLAIN_MS = 2000;
@@ -158,6 +169,8 @@ export interface PublishItem {
   data: string;
   /** what `data` decrypts to: kept briefly for this instance's own live delivery of it */
   plain?: unknown;
+  /** when kafkajs handed the event over (`performance.now()`), travels with `plain` */
+  receivedAt?: number;
 }
 
 export interface PublishResult {
@@ -185,8 +198,8 @@ export class StreamBus {
    * dropped after at most twice that. Keyed by the exact ciphertext: an entry published by
    * another instance (another ciphertext, even for the same event) is always decrypted.
    */
-  #plain = new Map<string, unknown>();
-  #plainOld = new Map<string, unknown>();
+  #plain = new Map<string, LocalPlain>();
+  #plainOld = new Map<string, LocalPlain>();
   #plainSince = Date.now();
 
   constructor(options: StreamBusOptions) {
@@ -243,18 +256,22 @@ export class StreamBus {
       this.#plainSince = now;
     }
     for (const it of items)
-      if (it.plain !== undefined && this.#refs.has(it.key)) this.#plain.set(it.data, it.plain);
+      if (it.plain !== undefined && this.#refs.has(it.key))
+        this.#plain.set(it.data, {
+          plain: it.plain,
+          ...(it.receivedAt !== undefined ? { receivedAt: it.receivedAt } : {}),
+        });
   }
 
-  #claimPlain(data: string): { plain?: unknown } {
-    let plain = this.#plain.get(data);
-    if (plain !== undefined) this.#plain.delete(data);
+  #claimPlain(data: string): LocalPlain | Record<string, never> {
+    let local = this.#plain.get(data);
+    if (local !== undefined) this.#plain.delete(data);
     else {
-      plain = this.#plainOld.get(data);
-      if (plain === undefined) return {};
+      local = this.#plainOld.get(data);
+      if (local === undefined) return {};
       this.#plainOld.delete(data);
     }
-    return { plain };
+    return local;
   }
 
   /** Subscribes this instance to a topic key (reference-counted); resolves once subscribed. */
