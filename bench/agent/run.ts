@@ -10,7 +10,7 @@
  *      its own `withTenant` transaction under the tenant role (session row lock, tools on the
  *      tenant's data), with
  *        - the durable checkpointer: `TenantCheckpointSaver` (Postgres, tenant schema, every
- *          value AES-256-GCM encrypted, savepoints on the turn's transaction) + pruning, and
+ *          value AES-256-GCM encrypted, on the turn's transaction, pruning in its write), and
  *        - the baseline in the same run: the same graph and transaction with LangGraph's
  *          in-memory `MemorySaver`,
  *      in alternating rounds; the figure is the median of the per-round ratios (durable ÷
@@ -36,11 +36,14 @@
  *   BENCH_AGENT_CONCURRENT_RUNS     the agent's SIMPTU_AGENT_CONCURRENT_RUNS @default 8 (its default)
  *   BENCH_ONLY                      comma list of graph,kafka @default both
  *   BENCH_AGENT_PROFILE             1: run the child agent with --cpu-prof (bench/results/)
+ *   BENCH_AGENT_NODE_ARGS           extra node options for the child agent (space-separated)
+ *   BENCH_AGENT_MAIN                the child agent's entry point (A/B runs against another copy)
+ *                                   @default services/agent/src/main.ts
  *   BENCH_TIMEOUT_SECONDS           budget before cleanup @default 420
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,12 +63,7 @@ import {
   tenantTopics,
   withTenant,
 } from '@simptu/common';
-import {
-  Mutex,
-  pruneCheckpoints,
-  TenantCheckpointSaver,
-  DEFAULT_RETENTION,
-} from '../../services/agent/src/checkpoint.ts';
+import { Mutex, TenantCheckpointSaver, DEFAULT_RETENTION } from '../../services/agent/src/checkpoint.ts';
 import { buildAgentGraph } from '../../services/agent/src/graph.ts';
 import { BuiltinChatModel } from '../../services/agent/src/model/builtin.ts';
 import { allowedTools } from '../../services/agent/src/tools/index.ts';
@@ -103,6 +101,8 @@ const CONCURRENT_RUNS = Math.max(1, int('BENCH_AGENT_CONCURRENT_RUNS', 8));
 const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 420);
 const ONLY = new Set((env.BENCH_ONLY ?? 'graph,kafka').split(',').map((s) => s.trim()));
 const PROFILE = env.BENCH_AGENT_PROFILE === '1';
+const NODE_ARGS = (env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+const AGENT_MAIN = env.BENCH_AGENT_MAIN || 'services/agent/src/main.ts';
 const TZ = 'Europe/Bucharest';
 const SCRIPT = ['Hello!', 'What are your prices?', 'Is there parking near you?'];
 /** The Kafka phase cycles through these; which of them use a tool is reported separately. */
@@ -131,6 +131,31 @@ function readCpu(pid: number): { user: number; system: number } | undefined {
   } catch {
     return undefined;
   }
+}
+/**
+ * user + system CPU seconds of the PostgreSQL backends connected to `database` (their process
+ * titles read `postgres: <user> <database> …`): the database work the turns cause, apart from
+ * other databases' on the same server.
+ */
+function readDbBackendsCpu(database: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.startsWith('postgres: ') || cmd.split(/\s+/)[2] !== database) continue;
+      const cpu = readCpu(Number(pid));
+      if (cpu) out.set(Number(pid), cpu.user + cpu.system);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+/** CPU seconds the backends spent between two readings (backends that started meanwhile: all of theirs) */
+function backendsCpuDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let s = 0;
+  for (const [pid, v] of after) s += v - (before.get(pid) ?? 0);
+  return s;
 }
 /** busy and total CPU ticks of the whole machine (/proc/stat, all cores) */
 function readMachineCpu(): { busy: number; total: number } | undefined {
@@ -184,7 +209,7 @@ async function graphTurn(
     const lock = new Mutex();
     const inboundId = randomUUID();
     const checkpointer: BaseCheckpointSaver = durable
-      ? new TenantCheckpointSaver(client, lock, t.ref.schema, cipher, sessionId)
+      ? new TenantCheckpointSaver(client, lock, t.ref.schema, cipher, sessionId, DEFAULT_RETENTION)
       : memory;
     const graph = buildAgentGraph({
       model: new BuiltinChatModel({}),
@@ -217,7 +242,7 @@ async function graphTurn(
       { configurable: { thread_id: sessionId }, durability: 'exit', recursionLimit: 30 },
     );
     if (out.messages.length < 2) throw new Error('graph produced no answer');
-    if (durable) await lock.run(() => pruneCheckpoints(client, DEFAULT_RETENTION, sessionId));
+    // (pruning: the durable saver's retention, in its checkpoint write, as in the runtime)
     // (like the runtime, the savepoint is not released: COMMIT ends it)
   });
 }
@@ -275,6 +300,8 @@ interface KafkaFigures {
   agentCpuUserSeconds: number;
   agentCpuSystemSeconds: number;
   agentRssMiB: number | undefined;
+  /** CPU of the PostgreSQL backends of the benchmark's database (the agent's and the benchmark's) */
+  dbCpuSeconds: number;
   /** cores busy on the whole machine while measuring (everything: agent, PostgreSQL, Kafka, this process, others) */
   machineBusyCores: number | undefined;
 }
@@ -463,6 +490,7 @@ async function main(): Promise<void> {
         agentCpuMsPerTurn: (k.agentCpuSeconds * 1000) / k.turns,
         agentCpuUserMsPerTurn: (k.agentCpuUserSeconds * 1000) / k.turns,
         agentCpuSystemMsPerTurn: (k.agentCpuSystemSeconds * 1000) / k.turns,
+        dbCpuMsPerTurn: (k.dbCpuSeconds * 1000) / k.turns,
         target: { p99Ms: 100 },
       };
       const ft = summary(k.firstTokenMs);
@@ -502,6 +530,10 @@ async function main(): Promise<void> {
         [
           'agent CPU per turn, user + system (ms) / RSS (MiB)',
           `${fmt((k.agentCpuSeconds * 1000) / k.turns)} (${fmt((k.agentCpuUserSeconds * 1000) / k.turns)} + ${fmt((k.agentCpuSystemSeconds * 1000) / k.turns)}) / ${fmt(k.agentRssMiB, 0)}`,
+        ],
+        [
+          "PostgreSQL backends' CPU per turn, the benchmark database's (ms; agent + benchmark)",
+          fmt((k.dbCpuSeconds * 1000) / k.turns),
         ],
       );
       loadavg.kafka = os.loadavg();
@@ -593,7 +625,8 @@ async function kafkaPhase(
     process.execPath,
     [
       ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
-      join(ROOT, 'services/agent/src/main.ts'),
+      ...NODE_ARGS,
+      resolve(ROOT, AGENT_MAIN),
     ],
     {
       cwd: ROOT,
@@ -701,10 +734,14 @@ async function kafkaPhase(
   const replyMs: number[] = [];
   const agentSideMs: number[] = [];
   const deliveryMs: number[] = [];
+  const dbName = decodeURIComponent(new URL(platform.appUrl).pathname.slice(1));
   const cpu0 = readCpu(child.pid!) ?? { user: 0, system: 0 };
+  const db0 = readDbBackendsCpu(dbName);
   const machine0 = readMachineCpu();
   const t0 = performance.now();
   let missing = 0;
+  /** message text → replies that came without any token event */
+  const noToken = new Map<string, number>();
   await Promise.all(
     conversations.map(async (sessionId, c) => {
       // Spread the starts over one think time, as real conversations don't start in lockstep.
@@ -717,6 +754,7 @@ async function kafkaPhase(
           continue;
         }
         const ft = firstToken.get(id);
+        if (ft === undefined) noToken.set(step.text, (noToken.get(step.text) ?? 0) + 1);
         if (ft !== undefined) {
           firstTokenMs.push(ft - sentAt);
           (step.tool ? firstTokenToolMs : firstTokenPlainMs).push(ft - sentAt);
@@ -733,6 +771,7 @@ async function kafkaPhase(
   );
   const seconds = (performance.now() - t0) / 1000;
   const cpu1 = readCpu(child.pid!) ?? cpu0;
+  const dbCpuSeconds = backendsCpuDelta(db0, readDbBackendsCpu(dbName));
   const machine1 = readMachineCpu();
   const machineBusyCores =
     machine0 && machine1
@@ -743,7 +782,9 @@ async function kafkaPhase(
   const agentRssMiB = readRss(child.pid!)?.rssMiB;
   if (missing > 0) throw new Error(`${missing} replies missing after 60 s`);
   if (firstTokenMs.length !== CONVERSATIONS * TURNS)
-    throw new Error(`token events missing: ${firstTokenMs.length} of ${CONVERSATIONS * TURNS}`);
+    throw new Error(
+      `token events missing: ${firstTokenMs.length} of ${CONVERSATIONS * TURNS} (replies without one, by message: ${JSON.stringify(Object.fromEntries(noToken))})`,
+    );
   return {
     conversations: CONVERSATIONS,
     turns: CONVERSATIONS * TURNS,
@@ -758,6 +799,7 @@ async function kafkaPhase(
     agentCpuUserSeconds,
     agentCpuSystemSeconds,
     agentRssMiB,
+    dbCpuSeconds,
     machineBusyCores,
   };
 }

@@ -14,7 +14,7 @@
  *  - handoff: moves the session to `pending_human` when a tool asked for it.
  * @see https://langchain-ai.github.io/langgraphjs/concepts/low_level/
  */
-import { Annotation, END, START, StateGraph, type BaseCheckpointSaver } from '@langchain/langgraph';
+import { Annotation, Command, END, START, StateGraph, type BaseCheckpointSaver } from '@langchain/langgraph';
 import type { AIMessageChunk } from '@langchain/core/messages';
 import { AIMessage, SystemMessage, ToolMessage, type BaseMessage } from '@langchain/core/messages';
 import { messagesStateReducer } from '@langchain/langgraph';
@@ -37,8 +37,21 @@ export interface ConversationContext {
   state: string;
 }
 
+/**
+ * Messages kept in the graph state, and so in every checkpoint: the model's default window
+ * (`GraphDeps.historyWindow`). The state is re-read, re-serialized and re-encrypted every turn,
+ * so keeping a conversation's whole history there made each turn cost more than the one before;
+ * the full history is the API's (its `messages` table), the checkpoint only has to carry what
+ * the model is shown. Trimmed like the window (never starting with a tool result whose call was
+ * cut off), so the model sees exactly what it saw with the whole history.
+ */
+export const STATE_HISTORY = 40;
+
 export const AgentState = Annotation.Root({
-  messages: Annotation<BaseMessage[]>({ reducer: messagesStateReducer, default: () => [] }),
+  messages: Annotation<BaseMessage[]>({
+    reducer: (left, right) => historyWindow(messagesStateReducer(left, right), STATE_HISTORY),
+    default: () => [],
+  }),
   /** what the graph knows of the conversation (refreshed from the database every run) */
   context: Annotation<ConversationContext | null>({ reducer: (_a, b) => b, default: () => null }),
   /** the inbound message this run answers */
@@ -72,7 +85,7 @@ export interface GraphDeps {
   maxModelCalls?: number;
   /** tool calls one model message may make; @default 4 */
   maxCallsPerMessage?: number;
-  /** messages of history the model sees; @default 40 */
+  /** messages of history the model sees; at most (and @default) `STATE_HISTORY` */
   historyWindow?: number;
 }
 
@@ -101,7 +114,7 @@ export function systemPrompt(tenant: TenantContext, now: Date, untrusted: boolea
 export function historyWindow(messages: BaseMessage[], n: number): BaseMessage[] {
   let start = Math.max(0, messages.length - n);
   while (start < messages.length && messages[start]!.getType() === 'tool') start++;
-  return messages.slice(start);
+  return start === 0 ? messages : messages.slice(start);
 }
 
 function openAiToolSpec(t: AgentTool) {
@@ -124,16 +137,26 @@ function contentText(c: AIMessageChunk['content']): string {
 export function buildAgentGraph(deps: GraphDeps) {
   const maxModelCalls = deps.maxModelCalls ?? 6;
   const perMessage = deps.maxCallsPerMessage ?? 4;
-  const window = deps.historyWindow ?? 40;
+  const window = Math.min(deps.historyWindow ?? STATE_HISTORY, STATE_HISTORY);
   const specs = deps.tools.map(openAiToolSpec);
   let handoffReason: string | null = null;
 
-  const model = async (state: AgentStateType): Promise<Partial<AgentStateType>> => {
+  // Where the graph goes after the model: decided in the node and returned as a `Command`
+  // rather than by a conditional edge, which makes LangGraph re-read the whole state (and re-run
+  // the messages reducer over the history) once more per model call.
+  const next = (state: AgentStateType, message: AIMessage, modelCalls: number) =>
+    new Command({
+      update: { messages: [message], modelCalls },
+      goto: (message.tool_calls?.length ?? 0) > 0 ? 'guard' : state.handoffReason ? 'handoff' : END,
+    });
+
+  const model = async (state: AgentStateType): Promise<Command> => {
     if (state.modelCalls >= maxModelCalls) {
-      return {
-        messages: [new AIMessage("Sorry, I couldn't finish that. A member of staff can help you further.")],
-        modelCalls: state.modelCalls + 1,
-      };
+      return next(
+        state,
+        new AIMessage("Sorry, I couldn't finish that. A member of staff can help you further."),
+        state.modelCalls + 1,
+      );
     }
     const bound = specs.length > 0 && deps.model.bindTools ? deps.model.bindTools(specs) : deps.model;
     const input = [
@@ -153,7 +176,7 @@ export function buildAgentGraph(deps: GraphDeps) {
       // No provider id: some OpenAI-compatible servers repeat one completion id, and the
       // messages reducer would then REPLACE the earlier answer; the reducer assigns a fresh id.
     });
-    return { messages: [message], modelCalls: state.modelCalls + 1 };
+    return next(state, message, state.modelCalls + 1);
   };
 
   const guard = async (state: AgentStateType): Promise<Partial<AgentStateType>> => {
@@ -188,9 +211,17 @@ export function buildAgentGraph(deps: GraphDeps) {
   };
 
   const tools = async (state: AgentStateType): Promise<Partial<AgentStateType>> => {
-    const ai = [...state.messages].reverse().find((m) => m.getType() === 'ai') as AIMessage | undefined;
+    const msgs = state.messages;
+    let at = msgs.length - 1;
+    while (at >= 0 && msgs[at]!.getType() !== 'ai') at--;
+    const ai = at >= 0 ? (msgs[at] as AIMessage) : undefined;
+    // Calls of THIS model message the guard already answered (refused). Not the whole history:
+    // an earlier turn's call with the same id (a model may repeat ids) must still run.
     const answered = new Set(
-      state.messages.filter((m) => m.getType() === 'tool').map((m) => (m as ToolMessage).tool_call_id),
+      msgs
+        .slice(at + 1)
+        .filter((m) => m.getType() === 'tool')
+        .map((m) => (m as ToolMessage).tool_call_id),
     );
     const out: ToolMessage[] = [];
     for (const [i, call] of (ai?.tool_calls ?? []).entries()) {
@@ -234,19 +265,11 @@ export function buildAgentGraph(deps: GraphDeps) {
   };
 
   const graph = new StateGraph(AgentState)
-    .addNode('model', model)
+    .addNode('model', model, { ends: ['guard', 'handoff', END] })
     .addNode('guard', guard)
     .addNode('tools', tools)
     .addNode('handoff', handoff)
     .addEdge(START, 'model')
-    .addConditionalEdges(
-      'model',
-      (s: AgentStateType) => {
-        if ((lastAi(s.messages)?.tool_calls?.length ?? 0) > 0) return 'guard';
-        return s.handoffReason ? 'handoff' : END;
-      },
-      ['guard', 'handoff', END],
-    )
     .addEdge('guard', 'tools')
     .addEdge('tools', 'model')
     .addEdge('handoff', END);

@@ -16,7 +16,7 @@ import {
   type DomainContext,
 } from '@simptu/common';
 import { Mutex, pruneCheckpoints, TenantCheckpointSaver } from '../src/checkpoint.ts';
-import { buildAgentGraph } from '../src/graph.ts';
+import { buildAgentGraph, historyWindow, STATE_HISTORY } from '../src/graph.ts';
 import { BuiltinChatModel } from '../src/model/builtin.ts';
 import {
   askForRating,
@@ -286,16 +286,22 @@ interface Turn {
   reply: string;
   tools: Array<{ name: string; ok: boolean; result: unknown }>;
   messages: number;
+  /** the graph state's messages after the turn */
+  history: BaseMessage[];
 }
 
-async function turn(sessionId: string, text: string): Promise<Turn> {
+async function turn(
+  sessionId: string,
+  text: string,
+  model: BuiltinChatModel = new BuiltinChatModel({}),
+): Promise<Turn> {
   return t.run(async (ctx) => {
     const session = await getSession(ctx, sessionId);
     const lock = new Mutex();
     const tools: Turn['tools'] = [];
     const inboundId = randomUUID();
     const graph = buildAgentGraph({
-      model: new BuiltinChatModel({}),
+      model,
       tools: allowedTools('dental'),
       policy: {},
       tenant,
@@ -329,7 +335,7 @@ async function turn(sessionId: string, text: string): Promise<Turn> {
     );
     const msgs = out.messages as BaseMessage[];
     const last = msgs[msgs.length - 1] as AIMessage;
-    return { reply: String(last.content), tools, messages: msgs.length };
+    return { reply: String(last.content), tools, messages: msgs.length, history: msgs };
   });
 }
 
@@ -441,5 +447,46 @@ describe('through the graph with the builtin model', () => {
     const fresh = await turn(sessionId, 'Hello!');
     expect(fresh.reply).toMatch(/assistant of Smile Tools/);
     expect(fresh.messages).toBe(2);
+  }, 120_000);
+});
+
+describe('the checkpointed history is bounded to the model window', () => {
+  it('keeps at most STATE_HISTORY messages, and the model sees what the whole history would show it', async () => {
+    const sessionId = (await newSession(null)).id;
+    const seen: BaseMessage[][] = [];
+    class Capturing extends BuiltinChatModel {
+      override async *_streamResponseChunks(
+        ...args: Parameters<BuiltinChatModel['_streamResponseChunks']>
+      ): ReturnType<BuiltinChatModel['_streamResponseChunks']> {
+        seen.push(args[0]);
+        yield* super._streamResponseChunks(...args);
+      }
+    }
+    // the whole conversation, as the test sees it turn by turn
+    const full: BaseMessage[] = [];
+    const ids = (ms: BaseMessage[]) => ms.map((m) => m.id);
+    let last: Turn | undefined;
+    // 'What are your prices?' runs list_treatments: tool results land on window boundaries too
+    for (let i = 0; i < 18; i++) {
+      seen.length = 0;
+      const text = i % 2 === 0 ? 'Hello!' : 'What are your prices?';
+      last = await turn(sessionId, text, new Capturing({}));
+      // every price question runs its tool, however long the conversation (tool call ids repeat
+      // across turns only if the model repeats them; a repeated id must not be taken as answered)
+      if (i % 2 === 1) expect(last.tools.map((x) => x.name)).toEqual(['list_treatments']);
+      const known = new Set(ids(full));
+      const added = last.history.filter((m) => !known.has(m.id));
+      expect(added[0]?.getType()).toBe('human');
+      // the first model call of the turn saw the window over the WHOLE history (+ the system prompt)
+      expect(ids(seen[0]!.slice(1))).toEqual(ids(historyWindow([...full, added[0]!], STATE_HISTORY)));
+      full.push(...added);
+      expect(last.history.length).toBeLessThanOrEqual(STATE_HISTORY);
+      expect(ids(last.history)).toEqual(ids(historyWindow(full, STATE_HISTORY)));
+    }
+    expect(full.length).toBeGreaterThan(STATE_HISTORY + 10);
+    expect(last!.history[0]!.getType()).not.toBe('tool');
+    expect(full.filter((m) => m.getType() === 'tool').length).toBeGreaterThan(5);
+    expect(last!.tools.length).toBeGreaterThan(0);
+    expect(last!.reply).not.toBe('');
   }, 120_000);
 });

@@ -236,7 +236,9 @@ export class BuiltinChatModel extends BaseChatModel<BuiltinCallOptions> {
     const text = textOf(human);
     const today = todayFrom(messages);
     const u: Utterance = understand(text, today);
-    const seed = `${messages.length}\n${text}`;
+    // Tool call ids: the same for the same message (a redelivered message after a crash gets
+    // the same idempotency keys), different for each message (its id: the inbound message id).
+    const seed = `${human.id ?? messages.length}\n${text}`;
     const has = (prefixes: string[]) =>
       toolNames.find((n) => prefixes.some((p) => n === p || n.startsWith(p)));
 
