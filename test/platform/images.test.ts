@@ -111,6 +111,9 @@ function build(dockerfile: string): { app: string; spec: Dockerfile } {
     });
     if (r.status !== 0) throw new Error(`RUN ${run} failed:\n${r.stderr}`);
   }
+  // The repository's dependency patches (patches/) are in the image too, e.g. kafkajs#1556.
+  const queue = join(app, 'node_modules/kafkajs/src/network/requestQueue/index.js');
+  if (existsSync(queue)) expect(readFileSync(queue, 'utf8')).toContain('tulios/kafkajs#1556');
   return { app, spec };
 }
 
