@@ -30,7 +30,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -60,6 +60,7 @@ import {
   type ScratchDatabase,
 } from '@simptu/common';
 import { createServiceClient } from '../../services/auth/src/clients.ts';
+import { cleanUpAndReport, machineInfo, resultFiles } from '../lib/run-report.ts';
 import { fmt, parsePrometheus, readCpuSeconds, readRss, sleep, sumMetric, table } from '../operator/lib.ts';
 import {
   autocannon,
@@ -367,24 +368,13 @@ interface IssuanceRound {
 
 async function main(): Promise<number> {
   const res: Resources = {};
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const resultsDir = join(ROOT, 'bench/results');
-  mkdirSync(resultsDir, { recursive: true });
-  const logFile = join(resultsDir, `auth-${stamp}.log`);
+  const { logFile, reportFile } = resultFiles(ROOT, 'auth');
   const loadavg: Record<string, number[]> = { start: os.loadavg() };
   const report: Record<string, unknown> = {
     benchmark: 'auth',
     run: RUN,
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      os: `${os.type()} ${os.release()}`,
-      node: process.version,
-      /** 1/5/15-minute load averages: other work on the machine skews every figure */
-      loadavg,
-    },
+    machine: machineInfo(loadavg),
     config: {
       connections: CONNECTIONS,
       concurrency: CONCURRENCY,
@@ -716,17 +706,8 @@ async function main(): Promise<number> {
     console.error(`\n[bench:auth] FAILED: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     clearTimeout(budgetTimer);
-    log('cleaning up');
-    const leftovers = await cleanup(res);
-    report.leftovers = leftovers;
-    if (Object.values(leftovers).some((n) => n > 0)) log(`WARNING: left behind ${JSON.stringify(leftovers)}`);
-    else log('cleanup complete: nothing left behind');
   }
-  if (failure) report.error = failure instanceof Error ? failure.message : String(failure);
-  const file = join(resultsDir, `auth-${stamp}.json`);
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-  log(`results: ${file}`);
-  return failure ? 1 : 0;
+  return cleanUpAndReport({ log, cleanup: () => cleanup(res), report, failure, file: reportFile });
 }
 
 setTimeout(

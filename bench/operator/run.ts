@@ -25,7 +25,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,6 +37,7 @@ import { createScratchDatabase, PLATFORM_NAMESPACE, quoteIdent, type ScratchData
 import type { Tenant } from '../../operator/src/api/types.ts';
 import { kubeRequest } from '../../operator/src/controller/client.ts';
 import { statusCode } from '../../operator/src/controller/errors.ts';
+import { cleanUpAndReport, machineInfo, resultFiles } from '../lib/run-report.ts';
 import {
   benchTenant,
   deleteNamespaces,
@@ -479,23 +480,13 @@ async function cleanup(res: Resources): Promise<Record<string, number>> {
 async function main(): Promise<number> {
   await preflight();
   const res: Resources = {};
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const resultsDir = join(ROOT, 'bench/results');
-  mkdirSync(resultsDir, { recursive: true });
-  const logFile = join(resultsDir, `operator-${stamp}.log`);
+  const { logFile, reportFile } = resultFiles(ROOT, 'operator');
   const report: Record<string, unknown> = {
     benchmark: 'operator',
     run: RUN,
     date: new Date().toISOString(),
-    machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      os: `${os.type()} ${os.release()}`,
-      node: process.version,
-      /** 1/5/15-minute load averages at start, after provisioning and after the raw limits: other work on the machine skews every figure */
-      loadavg: { start: os.loadavg() } as Record<string, number[]>,
-    },
+    // load averages at start, after provisioning and after the raw limits
+    machine: machineInfo({ start: os.loadavg() }),
     config: {
       N,
       workers: WORKERS,
@@ -847,17 +838,8 @@ async function main(): Promise<number> {
     if (res.op) console.error(`[bench:operator] operator log: ${res.op.logFile}`);
   } finally {
     clearTimeout(budgetTimer);
-    log('cleaning up');
-    const leftovers = await cleanup(res);
-    report.leftovers = leftovers;
-    if (Object.values(leftovers).some((n) => n > 0)) log(`WARNING: left behind ${JSON.stringify(leftovers)}`);
-    else log('cleanup complete: nothing left behind');
   }
-  if (failure) report.error = failure instanceof Error ? failure.message : String(failure);
-  const file = join(resultsDir, `operator-${stamp}.json`);
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-  log(`results: ${file}`);
-  return failure ? 1 : 0;
+  return cleanUpAndReport({ log, cleanup: () => cleanup(res), report, failure, file: reportFile });
 }
 
 // A hard stop above everything: the budget, then the cleanup's own budget.

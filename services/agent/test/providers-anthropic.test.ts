@@ -17,13 +17,19 @@ import {
   answerFrom,
   converse,
   errorEvent,
+  expectAnsweredTurn,
+  expectOwnSystemPrompt,
+  expectRefusedRun,
+  expectToolRoundTrip,
+  FIRST_SLOTS,
   POLITE_ERROR,
   PREAMBLE,
   QUESTION,
+  seedCatalogs,
   tomorrowFromSystemPrompt,
   type AvailabilityResult,
 } from './support/provider-conversation.ts';
-import { seedCatalog, startAgentHarness, type AgentHarness } from './support.ts';
+import { startAgentHarness, type AgentHarness } from './support.ts';
 
 const TZ = 'Europe/Bucharest';
 const KEYS = { a: 'sk-ant-api03-tenant-a-key', b: 'sk-ant-api03-tenant-b-key' };
@@ -82,22 +88,7 @@ beforeAll(async () => {
       }),
     },
   );
-  const cleaning = { name: 'Cleaning', durationMinutes: 30, priceCents: 20000 };
-  // Different opening hours: the slots in each answer show whose data the tool read.
-  await seedCatalog(h.tenants[0]!, {
-    kind: 'treatment',
-    services: [cleaning],
-    resource: { kind: 'chair', name: 'Chair 1' },
-    hours: { opens: '08:00', closes: '20:00' },
-  });
-  await seedCatalog(h.tenants[1]!, {
-    kind: 'treatment',
-    services: [cleaning],
-    resource: { kind: 'chair', name: 'Chair 1' },
-    hours: { opens: '10:00', closes: '14:00' },
-  });
-  for (const t of h.tenants.slice(2))
-    await seedCatalog(t, { kind: 'treatment', services: [cleaning], resource: { kind: 'chair', name: 'C' } });
+  await seedCatalogs(h.tenants);
 }, 300_000);
 
 afterAll(async () => {
@@ -109,29 +100,19 @@ describe('anthropic provider (Messages API)', () => {
   it('two tenants at once: streamed tool call on their own availability, the result sent back, a streamed answer', async () => {
     const [a, b] = await Promise.all([converse(h, h.tenants[0]!), converse(h, h.tenants[1]!)]);
     for (const [turn, key, name, other, first] of [
-      [a, KEYS.a, NAMES.a, NAMES.b, ['08:00', '08:30', '09:00']],
-      [b, KEYS.b, NAMES.b, NAMES.a, ['10:00', '10:30', '11:00']],
+      [a, KEYS.a, NAMES.a, NAMES.b, FIRST_SLOTS[0]],
+      [b, KEYS.b, NAMES.b, NAMES.a, FIRST_SLOTS[1]],
     ] as const) {
       const requests = api.requests.filter((r) => r.apiKey === key);
       expect(requests.map((r) => r.status)).toEqual([200, 200]);
       const tomorrow = tomorrowFromSystemPrompt(systemText(requests[0]!.body));
-      const answer = `On ${tomorrow} Cleaning is free at ${first.join(', ')}.`;
-      expect(turn.answer).toBe(answer);
-      // every token streamed: the text before the tool call, then the answer
-      expect(turn.tokens.join('')).toBe(PREAMBLE + answer);
-      expect(turn.calls).toEqual([
-        { name: 'check_availability', args: { service: 'cleaning', date: tomorrow } },
-      ]);
-      expect(turn.results).toEqual([
-        { name: 'check_availability', ok: true, result: expect.objectContaining({ service: 'Cleaning' }) },
-      ]);
+      expectAnsweredTurn(turn, tomorrow, first);
 
       // What the provider sent: headers, system prompt, tools, streaming.
       for (const r of requests) {
         expect(r.headers['anthropic-version']).toBe('2023-06-01');
         expect(r.body).toMatchObject({ model: 'claude-sonnet-4-5', stream: true });
-        expect(systemText(r.body)).toContain(`You are the assistant of "${name}", a dental business.`);
-        expect(systemText(r.body)).not.toContain(other);
+        expectOwnSystemPrompt(systemText(r.body), name, other);
         expect(r.body.tools?.find((x) => x.name === 'check_availability')?.input_schema).toMatchObject({
           type: 'object',
           required: ['date'],
@@ -148,30 +129,20 @@ describe('anthropic provider (Messages API)', () => {
         AnthropicBlock,
         { type: 'tool_use' }
       >;
-      expect(use).toMatchObject({
-        name: 'check_availability',
-        input: { service: 'cleaning', date: tomorrow },
-      });
       expect(user!.role).toBe('user');
       const result = user!.content.find((x) => x.type === 'tool_result') as Extract<
         AnthropicBlock,
         { type: 'tool_result' }
       >;
       expect(result.tool_use_id).toBe(use.id);
-      const sent = JSON.parse(resultText(result)) as AvailabilityResult;
-      expect(sent).toMatchObject({ service: 'Cleaning', date: tomorrow });
-      expect(sent.slots.slice(0, 3)).toEqual(first);
+      expectToolRoundTrip(use, JSON.parse(resultText(result)) as AvailabilityResult, tomorrow, first);
     }
   }, 180_000);
 
   it('a refused API key: the polite reply and an agent.error event, no tool ran', async () => {
     const t = h.tenants[2]!;
     const turn = await converse(h, t);
-    expect(turn.answer).toBe(POLITE_ERROR);
-    const err = await errorEvent(h, turn.inboundId);
-    expect(err.data).toMatchObject({ session_id: turn.sessionId, code: 'AGENT_RUN_FAILED' });
-    expect(turn.calls).toEqual([]);
-    expect(turn.tokens).toEqual([]);
+    await expectRefusedRun(h, turn);
     // it did reach the API, with its own (refused) key, and was not retried into a loop
     const refused = api.requests.filter((r) => r.apiKey === 'sk-ant-api03-revoked');
     expect(refused.length).toBeGreaterThan(0);

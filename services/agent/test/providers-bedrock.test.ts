@@ -18,14 +18,18 @@ import {
 import {
   answerFrom,
   converse,
-  errorEvent,
-  POLITE_ERROR,
+  expectAnsweredTurn,
+  expectOwnSystemPrompt,
+  expectRefusedRun,
+  expectToolRoundTrip,
+  FIRST_SLOTS,
   PREAMBLE,
   QUESTION,
+  seedCatalogs,
   tomorrowFromSystemPrompt,
   type AvailabilityResult,
 } from './support/provider-conversation.ts';
-import { seedCatalog, startAgentHarness, type AgentHarness } from './support.ts';
+import { startAgentHarness, type AgentHarness } from './support.ts';
 
 const TZ = 'Europe/Bucharest';
 const REGION = 'eu-central-1';
@@ -85,25 +89,7 @@ beforeAll(async () => {
       }),
     },
   );
-  const cleaning = { name: 'Cleaning', durationMinutes: 30, priceCents: 20000 };
-  // Different opening hours: the slots in each answer show whose data the tool read.
-  await seedCatalog(h.tenants[0]!, {
-    kind: 'treatment',
-    services: [cleaning],
-    resource: { kind: 'chair', name: 'Chair 1' },
-    hours: { opens: '08:00', closes: '20:00' },
-  });
-  await seedCatalog(h.tenants[1]!, {
-    kind: 'treatment',
-    services: [cleaning],
-    resource: { kind: 'chair', name: 'Chair 1' },
-    hours: { opens: '10:00', closes: '14:00' },
-  });
-  await seedCatalog(h.tenants[2]!, {
-    kind: 'treatment',
-    services: [cleaning],
-    resource: { kind: 'chair', name: 'C' },
-  });
+  await seedCatalogs(h.tenants);
 }, 300_000);
 
 afterAll(async () => {
@@ -115,22 +101,14 @@ describe('bedrock provider (ConverseStream)', () => {
   it('two tenants at once: signed requests, streamed tool call on their own availability, the result sent back, a streamed answer', async () => {
     const [a, b] = await Promise.all([converse(h, h.tenants[0]!), converse(h, h.tenants[1]!)]);
     for (const [turn, key, name, other, first] of [
-      [a, KEY_A, NAMES.a, NAMES.b, ['08:00', '08:30', '09:00']],
-      [b, KEY_B, NAMES.b, NAMES.a, ['10:00', '10:30', '11:00']],
+      [a, KEY_A, NAMES.a, NAMES.b, FIRST_SLOTS[0]],
+      [b, KEY_B, NAMES.b, NAMES.a, FIRST_SLOTS[1]],
     ] as const) {
       const requests = aws.requests.filter((r) => r.accessKeyId === key.accessKeyId);
       // both signatures verified (a wrong one is a 403)
       expect(requests.map((r) => r.status)).toEqual([200, 200]);
       const tomorrow = tomorrowFromSystemPrompt(systemText(requests[0]!.body));
-      const answer = `On ${tomorrow} Cleaning is free at ${first.join(', ')}.`;
-      expect(turn.answer).toBe(answer);
-      expect(turn.tokens.join('')).toBe(PREAMBLE + answer);
-      expect(turn.calls).toEqual([
-        { name: 'check_availability', args: { service: 'cleaning', date: tomorrow } },
-      ]);
-      expect(turn.results).toEqual([
-        { name: 'check_availability', ok: true, result: expect.objectContaining({ service: 'Cleaning' }) },
-      ]);
+      expectAnsweredTurn(turn, tomorrow, first);
 
       for (const r of requests) {
         expect(r.path).toBe(`/model/${encodeURIComponent(MODEL)}/converse-stream`);
@@ -139,8 +117,7 @@ describe('bedrock provider (ConverseStream)', () => {
         );
         if ('sessionToken' in key) expect(r.headers['x-amz-security-token']).toBe(key.sessionToken);
         else expect(r.headers['x-amz-security-token']).toBeUndefined();
-        expect(systemText(r.body)).toContain(`You are the assistant of "${name}", a dental business.`);
-        expect(systemText(r.body)).not.toContain(other);
+        expectOwnSystemPrompt(systemText(r.body), name, other);
         const spec = r.body.toolConfig?.tools.find(
           (x) => x.toolSpec?.name === 'check_availability',
         )?.toolSpec;
@@ -151,16 +128,11 @@ describe('bedrock provider (ConverseStream)', () => {
       const [, assistant, user] = requests[1]!.body.messages;
       expect(assistant!.role).toBe('assistant');
       const use = assistant!.content.find((c) => c.toolUse)!.toolUse!;
-      expect(use).toMatchObject({
-        name: 'check_availability',
-        input: { service: 'cleaning', date: tomorrow },
-      });
       expect(user!.role).toBe('user');
       const result = user!.content.find((c) => c.toolResult)!.toolResult!;
       expect(result.toolUseId).toBe(use.toolUseId);
       const sent = JSON.parse(result.content.map((c) => c.text ?? '').join('')) as AvailabilityResult;
-      expect(sent).toMatchObject({ service: 'Cleaning', date: tomorrow });
-      expect(sent.slots.slice(0, 3)).toEqual(first);
+      expectToolRoundTrip(use, sent, tomorrow, first);
     }
   }, 180_000);
 
@@ -168,11 +140,7 @@ describe('bedrock provider (ConverseStream)', () => {
     const t = h.tenants[2]!;
     const before = aws.requests.length;
     const turn = await converse(h, t);
-    expect(turn.answer).toBe(POLITE_ERROR);
-    const err = await errorEvent(h, turn.inboundId);
-    expect(err.data).toMatchObject({ session_id: turn.sessionId, code: 'AGENT_RUN_FAILED' });
-    expect(turn.calls).toEqual([]);
-    expect(turn.tokens).toEqual([]);
+    await expectRefusedRun(h, turn);
     const refused = aws.requests
       .slice(before)
       .filter((r) => systemText(r.body).includes('"Wrong Key Dental"'));

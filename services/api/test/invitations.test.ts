@@ -6,6 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptInvitation } from '@simptu/common';
+import { caller } from './support/caller.ts';
 import { buildTestApp, type TestApp, type TestTenant } from './support/index.ts';
 
 let t: TestApp;
@@ -16,15 +17,7 @@ let bInvitationId: string;
 
 const email = () => `inv-${randomUUID().slice(0, 8)}@example.com`;
 
-async function call(method: 'GET' | 'POST', url: string, token: string | undefined, payload?: unknown) {
-  const res = await t.app.inject({
-    method,
-    url,
-    headers: token ? t.auth(token) : {},
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json(), headers: res.headers };
-}
+const call = caller(() => t);
 
 beforeAll(async () => {
   t = await buildTestApp({ waitForEvents: false });

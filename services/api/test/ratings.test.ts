@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSession } from '@simptu/common';
+import { caller } from './support/caller.ts';
 import { buildTestApp, type TestApp, type TestTenant } from './support/index.ts';
 
 let t: TestApp;
@@ -22,15 +23,7 @@ let bobSession: string;
 let bSession: string;
 let bRatingId: string;
 
-async function call(method: 'GET' | 'POST', url: string, token: string | undefined, payload?: unknown) {
-  const res = await t.app.inject({
-    method,
-    url,
-    headers: token ? t.auth(token) : {},
-    ...(payload !== undefined ? { payload: payload as object } : {}),
-  });
-  return { status: res.statusCode, body: res.json(), headers: res.headers };
-}
+const call = caller(() => t);
 
 beforeAll(async () => {
   t = await buildTestApp({ waitForEvents: false });

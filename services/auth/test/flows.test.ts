@@ -16,7 +16,7 @@ import {
   type AccessTokenVerifier,
 } from '@simptu/common';
 import { runCli } from '../src/cli.ts';
-import { createServiceClient, webClientId, ACCESS_CODE_GRANT } from '../src/clients.ts';
+import { webClientId, ACCESS_CODE_GRANT } from '../src/clients.ts';
 import { checkPassword, createUser } from '../src/users.ts';
 import {
   API_RESOURCE,
@@ -26,6 +26,7 @@ import {
   type AuthFixture,
   type FixtureTenant,
 } from './support.ts';
+import { serviceClient, webClientConfig } from './oidc-clients.ts';
 
 let f: AuthFixture;
 let verifier: AccessTokenVerifier;
@@ -58,9 +59,7 @@ afterAll(async () => {
 });
 
 async function exchange(t: FixtureTenant, params: Record<string, string>) {
-  const config = await oidc.discovery(new URL(f.issuer), webClientId(t.name), undefined, oidc.None(), {
-    execute: [oidc.allowInsecureRequests],
-  });
+  const config = await webClientConfig(f, t);
   return oidc.genericGrantRequest(config, ACCESS_CODE_GRANT, params);
 }
 
@@ -228,20 +227,11 @@ describe('password reset by e-mail', () => {
 
 describe('signing-key rotation', () => {
   it('new tokens use the new key, old-key tokens verify until they expire, no restart', async () => {
-    const svc = await createServiceClient(f.service.db, f.kms, {
+    const { svc, config } = await serviceClient(f, {
       clientId: `svc-${a.name}`,
       tenant: a.name,
       roles: ['admin'],
     });
-    const config = await oidc.discovery(
-      new URL(f.issuer),
-      svc.clientId,
-      undefined,
-      oidc.ClientSecretBasic(svc.clientSecret),
-      {
-        execute: [oidc.allowInsecureRequests],
-      },
-    );
     const before = (await oidc.clientCredentialsGrant(config, { resource: API_RESOURCE })).access_token;
     expect((await verifier.verify(before)).roles).toEqual(['admin']); // the verifier caches this JWKS
     const oldKid = decodeProtectedHeader(before).kid;
@@ -311,20 +301,11 @@ describe('the API accepts our tokens', () => {
     });
     const app = await api.buildApp(apiConfig);
     try {
-      const svc = await createServiceClient(f.service.db, f.kms, {
+      const { config: cc } = await serviceClient(f, {
         clientId: `api-${b.name}`,
         tenant: b.name,
         roles: ['staff'],
       });
-      const cc = await oidc.discovery(
-        new URL(f.issuer),
-        svc.clientId,
-        undefined,
-        oidc.ClientSecretBasic(svc.clientSecret),
-        {
-          execute: [oidc.allowInsecureRequests],
-        },
-      );
       const staff = (await oidc.clientCredentialsGrant(cc, { resource: API_RESOURCE })).access_token;
       const r1 = await app.inject({
         method: 'GET',

@@ -9,7 +9,7 @@ import * as oidc from 'openid-client';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT, base64url } from 'jose';
 import { createAccessTokenVerifier, type AccessTokenVerifier } from '@simptu/common';
 import { createUser } from '../src/users.ts';
-import { createServiceClient, webClientId } from '../src/clients.ts';
+import { webClientId } from '../src/clients.ts';
 import {
   API_RESOURCE,
   Browser,
@@ -18,17 +18,14 @@ import {
   type AuthFixture,
   type FixtureTenant,
 } from './support.ts';
+import { pkceAuthorizationUrl, secretClientConfig, serviceClient, webClientConfig } from './oidc-clients.ts';
 
 const PASSWORD = 'correct horse battery staple';
 
 let f: AuthFixture;
 let verifier: AccessTokenVerifier;
 
-async function rpConfig(t: FixtureTenant) {
-  return oidc.discovery(new URL(f.issuer), webClientId(t.name), undefined, oidc.None(), {
-    execute: [oidc.allowInsecureRequests],
-  });
-}
+const rpConfig = (t: FixtureTenant) => webClientConfig(f, t);
 
 interface LoginResult {
   tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers;
@@ -157,17 +154,7 @@ describe('authorization code + PKCE with openid-client', () => {
       error: 'invalid_grant',
     });
     // and the next authorization asks for the password again
-    const next = await browser.follow(
-      oidc
-        .buildAuthorizationUrl(config, {
-          redirect_uri: a.redirectUri,
-          scope: 'openid',
-          code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-          code_challenge_method: 'S256',
-        })
-        .toString(),
-      f.issuer,
-    );
+    const next = await browser.follow(await pkceAuthorizationUrl(config, a.redirectUri, 'openid'), f.issuer);
     expect(next.res?.status).toBe(200);
     expect(await next.res!.text()).toContain('name="password"');
   });
@@ -212,17 +199,7 @@ describe('tenant isolation', () => {
     // signed in at A, then authorizing B's client: B's login form is shown, not a token
     const { browser } = await login(a, 'owner@a.test');
     const config = await rpConfig(b);
-    const r = await browser.follow(
-      oidc
-        .buildAuthorizationUrl(config, {
-          redirect_uri: b.redirectUri,
-          scope: 'openid api',
-          code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-          code_challenge_method: 'S256',
-        })
-        .toString(),
-      f.issuer,
-    );
+    const r = await browser.follow(await pkceAuthorizationUrl(config, b.redirectUri, 'openid api'), f.issuer);
     expect(r.res?.status).toBe(200);
     const page = await r.res!.text();
     expect(page).toContain(b.displayName);
@@ -238,16 +215,7 @@ describe('tenant isolation', () => {
   it("refuses A's redirect URI on B's client", async () => {
     const [a, b] = f.tenants as [FixtureTenant, FixtureTenant];
     const config = await rpConfig(b);
-    const r = await new Browser().get(
-      oidc
-        .buildAuthorizationUrl(config, {
-          redirect_uri: a.redirectUri,
-          scope: 'openid',
-          code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-          code_challenge_method: 'S256',
-        })
-        .toString(),
-    );
+    const r = await new Browser().get(await pkceAuthorizationUrl(config, a.redirectUri, 'openid'));
     expect(r.status).toBe(400);
     expect(await r.text()).toContain('redirect_uri');
   });
@@ -312,20 +280,11 @@ describe('refresh-token reuse', () => {
 describe('client credentials, revocation, introspection', () => {
   it('issues service tokens for the client’s tenant and roles', async () => {
     const b = f.tenants[1]!;
-    const svc = await createServiceClient(f.service.db, f.kms, {
+    const { svc, config } = await serviceClient(f, {
       clientId: `agent-${b.name}`,
       tenant: b.name,
       roles: ['staff'],
     });
-    const config = await oidc.discovery(
-      new URL(f.issuer),
-      svc.clientId,
-      undefined,
-      oidc.ClientSecretBasic(svc.clientSecret),
-      {
-        execute: [oidc.allowInsecureRequests],
-      },
-    );
     const t = await oidc.clientCredentialsGrant(config, { resource: API_RESOURCE, scope: 'api' });
     expect(await verifier.verify(t.access_token)).toMatchObject({
       tenant: b.name,
@@ -333,15 +292,7 @@ describe('client credentials, revocation, introspection', () => {
       sub: svc.clientId,
       scope: ['api'],
     });
-    const bad = await oidc.discovery(
-      new URL(f.issuer),
-      svc.clientId,
-      undefined,
-      oidc.ClientSecretBasic('wrong'),
-      {
-        execute: [oidc.allowInsecureRequests],
-      },
-    );
+    const bad = await secretClientConfig(f, svc.clientId, 'wrong');
     await expect(oidc.clientCredentialsGrant(bad, { resource: API_RESOURCE })).rejects.toMatchObject({
       status: 401,
     });
@@ -411,17 +362,7 @@ describe('CSRF, brute force', () => {
   async function loginPage(t: FixtureTenant) {
     const browser = new Browser();
     const config = await rpConfig(t);
-    const r = await browser.follow(
-      oidc
-        .buildAuthorizationUrl(config, {
-          redirect_uri: t.redirectUri,
-          scope: 'openid',
-          code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
-          code_challenge_method: 'S256',
-        })
-        .toString(),
-      f.issuer,
-    );
+    const r = await browser.follow(await pkceAuthorizationUrl(config, t.redirectUri, 'openid'), f.issuer);
     return { browser, form: parseForm(await r.res!.text(), r.url) };
   }
 

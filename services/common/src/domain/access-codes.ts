@@ -30,14 +30,13 @@ import {
   attempt,
   clampLimit,
   DEFAULT_EVENT_SOURCE,
-  newestFirstAfter,
-  newestFirstPage,
   newId,
   nowOf,
   type DomainContext,
 } from './context.ts';
 import { getCustomer, type Customer } from './customers.ts';
-import { Issues, invalid, notFound, pgCode } from './errors.ts';
+import { Issues, pgCode } from './errors.ts';
+import { filterByStatus, newFilter, resolveExpiry, secretRows } from './secret-tokens.ts';
 
 export const AccessCodeErrors = defineErrors({
   /** revoke of a code that was already exchanged */
@@ -185,9 +184,13 @@ async function emit(ctx: DomainContext, type: string, c: AccessCode): Promise<vo
   });
 }
 
-function isDate(v: unknown): v is Date {
-  return v instanceof Date && !Number.isNaN(v.getTime());
-}
+const ROWS = secretRows<AccessCodeRow, AccessCode>({
+  table: 'access_codes',
+  columns: COLUMNS,
+  entity: 'accessCode',
+  idPath: 'accessCodeId',
+  toItem: toAccessCode,
+});
 
 /**
  * Issues a code for a customer of the tenant. NOT_FOUND for an unknown customer, VALIDATION
@@ -200,15 +203,11 @@ export async function issueAccessCode(
 ): Promise<IssuedAccessCode> {
   const issues = new Issues();
   const now = nowOf(ctx);
-  let expiresAt = new Date(now.getTime() + ACCESS_CODE_DEFAULT_TTL_MS);
-  if (input.expiresAt !== undefined) {
-    if (!isDate(input.expiresAt)) issues.add('expiresAt', 'must be a date-time');
-    else if (input.expiresAt.getTime() < now.getTime() + ACCESS_CODE_MIN_TTL_MS)
-      issues.add('expiresAt', 'must be at least 5 minutes in the future');
-    else if (input.expiresAt.getTime() > now.getTime() + ACCESS_CODE_MAX_TTL_MS)
-      issues.add('expiresAt', 'must be at most 30 days in the future');
-    else expiresAt = input.expiresAt;
-  }
+  const expiresAt = resolveExpiry(issues, input.expiresAt, now, {
+    defaultMs: ACCESS_CODE_DEFAULT_TTL_MS,
+    minMs: ACCESS_CODE_MIN_TTL_MS,
+    maxMs: ACCESS_CODE_MAX_TTL_MS,
+  });
   const maxAttempts = input.maxAttempts ?? ACCESS_CODE_DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > ACCESS_CODE_MAX_ATTEMPTS_LIMIT)
     issues.add('maxAttempts', `must be an integer 1..${ACCESS_CODE_MAX_ATTEMPTS_LIMIT}`);
@@ -237,12 +236,7 @@ export async function issueAccessCode(
 }
 
 export async function getAccessCode(ctx: DomainContext, id: string): Promise<AccessCode> {
-  const { rows } = await ctx.client.query<AccessCodeRow>(
-    `SELECT ${COLUMNS} FROM access_codes WHERE id = $1`,
-    [assertUuid(id, 'accessCodeId')],
-  );
-  if (!rows[0]) throw notFound('accessCode', id);
-  return toAccessCode(ctx, rows[0]);
+  return ROWS.get(ctx, id);
 }
 
 export interface ListAccessCodesQuery {
@@ -264,31 +258,18 @@ export async function listAccessCodes(
   q: ListAccessCodesQuery = {},
 ): Promise<AccessCodePage> {
   const limit = clampLimit(q.limit);
-  const where: string[] = [];
-  const params: unknown[] = [];
-  const p = (v: unknown) => `$${params.push(v)}`;
-  if (q.customerId !== undefined) where.push(`customer_id = ${p(assertUuid(q.customerId, 'customerId'))}`);
-  if (q.status !== undefined) {
-    if (!ACCESS_CODE_STATUSES.includes(q.status))
-      throw invalid('status', `must be one of ${ACCESS_CODE_STATUSES.join(', ')}`);
-    const now = nowOf(ctx);
-    const live = 'used_at IS NULL AND revoked_at IS NULL';
-    const byStatus: Record<AccessCodeStatus, () => string> = {
-      used: () => 'used_at IS NOT NULL',
-      revoked: () => 'used_at IS NULL AND revoked_at IS NOT NULL',
-      locked: () => `${live} AND attempts >= max_attempts`,
-      expired: () => `${live} AND attempts < max_attempts AND expires_at <= ${p(now)}`,
-      active: () => `${live} AND attempts < max_attempts AND expires_at > ${p(now)}`,
-    };
-    where.push(byStatus[q.status]());
-  }
-  if (q.cursor !== undefined) where.push(newestFirstAfter(q.cursor, p));
-  const { rows } = await ctx.client.query<AccessCodeRow>(
-    `SELECT ${COLUMNS} FROM access_codes ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY created_at DESC, id DESC LIMIT ${p(limit + 1)}`,
-    params,
-  );
-  return newestFirstPage(rows, limit, (r) => toAccessCode(ctx, r));
+  const f = newFilter();
+  if (q.customerId !== undefined)
+    f.where.push(`customer_id = ${f.p(assertUuid(q.customerId, 'customerId'))}`);
+  const live = 'used_at IS NULL AND revoked_at IS NULL';
+  filterByStatus(f, q.status, ACCESS_CODE_STATUSES, {
+    used: () => 'used_at IS NOT NULL',
+    revoked: () => 'used_at IS NULL AND revoked_at IS NOT NULL',
+    locked: () => `${live} AND attempts >= max_attempts`,
+    expired: (p) => `${live} AND attempts < max_attempts AND expires_at <= ${p(nowOf(ctx))}`,
+    active: (p) => `${live} AND attempts < max_attempts AND expires_at > ${p(nowOf(ctx))}`,
+  });
+  return ROWS.list(ctx, f, limit, q.cursor);
 }
 
 /**
@@ -296,21 +277,11 @@ export async function listAccessCodes(
  * expired or locked code may be revoked; a used one is ACCESS_CODE_USED (409).
  */
 export async function revokeAccessCode(ctx: DomainContext, id: string): Promise<AccessCode> {
-  const { rows } = await ctx.client.query<AccessCodeRow>(
-    `SELECT ${COLUMNS} FROM access_codes WHERE id = $1 FOR UPDATE`,
-    [assertUuid(id, 'accessCodeId')],
-  );
-  const row = rows[0];
-  if (!row) throw notFound('accessCode', id);
-  if (row.used_at) throw new AccessCodeErrors.ACCESS_CODE_USED({ details: { accessCodeId: row.id } });
-  if (row.revoked_at) return toAccessCode(ctx, row);
-  const { rows: updated } = await ctx.client.query<AccessCodeRow>(
-    `UPDATE access_codes SET revoked_at = $2 WHERE id = $1 RETURNING ${COLUMNS}`,
-    [row.id, nowOf(ctx)],
-  );
-  const c = toAccessCode(ctx, updated[0]!);
-  await emit(ctx, ACCESS_CODE_EVENT_TYPES.revoked, c);
-  return c;
+  const { item, revoked } = await ROWS.revoke(ctx, id, (row) => {
+    if (row.used_at) throw new AccessCodeErrors.ACCESS_CODE_USED({ details: { accessCodeId: row.id } });
+  });
+  if (revoked) await emit(ctx, ACCESS_CODE_EVENT_TYPES.revoked, item);
+  return item;
 }
 
 /** What the customer proves besides the code: one fact on file. */

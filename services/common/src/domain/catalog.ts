@@ -5,6 +5,7 @@
  * Every input is validated here (the database CHECKs are the backstop, not the message).
  */
 import type pg from 'pg';
+import { checkActive, checkCurrency, checkDescription, checkName, checkPriceCents } from './checks.ts';
 import { assertUuid, attempt, type DbContext } from './context.ts';
 import { DomainErrors, Issues, invalid, notFound, pgCode } from './errors.ts';
 import { parseLocalDate, parseTimeOfDay } from './time.ts';
@@ -88,15 +89,9 @@ export interface OpeningExceptionInput {
 
 /** Longest bookable unit: 30 days (a hotel stay), in minutes. */
 export const MAX_DURATION_MINUTES = 43_200;
-const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
 
 // ---------------------------------------------------------------------------------------------
 // Validation
-
-function checkName(issues: Issues, v: unknown, path = 'name'): void {
-  if (typeof v !== 'string' || v.trim().length < 1 || v.length > 200)
-    issues.add(path, 'must be 1..200 characters');
-}
 
 function checkService(
   issues: Issues,
@@ -108,9 +103,7 @@ function checkService(
     if (!SERVICE_KINDS.includes(v.kind as ServiceKind))
       issues.add('kind', `must be one of ${SERVICE_KINDS.join(', ')}`);
   if (full || v.name !== undefined) checkName(issues, v.name);
-  if (v.description !== undefined && v.description !== null)
-    if (typeof v.description !== 'string' || v.description.length > 4000)
-      issues.add('description', 'must be at most 4000 characters');
+  checkDescription(issues, v.description);
   if (full || v.durationMinutes !== undefined)
     if (
       !Number.isInteger(v.durationMinutes) ||
@@ -118,19 +111,15 @@ function checkService(
       v.durationMinutes! > MAX_DURATION_MINUTES
     )
       issues.add('durationMinutes', `must be an integer 5..${MAX_DURATION_MINUTES}`);
-  if (full || v.priceCents !== undefined)
-    if (!Number.isSafeInteger(v.priceCents) || v.priceCents! < 0)
-      issues.add('priceCents', 'must be a non-negative integer');
-  if (full || v.currency !== undefined)
-    if (typeof v.currency !== 'string' || !/^[A-Z]{3}$/.test(v.currency) || !CURRENCIES.has(v.currency))
-      issues.add('currency', 'must be an ISO 4217 code such as EUR');
+  if (full || v.priceCents !== undefined) checkPriceCents(issues, v.priceCents);
+  if (full || v.currency !== undefined) checkCurrency(issues, v.currency);
   if (v.capacity !== undefined) {
     if (!Number.isInteger(v.capacity) || v.capacity < 1 || v.capacity > 1000)
       issues.add('capacity', 'must be an integer 1..1000');
     else if (kind !== undefined && kind !== 'class' && v.capacity !== 1)
       issues.add('capacity', 'only classes take more than one');
   }
-  if (v.active !== undefined && typeof v.active !== 'boolean') issues.add('active', 'must be a boolean');
+  checkActive(issues, v.active);
 }
 
 function checkTime(issues: Issues, v: unknown, path: string): number | null {
@@ -175,6 +164,11 @@ function toService(r: ServiceRow): Service {
   };
 }
 
+const services = catalogTable('services', 'service', SERVICE_COLUMNS, SERVICE_KINDS, toService);
+export const getService = services.get;
+/** By name; `kind` narrows to one kind, `activeOnly` drops deactivated services. */
+export const listServices = services.list;
+
 export async function createService(ctx: DbContext, input: ServiceInput): Promise<Service> {
   const issues = new Issues();
   checkService(issues, input, input.kind, true);
@@ -194,29 +188,6 @@ export async function createService(ctx: DbContext, input: ServiceInput): Promis
     ],
   );
   return toService(rows[0]!);
-}
-
-export async function getService(ctx: DbContext, id: string): Promise<Service> {
-  const { rows } = await ctx.client.query<ServiceRow>(
-    `SELECT ${SERVICE_COLUMNS} FROM services WHERE id = $1`,
-    [assertUuid(id, 'serviceId')],
-  );
-  if (!rows[0]) throw notFound('service', id);
-  return toService(rows[0]);
-}
-
-export async function listServices(
-  ctx: DbContext,
-  filter: { kind?: ServiceKind; activeOnly?: boolean } = {},
-): Promise<Service[]> {
-  if (filter.kind !== undefined && !SERVICE_KINDS.includes(filter.kind))
-    throw invalid('kind', 'unknown service kind');
-  const { rows } = await ctx.client.query<ServiceRow>(
-    `SELECT ${SERVICE_COLUMNS} FROM services
-      WHERE ($1::text IS NULL OR kind = $1) AND (NOT $2 OR active) ORDER BY name, id`,
-    [filter.kind ?? null, filter.activeOnly ?? false],
-  );
-  return rows.map(toService);
 }
 
 export async function updateService(ctx: DbContext, id: string, patch: ServicePatch): Promise<Service> {
@@ -244,9 +215,7 @@ export async function updateService(ctx: DbContext, id: string, patch: ServicePa
 }
 
 /** Deletes a service no booking references (else IN_USE: deactivate it instead). */
-export async function deleteService(ctx: DbContext, id: string): Promise<void> {
-  await deleteRow(ctx.client, 'services', 'service', id);
-}
+export const deleteService = services.delete;
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -273,12 +242,16 @@ function toResource(r: ResourceRow): Resource {
   };
 }
 
+const resources = catalogTable('resources', 'resource', RESOURCE_COLUMNS, RESOURCE_KINDS, toResource);
+export const getResource = resources.get;
+/** By name; `kind` narrows to one kind, `activeOnly` drops deactivated resources. */
+export const listResources = resources.list;
+
 export async function createResource(ctx: DbContext, input: ResourceInput): Promise<Resource> {
   const issues = new Issues();
   if (!RESOURCE_KINDS.includes(input.kind)) issues.add('kind', `must be one of ${RESOURCE_KINDS.join(', ')}`);
   checkName(issues, input.name);
-  if (input.active !== undefined && typeof input.active !== 'boolean')
-    issues.add('active', 'must be a boolean');
+  checkActive(issues, input.active);
   issues.throwIfAny();
   const { rows } = await ctx.client.query<ResourceRow>(
     `INSERT INTO resources (kind, name, active) VALUES ($1, $2, $3) RETURNING ${RESOURCE_COLUMNS}`,
@@ -287,35 +260,11 @@ export async function createResource(ctx: DbContext, input: ResourceInput): Prom
   return toResource(rows[0]!);
 }
 
-export async function getResource(ctx: DbContext, id: string): Promise<Resource> {
-  const { rows } = await ctx.client.query<ResourceRow>(
-    `SELECT ${RESOURCE_COLUMNS} FROM resources WHERE id = $1`,
-    [assertUuid(id, 'resourceId')],
-  );
-  if (!rows[0]) throw notFound('resource', id);
-  return toResource(rows[0]);
-}
-
-export async function listResources(
-  ctx: DbContext,
-  filter: { kind?: ResourceKind; activeOnly?: boolean } = {},
-): Promise<Resource[]> {
-  if (filter.kind !== undefined && !RESOURCE_KINDS.includes(filter.kind))
-    throw invalid('kind', 'unknown resource kind');
-  const { rows } = await ctx.client.query<ResourceRow>(
-    `SELECT ${RESOURCE_COLUMNS} FROM resources
-      WHERE ($1::text IS NULL OR kind = $1) AND (NOT $2 OR active) ORDER BY name, id`,
-    [filter.kind ?? null, filter.activeOnly ?? false],
-  );
-  return rows.map(toResource);
-}
-
 export async function updateResource(ctx: DbContext, id: string, patch: ResourcePatch): Promise<Resource> {
   const current = await getResource(ctx, id);
   const issues = new Issues();
   if (patch.name !== undefined) checkName(issues, patch.name);
-  if (patch.active !== undefined && typeof patch.active !== 'boolean')
-    issues.add('active', 'must be a boolean');
+  checkActive(issues, patch.active);
   issues.throwIfAny();
   const next = { ...current, ...stripUndefined(patch) };
   const { rows } = await ctx.client.query<ResourceRow>(
@@ -325,9 +274,8 @@ export async function updateResource(ctx: DbContext, id: string, patch: Resource
   return toResource(rows[0]!);
 }
 
-export async function deleteResource(ctx: DbContext, id: string): Promise<void> {
-  await deleteRow(ctx.client, 'resources', 'resource', id);
-}
+/** Deletes a resource nothing references (else IN_USE: deactivate it instead). */
+export const deleteResource = resources.delete;
 
 // ---------------------------------------------------------------------------------------------
 // Which resources deliver which service
@@ -509,20 +457,46 @@ export async function deleteOpeningException(ctx: DbContext, id: string): Promis
 
 // ---------------------------------------------------------------------------------------------
 
-async function deleteRow(
-  client: pg.ClientBase,
+/** Get, list and delete of a catalog table of kinded, (de)activatable rows: services or resources. */
+function catalogTable<R extends pg.QueryResultRow, T, K extends string>(
   table: 'services' | 'resources',
-  what: string,
-  id: string,
-): Promise<void> {
-  assertUuid(id, `${what}Id`);
-  const r = await attempt(client, () => client.query(`DELETE FROM ${table} WHERE id = $1`, [id]));
-  if (!r.ok) {
-    if (pgCode(r.error) === '23503')
-      throw new DomainErrors.IN_USE({ details: { [`${what}Id`]: id }, cause: r.error });
-    throw r.error;
-  }
-  if (r.value.rowCount === 0) throw notFound(what, id);
+  entity: 'service' | 'resource',
+  columns: string,
+  kinds: readonly K[],
+  toItem: (row: R) => T,
+) {
+  const idPath = `${entity}Id`;
+  return {
+    async get(ctx: DbContext, id: string): Promise<T> {
+      const { rows } = await ctx.client.query<R>(`SELECT ${columns} FROM ${table} WHERE id = $1`, [
+        assertUuid(id, idPath),
+      ]);
+      if (!rows[0]) throw notFound(entity, id);
+      return toItem(rows[0]);
+    },
+    async list(ctx: DbContext, filter: { kind?: K; activeOnly?: boolean } = {}): Promise<T[]> {
+      if (filter.kind !== undefined && !kinds.includes(filter.kind))
+        throw invalid('kind', `unknown ${entity} kind`);
+      const { rows } = await ctx.client.query<R>(
+        `SELECT ${columns} FROM ${table}
+          WHERE ($1::text IS NULL OR kind = $1) AND (NOT $2 OR active) ORDER BY name, id`,
+        [filter.kind ?? null, filter.activeOnly ?? false],
+      );
+      return rows.map(toItem);
+    },
+    /** Deletes a row nothing references (a foreign key violation is IN_USE). */
+    async delete(ctx: DbContext, id: string): Promise<void> {
+      const { client } = ctx;
+      assertUuid(id, idPath);
+      const r = await attempt(client, () => client.query(`DELETE FROM ${table} WHERE id = $1`, [id]));
+      if (!r.ok) {
+        if (pgCode(r.error) === '23503')
+          throw new DomainErrors.IN_USE({ details: { [idPath]: id }, cause: r.error });
+        throw r.error;
+      }
+      if (r.value.rowCount === 0) throw notFound(entity, id);
+    },
+  };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -26,17 +26,9 @@ import { normalizeEmail, normalizePhone } from '../crypto/envelope.ts';
 import { defineErrors, ForbiddenError } from '../errors.ts';
 import { enqueue } from '../events/outbox.ts';
 import type { Role } from '../context.ts';
-import {
-  assertUuid,
-  clampLimit,
-  DEFAULT_EVENT_SOURCE,
-  newestFirstAfter,
-  newestFirstPage,
-  newId,
-  nowOf,
-  type DomainContext,
-} from './context.ts';
-import { Issues, invalid, notFound, NotFoundError } from './errors.ts';
+import { clampLimit, DEFAULT_EVENT_SOURCE, newId, nowOf, type DomainContext } from './context.ts';
+import { Issues, invalid, NotFoundError } from './errors.ts';
+import { filterByStatus, newFilter, resolveExpiry, secretRows } from './secret-tokens.ts';
 
 export const InvitationErrors = defineErrors({
   /** accept or revoke of an invitation that is already accepted (or revoked, for accept) */
@@ -176,9 +168,13 @@ function toInvitation(ctx: DomainContext, r: InvitationRow): Invitation {
   };
 }
 
-function isDate(v: unknown): v is Date {
-  return v instanceof Date && !Number.isNaN(v.getTime());
-}
+const ROWS = secretRows<InvitationRow, Invitation>({
+  table: TABLE,
+  columns: COLUMNS,
+  entity: 'invitation',
+  idPath: 'invitationId',
+  toItem: toInvitation,
+});
 
 async function emit(ctx: DomainContext, type: string, inv: Invitation, extra: Record<string, unknown> = {}) {
   await enqueue(ctx.client, ctx.cipher, {
@@ -233,15 +229,11 @@ export async function createInvitation(
   if (!(INVITABLE_ROLES as readonly string[]).includes(input.role))
     issues.add('role', `must be one of ${INVITABLE_ROLES.join(', ')}`);
   const now = nowOf(ctx);
-  let expiresAt = new Date(now.getTime() + INVITATION_DEFAULT_TTL_MS);
-  if (input.expiresAt !== undefined) {
-    if (!isDate(input.expiresAt)) issues.add('expiresAt', 'must be a date-time');
-    else if (input.expiresAt.getTime() < now.getTime() + INVITATION_MIN_TTL_MS)
-      issues.add('expiresAt', 'must be at least 5 minutes in the future');
-    else if (input.expiresAt.getTime() > now.getTime() + INVITATION_MAX_TTL_MS)
-      issues.add('expiresAt', 'must be at most 30 days in the future');
-    else expiresAt = input.expiresAt;
-  }
+  const expiresAt = resolveExpiry(issues, input.expiresAt, now, {
+    defaultMs: INVITATION_DEFAULT_TTL_MS,
+    minMs: INVITATION_MIN_TTL_MS,
+    maxMs: INVITATION_MAX_TTL_MS,
+  });
   issues.throwIfAny();
   if (!invitableRolesFor(actor.roles).includes(input.role))
     throw new ForbiddenError(`Your role may not invite a${input.role === 'admin' ? 'n' : ''} ${input.role}`, {
@@ -298,11 +290,7 @@ export async function createInvitation(
 }
 
 export async function getInvitation(ctx: DomainContext, id: string): Promise<Invitation> {
-  const { rows } = await ctx.client.query<InvitationRow>(`SELECT ${COLUMNS} FROM invitations WHERE id = $1`, [
-    assertUuid(id, 'invitationId'),
-  ]);
-  if (!rows[0]) throw notFound('invitation', id);
-  return toInvitation(ctx, rows[0]);
+  return ROWS.get(ctx, id);
 }
 
 export interface ListInvitationsQuery {
@@ -324,33 +312,19 @@ export async function listInvitations(
   q: ListInvitationsQuery = {},
 ): Promise<InvitationPage> {
   const limit = clampLimit(q.limit);
-  const where: string[] = [];
-  const params: unknown[] = [];
-  const p = (v: unknown) => `$${params.push(v)}`;
-  if (q.status !== undefined) {
-    if (!INVITATION_STATUSES.includes(q.status))
-      throw invalid('status', `must be one of ${INVITATION_STATUSES.join(', ')}`);
-    const now = nowOf(ctx);
-    const byStatus: Record<InvitationStatus, () => string> = {
-      accepted: () => 'accepted_at IS NOT NULL',
-      revoked: () => 'revoked_at IS NOT NULL',
-      expired: () => `accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= ${p(now)}`,
-      pending: () => `accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ${p(now)}`,
-    };
-    where.push(byStatus[q.status]());
-  }
+  const f = newFilter();
+  filterByStatus(f, q.status, INVITATION_STATUSES, {
+    accepted: () => 'accepted_at IS NOT NULL',
+    revoked: () => 'revoked_at IS NOT NULL',
+    expired: (p) => `accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= ${p(nowOf(ctx))}`,
+    pending: (p) => `accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ${p(nowOf(ctx))}`,
+  });
   if (q.role !== undefined) {
     if (!(INVITABLE_ROLES as readonly string[]).includes(q.role))
       throw invalid('role', `must be one of ${INVITABLE_ROLES.join(', ')}`);
-    where.push(`role = ${p(q.role)}`);
+    f.where.push(`role = ${f.p(q.role)}`);
   }
-  if (q.cursor !== undefined) where.push(newestFirstAfter(q.cursor, p));
-  const { rows } = await ctx.client.query<InvitationRow>(
-    `SELECT ${COLUMNS} FROM invitations ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY created_at DESC, id DESC LIMIT ${p(limit + 1)}`,
-    params,
-  );
-  return newestFirstPage(rows, limit, (r) => toInvitation(ctx, r));
+  return ROWS.list(ctx, f, limit, q.cursor);
 }
 
 /**
@@ -360,25 +334,15 @@ export async function listInvitations(
  * invitation may be revoked (it says why it is dead in the list).
  */
 export async function revokeInvitation(ctx: DomainContext, id: string): Promise<Invitation> {
-  const { rows } = await ctx.client.query<InvitationRow>(
-    `SELECT ${COLUMNS} FROM invitations WHERE id = $1 FOR UPDATE`,
-    [assertUuid(id, 'invitationId')],
-  );
-  const row = rows[0];
-  if (!row) throw notFound('invitation', id);
-  if (row.accepted_at)
-    throw new InvitationErrors.INVITATION_NOT_PENDING({
-      message: 'The invitation was accepted and cannot be revoked',
-      details: { invitationId: row.id, status: 'accepted' },
-    });
-  if (row.revoked_at) return toInvitation(ctx, row);
-  const { rows: updated } = await ctx.client.query<InvitationRow>(
-    `UPDATE invitations SET revoked_at = $2 WHERE id = $1 RETURNING ${COLUMNS}`,
-    [row.id, nowOf(ctx)],
-  );
-  const inv = toInvitation(ctx, updated[0]!);
-  await emit(ctx, INVITATION_EVENT_TYPES.revoked, inv);
-  return inv;
+  const { item, revoked } = await ROWS.revoke(ctx, id, (row) => {
+    if (row.accepted_at)
+      throw new InvitationErrors.INVITATION_NOT_PENDING({
+        message: 'The invitation was accepted and cannot be revoked',
+        details: { invitationId: row.id, status: 'accepted' },
+      });
+  });
+  if (revoked) await emit(ctx, INVITATION_EVENT_TYPES.revoked, item);
+  return item;
 }
 
 /** The invitation a token belongs to (any status), or null for an unknown or malformed token. */

@@ -33,6 +33,7 @@ import type { FieldLocation } from '../crypto/envelope.ts';
 import { defineErrors } from '../errors.ts';
 import { enqueue } from '../events/outbox.ts';
 import type { Service } from './catalog.ts';
+import { checkActive, checkCurrency, checkDescription, checkName, checkPriceCents } from './checks.ts';
 import {
   assertUuid,
   attempt,
@@ -153,20 +154,15 @@ function toPlan(r: PlanRow): MembershipPlan {
   };
 }
 
-const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
 const isPeriod = (v: unknown): v is MembershipPeriod =>
   typeof v === 'string' && (MEMBERSHIP_PERIODS as readonly string[]).includes(v);
 
 /** Validates a whole plan (a create, or a patch merged over the stored plan). */
 function checkPlan(issues: Issues, v: Partial<MembershipPlanInput>): void {
-  if (typeof v.name !== 'string' || v.name.trim().length < 1 || v.name.length > 200)
-    issues.add('name', 'must be 1..200 characters');
-  if (v.description != null && (typeof v.description !== 'string' || v.description.length > 4000))
-    issues.add('description', 'must be at most 4000 characters');
-  if (!Number.isSafeInteger(v.priceCents) || v.priceCents! < 0)
-    issues.add('priceCents', 'must be a non-negative integer');
-  if (typeof v.currency !== 'string' || !/^[A-Z]{3}$/.test(v.currency) || !CURRENCIES.has(v.currency))
-    issues.add('currency', 'must be an ISO 4217 code such as EUR');
+  checkName(issues, v.name);
+  checkDescription(issues, v.description);
+  checkPriceCents(issues, v.priceCents);
+  checkCurrency(issues, v.currency);
   if (!isPeriod(v.period)) issues.add('period', `must be one of ${MEMBERSHIP_PERIODS.join(', ')}`);
   else if (v.period === 'days') {
     if (
@@ -186,7 +182,7 @@ function checkPlan(issues: Issues, v: Partial<MembershipPlanInput>): void {
         'classAllowance',
         `must be null (unlimited) or an integer 0..${MEMBERSHIP_MAX_CLASS_ALLOWANCE}`,
       );
-  if (v.active !== undefined && typeof v.active !== 'boolean') issues.add('active', 'must be a boolean');
+  checkActive(issues, v.active);
 }
 
 function planExists(name: string, cause: unknown): Error {
