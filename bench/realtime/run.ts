@@ -59,6 +59,7 @@ import {
   table,
   type Sample,
 } from '../operator/lib.ts';
+import { streamLocation } from '../../services/realtime/src/events.ts';
 import type { FloorSettings } from './floor-consumer.ts';
 import { Child, nofileLimits, now, sleep } from './rpc.ts';
 
@@ -80,6 +81,11 @@ const FANOUT = int('BENCH_FANOUT', 10_000);
 const ROUNDS = int('BENCH_ROUNDS', 5);
 const CONVERSATIONS = int('BENCH_CONVERSATIONS', 200);
 const TOKENS_PER_SECOND = int('BENCH_TOKENS_PER_SECOND', 20);
+/** events per `ingest` round, and rounds (per batch size) */
+const INGEST_EVENTS = int('BENCH_INGEST_EVENTS', 8000);
+const INGEST_ROUNDS = int('BENCH_INGEST_ROUNDS', 3);
+/** `encrypted` (default): tokens as the agent sends them (`payload_enc`); `clear`: `delta` in clear */
+const TOKEN_FORMAT = env.BENCH_TOKEN_FORMAT === 'clear' ? 'clear' : 'encrypted';
 const LATENCY_SECONDS = int('BENCH_LATENCY_SECONDS', 20);
 const MIN_CLIENT_PROCESSES = int('BENCH_CLIENT_PROCESSES', 4);
 const PARTITIONS = int('BENCH_PARTITIONS', 3);
@@ -87,8 +93,8 @@ const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 900);
 const WARMUP_SECONDS = 3;
 const PARTS = new Set((env.BENCH_PARTS ?? 'memory,fanout,latency').split(',').map((x) => x.trim()));
 for (const part of PARTS)
-  if (!['memory', 'fanout', 'latency'].includes(part)) {
-    console.error(`BENCH_PARTS: unknown part ${JSON.stringify(part)} (memory, fanout, latency)`);
+  if (!['memory', 'fanout', 'latency', 'ingest'].includes(part)) {
+    console.error(`BENCH_PARTS: unknown part ${JSON.stringify(part)} (memory, fanout, latency, ingest)`);
     process.exit(2);
   }
 /** open files a server needs besides its sockets (listener, Postgres, Redis, Kafka, stdio, epoll…) */
@@ -461,6 +467,8 @@ interface Report {
   hub: Record<string, unknown>;
   bare: Record<string, unknown>;
   latency?: Record<string, unknown>;
+  /** per Kafka batch size: the hub's CPU and allocation per event (`ingest` part) */
+  ingest?: Record<string, { cpuUsPerEvent: number; allocKBPerEvent: number; rounds: unknown[] }>;
   ratios?: Record<string, number>;
   targets?: Record<string, { value: number; target: string; met: boolean }>;
   cleanup?: Record<string, unknown>;
@@ -705,210 +713,286 @@ async function main(): Promise<void> {
     }
 
     // ------------------------------------------------------------------ 3. latency
-    if (PARTS.has('latency')) {
+    if (PARTS.has('latency') || PARTS.has('ingest')) {
       const cc = await clients.connect('hub', hubUrl, convEntries, 16);
 
       if (cc.failed) log(`latency: ${cc.failed} conversation joins failed: ${JSON.stringify(cc.errors)}`);
       log(`latency: ${cc.joined} conversation sockets joined`);
 
-      // The agent: every conversation a token every 1/TOKENS_PER_SECOND s (staggered), whatever
-      // is due sent in one sendBatch — as services/agent's StreamSender batches what its runs
-      // emitted while the previous request was in flight. `sent_at` is taken just before.
-      const agentTopic = tenantTopics(tenant).agent;
-      const period = 1000 / TOKENS_PER_SECOND;
-      const due = conversations.map((_, i) => now() + (i / conversations.length) * period);
-      const tokenSeq = conversations.map(() => 0);
-      const messageIds = conversations.map(() => randomUUID());
-      const production = { events: 0, seconds: 0, sendMs: [] as number[] };
-      const produceUntil = async (endAt: number) => {
-        const t0 = now();
-        while (now() < endAt) {
-          const t = now();
-          const batch = [];
-          for (let i = 0; i < conversations.length; i++) {
-            if (due[i]! > t) continue;
-            due[i]! += period;
-            const session = conversations[i]!.session;
-            batch.push({
-              topic: agentTopic,
-              key: session,
-              event: newCloudEvent({
-                type: 'io.simptu.agent.token',
-                source: '/simptu/agent',
-                tenant,
-                data: {
-                  session_id: session,
-                  message_id: messageIds[i],
-                  seq: ++tokenSeq[i]!,
-                  delta: 'lorem ',
-                  sent_at: now(),
-                },
-              }),
+      // ------------------------------------------------------------ 3a. ingest CPU per event
+      // The hub's CPU and allocation per token event at fixed Kafka batch sizes, its ingest fed
+      // in-process (hub.ts `ingestDrive`): the per-event figures to optimise by, which the
+      // latency window's (they move with the batch sizes the machine's load makes) are not.
+      if (PARTS.has('ingest')) {
+        const sizes = [1, 5, 20];
+        const rounds: Record<string, Array<{ cpuUsPerEvent: number; allocKBPerEvent: number }>> = {};
+        await hub.call('heapProfStart');
+        for (let r = 0; r < INGEST_ROUNDS; r++)
+          for (const batch of sizes) {
+            const x = await hub.call<{ cpuUsPerEvent: number; allocKBPerEvent: number }>('ingestDrive', {
+              tenant,
+              sessions: conversations.map((c) => c.session),
+              events: INGEST_EVENTS,
+              batch,
+              format: TOKEN_FORMAT,
             });
+            (rounds[batch] ??= []).push(x);
           }
-          if (batch.length === 0) {
-            await sleep(1);
-            continue;
-          }
-          const s0 = now();
-          await p.producer.sendBatch(batch);
-          production.sendMs.push(now() - s0);
-          production.events += batch.length;
-        }
-        production.seconds += (now() - t0) / 1000;
-      };
-      // CPU of every process on the path over a window: where the machine's 2 cores go.
-      const cpuNow = (): Record<string, number> => {
-        const pids: Record<string, number | undefined> = {
-          hub: hub!.pid,
-          redis: testenvPid('redis'),
-          kafka: testenvPid('kafka'),
-          producer: process.pid,
-          ...(floor ? { floor: floor.pid } : {}),
-          ...Object.fromEntries(clients!.procs.map((c, i) => [`clients${i}`, c.pid])),
-        };
-        return Object.fromEntries(
-          Object.entries(pids).map(([k, pid]) => [k, pid === undefined ? NaN : (readCpuSeconds(pid) ?? NaN)]),
-        );
-      };
-      const coresBusy = (c0: Record<string, number>, c1: Record<string, number>, seconds: number) => {
-        const out: Record<string, number> = {};
-        for (const [k, v] of Object.entries(c1)) {
-          const name = k.startsWith('clients') ? 'clients' : k;
-          out[name] = (out[name] ?? 0) + (v - (c0[k] ?? NaN)) / seconds;
-        }
-        return out;
-      };
-
-      // Window 1, the hub: a warm-up, then LATENCY_SECONDS of events whose frames the clients
-      // time, then 3 s for the last frames to arrive.
-      await produceUntil(now() + WARMUP_SECONDS * 1000);
-      // the hub's histograms and its event-loop lag are taken over the window from here
-      const metricsBefore = parsePrometheus(
-        await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text(),
-      );
-      await Promise.all(clients.procs.map((c) => c.call('latencyStart')));
-      const eventsBefore = production.events;
-      production.sendMs = [];
-      const t1 = now();
-      const cpu1 = cpuNow();
-      await produceUntil(now() + LATENCY_SECONDS * 1000);
-      const producedInWindow = production.events - eventsBefore;
-      const producedPerSecond = producedInWindow / ((now() - t1) / 1000);
-      await sleep(3000);
-      const cpu2 = cpuNow();
-      const hubWindowSeconds = (now() - t1) / 1000;
-      const per = await Promise.all(
-        clients.procs.map((c) =>
-          c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>(
-            'latencyStop',
-          ),
-        ),
-      );
-      const all: number[] = [];
-      for (const r of per) for (const v of r.values) all.push(v);
-      const framesReceived = per.reduce((a, r) => a + r.frames, 0);
-      const metrics = parsePrometheus(await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text());
-      const sendMs = production.sendMs;
-      log(
-        `latency: hub p50 ${fmt(stats(all).p50)} p99 ${fmt(stats(all).p99)} ms over ${all.length} frames ` +
-          `(load ${load().join(' ')})`,
-      );
-
-      // Window 2, the Kafka floor: a bare kafkajs consumer of the same topic in its own process
-      // (as the hub is), with the hub's consumer settings (src/kafka.ts), while the same events
-      // keep flowing through the hub to the clients — so it sees the hub's load, and the hub's
-      // window above did not carry the floor consumer's CPU.
-      const floorSeconds = Math.min(LATENCY_SECONDS, 15);
-      let floorLat: ArrayLike<number> = [];
-      let cpuFloor: Record<string, number> = {};
-      if (env.BENCH_FLOOR !== 'off') {
-        const f = (floor = new Child('floor', join(HERE, 'floor-consumer.ts'), {}));
-        await readyOrExit(f, 30_000);
-        const joined = f.call('start', {
-          brokers: env.KAFKA_BROKERS!.split(','),
-          topic: agentTopic,
-          groupId: floorGroup,
-          settings: {
-            mode: 'eachBatch',
-            autoCommit: false,
-            commitIntervalMs: hubCfg.kafkaCommitIntervalMs,
-            partitionsConsumedConcurrently: hubCfg.kafkaPartitionsConcurrency,
-          } satisfies FloorSettings,
-        });
-        // keep producing while it joins: the hub must not see a pause
-        while (!(await Promise.race([joined.then(() => true), sleep(0).then(() => false)])))
-          await produceUntil(now() + 100);
-        await produceUntil(now() + WARMUP_SECONDS * 1000);
-        await f.call('latencyStart');
-        const c0 = cpuNow();
-        const t0 = now();
-        await produceUntil(now() + floorSeconds * 1000);
-        await sleep(1000);
-        cpuFloor = coresBusy(c0, cpuNow(), (now() - t0) / 1000);
-        floorLat = (await f.call<{ values: Float64Array }>('latencyStop')).values;
-        log(
-          `latency: Kafka floor p50 ${fmt(stats(floorLat).p50)} p99 ${fmt(stats(floorLat).p99)} ms ` +
-            `over ${floorLat.length} records (load ${load().join(' ')})`,
-        );
-        await f.stop(10_000);
-        floor = undefined;
+        await hub.call('heapProfStop');
+        const median = (v: number[]) =>
+          percentile(
+            [...v].sort((a, b) => a - b),
+            50,
+          );
+        const ingest = (report.ingest = Object.fromEntries(
+          sizes.map((b) => [
+            b,
+            {
+              cpuUsPerEvent: median(rounds[b]!.map((x) => x.cpuUsPerEvent)),
+              allocKBPerEvent: median(rounds[b]!.map((x) => x.allocKBPerEvent)),
+              rounds: rounds[b]!,
+            },
+          ]),
+        ));
+        for (const b of sizes)
+          log(
+            `ingest: batches of ${b}: ${fmt(ingest[b]!.cpuUsPerEvent, 1)} µs CPU, ` +
+              `${fmt(ingest[b]!.allocKBPerEvent, 2)} KB allocated per event ` +
+              `(median of ${INGEST_ROUNDS} × ${INGEST_EVENTS}; load ${load().join(' ')})`,
+          );
       }
+      if (PARTS.has('latency')) {
+        // The agent: every conversation a token every 1/TOKENS_PER_SECOND s (staggered), whatever
+        // is due sent in one sendBatch — as services/agent's StreamSender batches what its runs
+        // emitted while the previous request was in flight. `sent_at` is taken just before.
+        const agentTopic = tenantTopics(tenant).agent;
+        const period = 1000 / TOKENS_PER_SECOND;
+        const due = conversations.map((_, i) => now() + (i / conversations.length) * period);
+        const tokenSeq = conversations.map(() => 0);
+        const messageIds = conversations.map(() => randomUUID());
+        const production = { events: 0, seconds: 0, sendMs: [] as number[] };
+        const tokenCipher = TOKEN_FORMAT === 'clear' ? undefined : await p.keyrings.cipher(tenant);
+        const produceUntil = async (endAt: number) => {
+          const t0 = now();
+          while (now() < endAt) {
+            const t = now();
+            const batch = [];
+            for (let i = 0; i < conversations.length; i++) {
+              if (due[i]! > t) continue;
+              due[i]! += period;
+              const session = conversations[i]!.session;
+              const id = randomUUID();
+              // as services/agent's RunStream writes it: the text encrypted, bound to the event id
+              const text: Record<string, unknown> =
+                TOKEN_FORMAT === 'clear'
+                  ? { delta: 'lorem ' }
+                  : { payload_enc: tokenCipher!.encryptText('{"text":"lorem "}', streamLocation(id)) };
+              batch.push({
+                topic: agentTopic,
+                key: session,
+                event: newCloudEvent({
+                  id,
+                  type: 'io.simptu.agent.token',
+                  source: '/simptu/agent',
+                  tenant,
+                  data: {
+                    session_id: session,
+                    message_id: messageIds[i],
+                    seq: ++tokenSeq[i]!,
+                    ...text,
+                    sent_at: now(),
+                  },
+                }),
+              });
+            }
+            if (batch.length === 0) {
+              await sleep(1);
+              continue;
+            }
+            const s0 = now();
+            await p.producer.sendBatch(batch);
+            production.sendMs.push(now() - s0);
+            production.events += batch.length;
+          }
+          production.seconds += (now() - t0) / 1000;
+        };
+        // CPU of every process on the path over a window: where the machine's 2 cores go.
+        const cpuNow = (): Record<string, number> => {
+          const pids: Record<string, number | undefined> = {
+            hub: hub!.pid,
+            redis: testenvPid('redis'),
+            kafka: testenvPid('kafka'),
+            producer: process.pid,
+            ...(floor ? { floor: floor.pid } : {}),
+            ...Object.fromEntries(clients!.procs.map((c, i) => [`clients${i}`, c.pid])),
+          };
+          return Object.fromEntries(
+            Object.entries(pids).map(([k, pid]) => [
+              k,
+              pid === undefined ? NaN : (readCpuSeconds(pid) ?? NaN),
+            ]),
+          );
+        };
+        const coresBusy = (c0: Record<string, number>, c1: Record<string, number>, seconds: number) => {
+          const out: Record<string, number> = {};
+          for (const [k, v] of Object.entries(c1)) {
+            const name = k.startsWith('clients') ? 'clients' : k;
+            out[name] = (out[name] ?? 0) + (v - (c0[k] ?? NaN)) / seconds;
+          }
+          return out;
+        };
 
-      report.latency = {
-        sockets: cc.joined,
-        produced: production.events,
-        producedPerSecond,
-        producedInWindow,
-        framesReceived,
-        tokensReceived: per.reduce((a, r) => a + r.tokens, 0),
-        coalescedFrames: per.reduce((a, r) => a + r.coalescedFrames, 0),
-        hubMs: stats(all),
-        kafkaFloorMs: stats(floorLat),
-        floorSeconds,
-        producerSendBatchMs: stats(sendMs),
-        hubCpuCoresBusy: (cpu2.hub! - cpu1.hub!) / hubWindowSeconds,
-        hubEventsStored: sumMetric(metrics, 'simptu_realtime_events_stored_total'),
-        hubEventsDropped: sumMetric(metrics, 'simptu_realtime_events_dropped_total'),
-        hubGaps: sumMetric(metrics, 'simptu_realtime_stream_gaps_total'),
-        // Stages inside the hub, from its own histograms over the hub's window:
-        // records per Kafka batch, and kafkajs hand-over → every script of the batch run in Redis.
-        hubIngestBatchRecords: histogramDelta(metrics, metricsBefore, 'simptu_realtime_ingest_batch_records'),
-        hubIngestBatchSeconds: histogramDelta(metrics, metricsBefore, 'simptu_realtime_ingest_batch_seconds'),
-        // Where each event's time went inside the hub (its realtime_delivery_stage_seconds):
-        // CloudEvent time → kafkajs hand-over; → its pub/sub message back from Redis; → written
-        // to its sockets. Quantiles are bucket upper bounds.
-        hubStages: Object.fromEntries(
-          ['kafka', 'store', 'fanout'].map((stage) => [
-            stage,
-            histogramDelta(metrics, metricsBefore, 'simptu_realtime_delivery_stage_seconds', { stage }),
-          ]),
-        ),
-        // The hub's event loop and GC over the window (prom-client's default metrics): the lag
-        // gauges cover the time since the previous scrape, which was at the window's start.
-        hubEventLoopLagMs: {
-          p50: sumMetric(metrics, 'nodejs_eventloop_lag_p50_seconds') * 1000,
-          p99: sumMetric(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000,
-          max: sumMetric(metrics, 'nodejs_eventloop_lag_max_seconds') * 1000,
-        },
-        hubGc: Object.fromEntries(
-          ['minor', 'major', 'incremental', 'weakcb'].map((kind) => [
-            kind,
-            histogramDelta(metrics, metricsBefore, 'nodejs_gc_duration_seconds', { kind }),
-          ]),
-        ),
-        // per token frame the clients received in the window (a hub that fell behind has not
-        // yet spent the CPU for what it did not deliver)
-        hubCpuMsPerEvent: ((cpu2.hub! - cpu1.hub!) * 1000) / Math.max(1, framesReceived),
-        // cores busy per process: in the hub's window (+ its 3 s drain), and in the floor's
-        cpuCoresBusy: coresBusy(cpu1, cpu2, hubWindowSeconds),
-        cpuCoresBusyFloorWindow: cpuFloor,
-        consumerSettings: {
-          partitionsConsumedConcurrently: hubCfg.kafkaPartitionsConcurrency,
-          commitIntervalMs: hubCfg.kafkaCommitIntervalMs,
-        },
-        loadavg: load(),
-      };
+        // Window 1, the hub: a warm-up, then LATENCY_SECONDS of events whose frames the clients
+        // time, then 3 s for the last frames to arrive.
+        await produceUntil(now() + WARMUP_SECONDS * 1000);
+        // the hub's histograms and its event-loop lag are taken over the window from here
+        const metricsBefore = parsePrometheus(
+          await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text(),
+        );
+        await Promise.all(clients.procs.map((c) => c.call('latencyStart')));
+        const eventsBefore = production.events;
+        production.sendMs = [];
+        const t1 = now();
+        const cpu1 = cpuNow();
+        await hub.call('allocStart');
+        await hub.call('heapProfStart');
+        await produceUntil(now() + LATENCY_SECONDS * 1000);
+        const producedInWindow = production.events - eventsBefore;
+        const producedPerSecond = producedInWindow / ((now() - t1) / 1000);
+        await sleep(3000);
+        const cpu2 = cpuNow();
+        const alloc = await hub.call<{ bytes: number; gcs: number }>('allocStop');
+        await hub.call('heapProfStop');
+        const hubWindowSeconds = (now() - t1) / 1000;
+        const per = await Promise.all(
+          clients.procs.map((c) =>
+            c.call<{ values: Float64Array; frames: number; tokens: number; coalescedFrames: number }>(
+              'latencyStop',
+            ),
+          ),
+        );
+        const all: number[] = [];
+        for (const r of per) for (const v of r.values) all.push(v);
+        const framesReceived = per.reduce((a, r) => a + r.frames, 0);
+        const metrics = parsePrometheus(
+          await (await fetch(`http://127.0.0.1:${hubInfo.port}/metrics`)).text(),
+        );
+        const sendMs = production.sendMs;
+        log(
+          `latency: hub p50 ${fmt(stats(all).p50)} p99 ${fmt(stats(all).p99)} ms over ${all.length} frames, ` +
+            `${fmt(((cpu2.hub! - cpu1.hub!) * 1e6) / Math.max(1, framesReceived), 0)} µs CPU and ` +
+            `${fmt(alloc.bytes / 1024 / Math.max(1, framesReceived), 1)} KB allocated per event ` +
+            `(load ${load().join(' ')})`,
+        );
+
+        // Window 2, the Kafka floor: a bare kafkajs consumer of the same topic in its own process
+        // (as the hub is), with the hub's consumer settings (src/kafka.ts), while the same events
+        // keep flowing through the hub to the clients — so it sees the hub's load, and the hub's
+        // window above did not carry the floor consumer's CPU.
+        const floorSeconds = Math.min(LATENCY_SECONDS, 15);
+        let floorLat: ArrayLike<number> = [];
+        let cpuFloor: Record<string, number> = {};
+        if (env.BENCH_FLOOR !== 'off') {
+          const f = (floor = new Child('floor', join(HERE, 'floor-consumer.ts'), {}));
+          await readyOrExit(f, 30_000);
+          const joined = f.call('start', {
+            brokers: env.KAFKA_BROKERS!.split(','),
+            topic: agentTopic,
+            groupId: floorGroup,
+            settings: {
+              mode: 'eachBatch',
+              autoCommit: false,
+              commitIntervalMs: hubCfg.kafkaCommitIntervalMs,
+              partitionsConsumedConcurrently: hubCfg.kafkaPartitionsConcurrency,
+            } satisfies FloorSettings,
+          });
+          // keep producing while it joins: the hub must not see a pause
+          while (!(await Promise.race([joined.then(() => true), sleep(0).then(() => false)])))
+            await produceUntil(now() + 100);
+          await produceUntil(now() + WARMUP_SECONDS * 1000);
+          await f.call('latencyStart');
+          const c0 = cpuNow();
+          const t0 = now();
+          await produceUntil(now() + floorSeconds * 1000);
+          await sleep(1000);
+          cpuFloor = coresBusy(c0, cpuNow(), (now() - t0) / 1000);
+          floorLat = (await f.call<{ values: Float64Array }>('latencyStop')).values;
+          log(
+            `latency: Kafka floor p50 ${fmt(stats(floorLat).p50)} p99 ${fmt(stats(floorLat).p99)} ms ` +
+              `over ${floorLat.length} records (load ${load().join(' ')})`,
+          );
+          await f.stop(10_000);
+          floor = undefined;
+        }
+
+        report.latency = {
+          sockets: cc.joined,
+          produced: production.events,
+          producedPerSecond,
+          producedInWindow,
+          framesReceived,
+          tokensReceived: per.reduce((a, r) => a + r.tokens, 0),
+          coalescedFrames: per.reduce((a, r) => a + r.coalescedFrames, 0),
+          hubMs: stats(all),
+          kafkaFloorMs: stats(floorLat),
+          floorSeconds,
+          producerSendBatchMs: stats(sendMs),
+          hubCpuCoresBusy: (cpu2.hub! - cpu1.hub!) / hubWindowSeconds,
+          hubEventsStored: sumMetric(metrics, 'simptu_realtime_events_stored_total'),
+          hubEventsDropped: sumMetric(metrics, 'simptu_realtime_events_dropped_total'),
+          hubGaps: sumMetric(metrics, 'simptu_realtime_stream_gaps_total'),
+          // Stages inside the hub, from its own histograms over the hub's window:
+          // records per Kafka batch, and kafkajs hand-over → every script of the batch run in Redis.
+          hubIngestBatchRecords: histogramDelta(
+            metrics,
+            metricsBefore,
+            'simptu_realtime_ingest_batch_records',
+          ),
+          hubIngestBatchSeconds: histogramDelta(
+            metrics,
+            metricsBefore,
+            'simptu_realtime_ingest_batch_seconds',
+          ),
+          // Where each event's time went inside the hub (its realtime_delivery_stage_seconds):
+          // CloudEvent time → kafkajs hand-over; → its pub/sub message back from Redis; → written
+          // to its sockets. Quantiles are bucket upper bounds.
+          hubStages: Object.fromEntries(
+            ['kafka', 'store', 'fanout'].map((stage) => [
+              stage,
+              histogramDelta(metrics, metricsBefore, 'simptu_realtime_delivery_stage_seconds', { stage }),
+            ]),
+          ),
+          // The hub's event loop and GC over the window (prom-client's default metrics): the lag
+          // gauges cover the time since the previous scrape, which was at the window's start.
+          hubEventLoopLagMs: {
+            p50: sumMetric(metrics, 'nodejs_eventloop_lag_p50_seconds') * 1000,
+            p99: sumMetric(metrics, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+            max: sumMetric(metrics, 'nodejs_eventloop_lag_max_seconds') * 1000,
+          },
+          hubGc: Object.fromEntries(
+            ['minor', 'major', 'incremental', 'weakcb'].map((kind) => [
+              kind,
+              histogramDelta(metrics, metricsBefore, 'nodejs_gc_duration_seconds', { kind }),
+            ]),
+          ),
+          // per token frame the clients received in the window (a hub that fell behind has not
+          // yet spent the CPU for what it did not deliver)
+          hubCpuMsPerEvent: ((cpu2.hub! - cpu1.hub!) * 1000) / Math.max(1, framesReceived),
+          // JS heap allocated by the hub over the same window (GCProfiler: freed by each GC + the
+          // heap's growth), per token frame, and the GCs it took
+          hubAllocKBPerEvent: alloc.bytes / 1024 / Math.max(1, framesReceived),
+          hubGcCount: alloc.gcs,
+          // cores busy per process: in the hub's window (+ its 3 s drain), and in the floor's
+          cpuCoresBusy: coresBusy(cpu1, cpu2, hubWindowSeconds),
+          cpuCoresBusyFloorWindow: cpuFloor,
+          tokenFormat: TOKEN_FORMAT,
+          consumerSettings: {
+            partitionsConsumedConcurrently: hubCfg.kafkaPartitionsConcurrency,
+            commitIntervalMs: hubCfg.kafkaCommitIntervalMs,
+          },
+          loadavg: load(),
+        };
+      }
     }
     await clients.closeAll('hub');
     await hub.stop(30_000);
@@ -1047,6 +1131,8 @@ function printTable(report: Report): void {
         sockets: number;
         hubCpuCoresBusy: number;
         hubCpuMsPerEvent: number;
+        hubAllocKBPerEvent?: number;
+        hubGcCount?: number;
         cpuCoresBusy: Record<string, number>;
         cpuCoresBusyFloorWindow: Record<string, number>;
         hubIngestBatchRecords: { mean: number; p99: number };
@@ -1183,8 +1269,9 @@ function printTable(report: Report): void {
           ]
         : []),
       [
-        `  hub CPU: cores busy / ms per event`,
-        `${fmt(lat.hubCpuCoresBusy, 2)} / ${fmt(lat.hubCpuMsPerEvent, 3)}`,
+        `  hub CPU: cores busy / ms per event; JS heap allocated per event, GCs`,
+        `${fmt(lat.hubCpuCoresBusy, 2)} / ${fmt(lat.hubCpuMsPerEvent, 3)}; ` +
+          `${fmt(lat.hubAllocKBPerEvent ?? NaN, 1)} KB, ${lat.hubGcCount ?? NaN}`,
         '',
         '',
         '',

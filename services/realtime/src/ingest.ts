@@ -31,7 +31,7 @@ import {
 import type { TenantInfo } from './registry.ts';
 import type { PublishItem, StreamBus } from './streams.ts';
 import { topicKey } from './topics.ts';
-import { encodeEntry, type EntryPayload } from './entry.ts';
+import { encodeEntry, sealEntry, type EntryPayload } from './entry.ts';
 
 /** A Kafka record as kafkajs hands it over. */
 export interface IncomingMessage {
@@ -136,7 +136,7 @@ export class Ingest {
     if (fromStart.length > 0) await consumer.subscribe({ topics: fromStart, fromBeginning: true });
     this.#started = true;
     await consumer.run({
-      // A partition's records a batch at a time, all their Redis scripts in one pipelined round
+      // A partition's records a batch at a time, stored by one Redis script run in one round
       // trip (see handleBatch); several partitions at once. Offsets are resolved per chunk
       // handled (a batch cut short by a rebalance or stop commits no more than what was
       // stored) and committed at most every commitIntervalMs — kafkajs' autoCommit would send
@@ -176,33 +176,42 @@ export class Ingest {
   }
 
   /**
-   * Records of one partition, in order. Each is prepared (decoded, routed, encrypted) in turn,
-   * then the store+publish scripts of the whole batch go to Redis in ONE pipelined round trip
-   * (`StreamBus.publishMany`): Redis runs them in array order, so per topic the seqs follow the
-   * Kafka order, and each script PUBLISHes its event as it runs — delivery (from the pub/sub
-   * message, on every instance) does not wait for the batch's reply. Resolves when every script
-   * has run; rejects (and the batch is redelivered, de-duplicated by event id) when one failed.
-   * Caveat: when one script fails but a later one of the same topic succeeds (one command
-   * failing alone — a lost connection fails all that follow), the redelivered event is numbered
-   * after the later one.
+   * Records of one partition, in order. Each is prepared in turn (decoded, routed, its entry
+   * sealed or encrypted — entry.ts), then the whole batch is numbered, stored and published by
+   * ONE Lua script run (`StreamBus.publishMany`; several runs pipelined past 100 events) in one
+   * Redis round trip: it handles the events in array order, so per topic the seqs follow the
+   * Kafka order, and PUBLISHes each as it gets to it — delivery (from the pub/sub message, on
+   * every instance) does not wait for the batch's reply. Resolves when every event is stored;
+   * rejects (and the batch is redelivered, de-duplicated by event id) when a run failed, which
+   * stops it at the failing event.
    */
   async handleBatch(topic: string, messages: readonly IncomingMessage[]): Promise<void> {
     const t0 = performance.now();
-    const items: PublishItem[] = [];
-    for (const message of messages) {
-      const entries = await this.#prepare(topic, message, t0);
-      if (entries) items.push(...entries);
+    // A topic is one tenant's: its key is looked up once per batch (records claiming another
+    // tenant are dropped before they would need it).
+    let cipher: FieldCipher | Error;
+    try {
+      const tenant = topicTenant(topic);
+      cipher =
+        tenant === undefined ? new Error(`${topic} is no tenant's topic`) : await this.#o.cipher(tenant);
+    } catch (err) {
+      cipher = err instanceof Error ? err : new Error(String(err));
     }
+    const items: PublishItem[] = [];
+    for (const message of messages) this.#prepare(topic, message, t0, cipher, items);
     const results = await this.#o.bus.publishMany(items);
     for (const r of results) if (r.published) this.#o.onStored?.();
     this.#o.onBatch?.(messages.length, (performance.now() - t0) / 1000);
   }
 
-  async #prepare(
+  /** One record: decoded, checked, routed, and its entries (one per topic) added to `items`. */
+  #prepare(
     topic: string,
     message: IncomingMessage,
     receivedAt: number,
-  ): Promise<PublishItem[] | undefined> {
+    cipher: FieldCipher | Error,
+    items: PublishItem[],
+  ): void {
     const decoded = fromKafkaRecord(message);
     if (!decoded.ok) {
       this.#o.logger?.warn({ topic, reason: decoded.error }, 'realtime ingest: undecodable record dropped');
@@ -232,35 +241,38 @@ export class Ingest {
       this.#o.onDropped?.(routed.reason);
       return;
     }
-    let cipher: FieldCipher;
-    try {
-      cipher = await this.#o.cipher(ce.tenant);
-    } catch (err) {
-      this.#o.logger?.error({ err, tenant: ce.tenant }, 'realtime ingest: no key for tenant');
+    if (cipher instanceof Error) {
+      this.#o.logger?.error({ err: cipher, tenant: ce.tenant }, 'realtime ingest: no key for tenant');
       this.#o.onDropped?.('unknown_tenant');
       return;
     }
-    const body = decryptBody(routed.routed.data, (text, id) =>
-      cipher.decryptText(text, messageBodyLocation(id)),
-    );
+    const { event, data: routedData, topics } = routed.routed;
+    // The agent's stream events are stored as they came, their content still the agent's
+    // ciphertext (entry.ts "sealed"): no decryption, re-encryption or plaintext here.
+    const sealed = sealEntry({ event, data: routedData, time: ce.time, id: ce.id });
+    if (sealed !== undefined) {
+      for (const t of topics)
+        items.push({ key: topicKey(ce.tenant, t), eventId: ce.id, data: sealed, receivedAt });
+      return;
+    }
+    const body = decryptBody(routedData, (text, id) => cipher.decryptText(text, messageBodyLocation(id)));
     const data =
-      body &&
-      decryptStream(routed.routed.event, body, (text) => cipher.decryptText(text, streamLocation(ce.id)));
+      body && decryptStream(event, body, (text) => cipher.decryptText(text, streamLocation(ce.id)));
     if (!data) {
       this.#o.onDropped?.('undecryptable');
       return;
     }
-    const payload: EntryPayload = { event: routed.routed.event, data, time: ce.time, id: ce.id };
-    return routed.routed.topics.map((t) => {
+    const payload: EntryPayload = { event, data, time: ce.time, id: ce.id };
+    for (const t of topics) {
       const key = topicKey(ce.tenant, t);
-      return {
+      items.push({
         key,
         eventId: ce.id,
         data: encodeEntry(cipher, key, ce.id, payload),
         plain: payload,
         receivedAt,
-      };
-    });
+      });
+    }
   }
 
   async #stopConsumer(): Promise<void> {

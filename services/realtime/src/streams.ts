@@ -14,8 +14,9 @@
  * Storing, numbering and `PUBLISH`ing happen in one Lua script, so the publish order on
  * `rt:c:<key>` is the seq order and every instance sees each event once, in order.
  *
- * Entries hold the frame encrypted with the tenant's data key (DESIGN §6: a tenant's data is
- * ciphertext everywhere it rests), bound to the topic key and event id.
+ * Entries hold no plaintext of the tenant's (DESIGN §6: a tenant's data is ciphertext
+ * everywhere it rests): the frame encrypted with the tenant's data key, bound to the topic key
+ * and event id, or the agent's stream event sealed as it came (entry.ts).
  * @see https://centrifugal.dev/docs/server/history_and_recovery
  * @see https://redis.io/docs/latest/develop/interact/programmability/eval-intro/
  */
@@ -35,7 +36,7 @@ export interface StoredEntry {
   /** when it was stored, ms since the epoch */
   ts: number;
   eventId: string;
-  /** encrypted frame text */
+  /** the entry (entry.ts: encrypted or sealed) */
   data: string;
   /**
    * The plaintext of `data`, when this instance encrypted it itself moments ago (see
@@ -62,20 +63,43 @@ export type Recovery =
   | { recovered: true; epoch: string; seq: number; entries: StoredEntry[] }
   | { recovered: false; epoch: string; seq: number; why: 'epoch' | 'ahead' | 'gone' | 'too_old' };
 
-const PUBLISH_LUA = `
-local dup = redis.call('GET', KEYS[3])
-if dup then return {0, tonumber(dup), redis.call('HGET', KEYS[1], 'epoch') or ''} end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then epoch = ARGV[8]; redis.call('HSET', KEYS[1], 'epoch', epoch) end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('ZADD', KEYS[2], seq, cjson.encode({q = seq, t = ARGV[3], i = ARGV[9], d = ARGV[2]}))
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[4]) + 1))
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('SET', KEYS[3], seq, 'PX', ARGV[6])
-redis.call('PUBLISH', ARGV[1], cjson.encode({k = 's', e = epoch, q = seq, t = ARGV[3], i = ARGV[9], d = ARGV[2]}))
-return {1, seq, epoch}
+/**
+ * Stores and publishes a batch of events, in order, each once per (topic, event id). KEYS: per
+ * event meta, history, dedup; ARGV: now, maxCount, maxAgeMs, dedupTtlMs, streamTtlMs, then per
+ * event channel, entry data, epoch candidate, event id. Returns per event published (1/0), seq,
+ * epoch. One script per batch, not one per event: the hub's Redis client built, and allocated
+ * for, one command (arguments, promise, RESP text) per event (docs/benchmarks.md "Realtime").
+ */
+const PUBLISH_BATCH_LUA = `
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local m, h, d = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local a = 6 + 4 * i
+  local dup = redis.call('GET', d)
+  if dup then
+    out[#out + 1] = 0
+    out[#out + 1] = tonumber(dup)
+    out[#out + 1] = redis.call('HGET', m, 'epoch') or ''
+  else
+    local epoch = redis.call('HGET', m, 'epoch')
+    if not epoch then epoch = ARGV[a + 2]; redis.call('HSET', m, 'epoch', epoch) end
+    local seq = redis.call('HINCRBY', m, 'seq', 1)
+    redis.call('ZADD', h, seq, cjson.encode({q = seq, t = ARGV[1], i = ARGV[a + 3], d = ARGV[a + 1]}))
+    redis.call('ZREMRANGEBYRANK', h, 0, -(tonumber(ARGV[2]) + 1))
+    redis.call('PEXPIRE', h, ARGV[3])
+    redis.call('PEXPIRE', m, ARGV[5])
+    redis.call('SET', d, seq, 'PX', ARGV[4])
+    redis.call('PUBLISH', ARGV[a], cjson.encode({k = 's', e = epoch, q = seq, t = ARGV[1], i = ARGV[a + 3], d = ARGV[a + 1]}))
+    out[#out + 1] = 1
+    out[#out + 1] = seq
+    out[#out + 1] = epoch
+  end
+end
+return out
 `;
+
+/** events per script run: bounds how long one run keeps Redis busy (~10 µs of Redis each) */
+const SCRIPT_BATCH = 100;
 
 const RECOVER_LUA = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -90,7 +114,8 @@ return {epoch, seq, redis.call('ZRANGEBYSCORE', KEYS[2], last + 1, '+inf')}
 
 /** An entry's plaintext that this instance encrypted, waiting for its pub/sub message. */
 interface LocalPlain {
-  plain: unknown;
+  /** absent for a sealed entry (entry.ts): nothing was decrypted on ingest */
+  plain?: unknown;
   receivedAt?: number;
 }
 
@@ -165,7 +190,7 @@ export interface StreamBusOptions {
 export interface PublishItem {
   key: string;
   eventId: string;
-  /** encrypted frame text */
+  /** the entry (entry.ts: encrypted or sealed) */
   data: string;
   /** what `data` decrypts to: kept briefly for this instance's own live delivery of it */
   plain?: unknown;
@@ -180,9 +205,9 @@ export interface PublishResult {
   epoch: string;
 }
 
-/** ioredis with the publish script defined as a command (EVALSHA; EVAL once per connection). */
+/** ioredis with the batch script defined as a command (EVALSHA; EVAL once per connection). */
 type ScriptedRedis = Redis & {
-  rtPublish(...args: Array<string | number>): Promise<[number, number, string]>;
+  rtPublishBatch(numKeys: number, ...args: Array<string | number>): Promise<Array<number | string>>;
 };
 
 export class StreamBus {
@@ -197,6 +222,9 @@ export class StreamBus {
    * generations swapped every LOCAL_PLAIN_MS, so what is never claimed (a lost publish) is
    * dropped after at most twice that. Keyed by the exact ciphertext: an entry published by
    * another instance (another ciphertext, even for the same event) is always decrypted.
+   * Sealed entries (entry.ts) have no plaintext here, only their `receivedAt`; being the Kafka
+   * record's data as is, the same event published by another instance can claim it — it
+   * carries no plaintext, so that only times the `store` stage from this instance's receipt.
    */
   #plain = new Map<string, LocalPlain>();
   #plainOld = new Map<string, LocalPlain>();
@@ -204,8 +232,8 @@ export class StreamBus {
 
   constructor(options: StreamBusOptions) {
     // EVALSHA instead of shipping (and Redis hashing) the script text with every event.
-    if (!('rtPublish' in options.redis))
-      options.redis.defineCommand('rtPublish', { numberOfKeys: 3, lua: PUBLISH_LUA });
+    if (!('rtPublishBatch' in options.redis))
+      options.redis.defineCommand('rtPublishBatch', { lua: PUBLISH_BATCH_LUA });
     this.#redis = options.redis as ScriptedRedis;
     this.#sub = options.subscriber;
     this.#limits = options.limits;
@@ -256,9 +284,9 @@ export class StreamBus {
       this.#plainSince = now;
     }
     for (const it of items)
-      if (it.plain !== undefined && this.#refs.has(it.key))
+      if ((it.plain !== undefined || it.receivedAt !== undefined) && this.#refs.has(it.key))
         this.#plain.set(it.data, {
-          plain: it.plain,
+          ...(it.plain !== undefined ? { plain: it.plain } : {}),
           ...(it.receivedAt !== undefined ? { receivedAt: it.receivedAt } : {}),
         });
   }
@@ -303,59 +331,57 @@ export class StreamBus {
     return this.#refs.size;
   }
 
-  #publishArgs(item: PublishItem, now: number): Array<string | number> {
+  /** The batch script's arguments for `items`, after its number of keys. */
+  #batchArgs(items: readonly PublishItem[], now: number): Array<string | number> {
     const l = this.#limits;
-    const { key, eventId, data } = item;
-    return [
-      metaKey(key),
-      histKey(key),
-      dedupKey(key, eventId),
-      channelOf(key),
-      data,
-      String(now),
-      l.maxCount,
-      l.maxAgeMs,
-      l.dedupTtlMs,
-      l.streamTtlMs,
-      newEpoch(),
-      eventId,
-    ];
+    const keys: string[] = [];
+    const argv: Array<string | number> = [String(now), l.maxCount, l.maxAgeMs, l.dedupTtlMs, l.streamTtlMs];
+    for (const { key, eventId, data } of items) {
+      keys.push(metaKey(key), histKey(key), dedupKey(key, eventId));
+      argv.push(channelOf(key), data, newEpoch(), eventId);
+    }
+    return [...keys, ...argv];
   }
 
   /** Stores and publishes an event once per (key, event id). */
   async publish(key: string, eventId: string, data: string, now = Date.now()): Promise<PublishResult> {
-    return this.#publishOne({ key, eventId, data }, now);
-  }
-
-  async #publishOne(item: PublishItem, now: number): Promise<PublishResult> {
-    this.#rememberPlain([item]);
-    const r = await this.#redis.rtPublish(...this.#publishArgs(item, now));
-    return { published: r[0] === 1, seq: Number(r[1]), epoch: String(r[2]) };
+    return (await this.publishMany([{ key, eventId, data }], now))[0]!;
   }
 
   /**
-   * Stores and publishes several events in ONE pipelined round trip (one write, one read),
-   * each with its own script run, in array order: Redis runs a connection's commands in the
-   * order they arrive, so per topic the seqs follow the array order. Resolves when every
-   * script has run; rejects with the first failure (the others have run, or failed too).
+   * Stores and publishes several events in order, each once per (key, event id): one script run
+   * per up to SCRIPT_BATCH events, the runs pipelined (one write, one read). Redis runs a
+   * script's events in array order and a connection's commands in the order they arrive, so per
+   * topic the seqs follow the array order. A run that fails stops at the event that failed (the
+   * ones before it are stored and published, the later ones not) and the runs after it still
+   * run; rejects with the first failure.
    */
   async publishMany(items: readonly PublishItem[], now = Date.now()): Promise<PublishResult[]> {
     if (items.length === 0) return [];
-    if (items.length === 1) return [await this.#publishOne(items[0]!, now)];
     this.#rememberPlain(items);
-    const pipeline = this.#redis.pipeline() as unknown as {
-      rtPublish(...args: Array<string | number>): unknown;
-      exec(): Promise<Array<[Error | null, unknown]> | null>;
-    };
-    for (const item of items) pipeline.rtPublish(...this.#publishArgs(item, now));
-    const replies = await pipeline.exec();
-    if (!replies) throw new Error('redis pipeline discarded');
-    const out: PublishResult[] = [];
-    for (const [err, r] of replies) {
-      if (err) throw err;
-      const v = r as [number, number, string];
-      out.push({ published: v[0] === 1, seq: Number(v[1]), epoch: String(v[2]) });
+    let replies: Array<Array<number | string>>;
+    if (items.length <= SCRIPT_BATCH) {
+      replies = [await this.#redis.rtPublishBatch(items.length * 3, ...this.#batchArgs(items, now))];
+    } else {
+      const pipeline = this.#redis.pipeline() as unknown as {
+        rtPublishBatch(numKeys: number, ...args: Array<string | number>): unknown;
+        exec(): Promise<Array<[Error | null, unknown]> | null>;
+      };
+      for (let i = 0; i < items.length; i += SCRIPT_BATCH) {
+        const chunk = items.slice(i, i + SCRIPT_BATCH);
+        pipeline.rtPublishBatch(chunk.length * 3, ...this.#batchArgs(chunk, now));
+      }
+      const r = await pipeline.exec();
+      if (!r) throw new Error('redis pipeline discarded');
+      replies = r.map(([err, v]) => {
+        if (err) throw err;
+        return v as Array<number | string>;
+      });
     }
+    const out: PublishResult[] = [];
+    for (const v of replies)
+      for (let i = 0; i + 2 < v.length; i += 3)
+        out.push({ published: v[i] === 1, seq: Number(v[i + 1]), epoch: String(v[i + 2]) });
     return out;
   }
 
