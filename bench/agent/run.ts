@@ -34,6 +34,8 @@
  *   BENCH_AGENT_TOKEN_WINDOW_MS     the agent's SIMPTU_AGENT_TOKEN_WINDOW_MS @default 50 (its default)
  *   BENCH_AGENT_PARTITIONS_CONCURRENTLY  the agent's SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY @default 4
  *   BENCH_AGENT_CONCURRENT_RUNS     the agent's SIMPTU_AGENT_CONCURRENT_RUNS @default 8 (its default)
+ *   BENCH_AGENT_DB_POOL_MAX         the agent's SIMPTU_AGENT_DATABASE_POOL_MAX (runs are capped at
+ *                                   it − 2) @default unset (its default, 10)
  *   BENCH_ONLY                      comma list of graph,kafka @default both
  *   BENCH_AGENT_PROFILE             1: run the child agent with --cpu-prof (bench/results/)
  *   BENCH_AGENT_NODE_ARGS           extra node options for the child agent (space-separated)
@@ -643,6 +645,9 @@ async function kafkaPhase(
         SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
         SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
         SIMPTU_AGENT_CONCURRENT_RUNS: String(CONCURRENT_RUNS),
+        ...(env.BENCH_AGENT_DB_POOL_MAX
+          ? { SIMPTU_AGENT_DATABASE_POOL_MAX: env.BENCH_AGENT_DB_POOL_MAX }
+          : {}),
       },
       stdio: ['ignore', 'inherit', 'inherit'],
     },

@@ -39,7 +39,7 @@ import {
   type StoredMessage,
 } from '@langchain/core/messages';
 import { PostgresSaver } from '@langchain/langgraph-checkpoint-postgres';
-import { quoteIdent, type FieldCipher, type FieldLocation } from '@simptu/common';
+import { isUuid, quoteIdent, quoteLiteral, type FieldCipher, type FieldLocation } from '@simptu/common';
 
 interface SerializerProtocol {
   dumpsTyped(data: unknown): Promise<[string, Uint8Array]>;
@@ -192,13 +192,33 @@ const savedTypes = {
 export class TransactionPool {
   readonly #client: pg.ClientBase;
   readonly #lock: Mutex;
+  /** the answer to one statement, read ahead by the caller (`TenantCheckpointSaver.preload`) */
+  #preloaded: { text: string; values: readonly unknown[]; result: pg.QueryResult } | undefined;
+  /** statements answered from `#preloaded` (tests) */
+  preloadHits = 0;
 
   constructor(client: pg.ClientBase, lock: Mutex) {
     this.#client = client;
     this.#lock = lock;
   }
 
+  /** The next `query(text, values)` with exactly these text and values resolves to `result`. */
+  preload(text: string, values: readonly unknown[], result: pg.QueryResult): void {
+    this.#preloaded = { text, values, result };
+  }
+
   query(text: string, values?: unknown[]): Promise<pg.QueryResult> {
+    const p = this.#preloaded;
+    if (
+      p &&
+      p.text === text &&
+      p.values.length === (values?.length ?? 0) &&
+      p.values.every((v, i) => v === values?.[i])
+    ) {
+      this.#preloaded = undefined;
+      this.preloadHits++;
+      return Promise.resolve(p.result);
+    }
     return this.#lock.run(() => this.#client.query({ text, values, types: savedTypes }));
   }
 
@@ -252,7 +272,45 @@ export class TenantCheckpointSaver extends PostgresSaver {
     this.#retention = retention;
     this.#plain = this.serde as SerializerProtocol;
     this.serde = new EncryptedSerde(this.#plain, cipher, threadId) as unknown as typeof this.serde;
+    this.#threadId = threadId;
   }
+
+  readonly #threadId: string;
+
+  /** getTuple's load of the thread's latest checkpoint (the library's SELECT_SQL + its WHERE). */
+  #latestQuery(): { text: string; values: string[] } {
+    const select = (this as unknown as { SQL_STATEMENTS: { SELECT_SQL: string } }).SQL_STATEMENTS.SELECT_SQL;
+    return {
+      text: `${select}WHERE thread_id = $1 AND checkpoint_ns = $2 ORDER BY checkpoint_id DESC LIMIT 1`,
+      values: [this.#threadId, ''],
+    };
+  }
+
+  /**
+   * The load of the thread's latest checkpoint (what the graph's first `getTuple` sends) as ONE
+   * statement without parameters, for a caller that sends it in one simple-protocol round trip
+   * with its own statements and hands the result to `preload`. The thread id must be a UUID
+   * (validated, then quoted): nothing untrusted is inlined.
+   */
+  latestCheckpointSql(): string {
+    if (!isUuid(this.#threadId)) throw new Error('latestCheckpointSql: the thread id is not a UUID');
+    const { text, values } = this.#latestQuery();
+    return text.replace(/\$(\d+)\b/g, (_, n: string) => quoteLiteral(values[Number(n) - 1]!));
+  }
+
+  /** Answers the graph's first `getTuple` load with `result` (of `latestCheckpointSql`). */
+  preload(result: pg.QueryResult): void {
+    const { text, values } = this.#latestQuery();
+    this.#pool.preload(text, values, result);
+  }
+
+  /** loads answered by `preload` (tests) */
+  get preloadHits(): number {
+    return this.#pool.preloadHits;
+  }
+
+  /** the `types` (fast bytea[] parser) to send `latestCheckpointSql` with */
+  static readonly types = savedTypes;
 
   /**
    * `PostgresSaver.put` (same rows, same conflict handling) in one statement: the changed

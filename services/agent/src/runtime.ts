@@ -41,6 +41,7 @@ import {
   getSession,
   isUuid,
   messageBodyLocation,
+  quoteLiteral,
   newCloudEvent,
   OutboxRelay,
   tenantTopics,
@@ -305,6 +306,22 @@ interface DbGroup extends TenantGroup {
   relay: OutboxRelay;
 }
 
+/** What a turn needs of its session. */
+export type TurnSession = Pick<Session, 'id' | 'customerId' | 'channel' | 'state'>;
+
+type SessionRow = { customer_id: string | null; channel: Session['channel']; state: Session['state'] };
+
+/** What the caller of `runTurn` already did in its own round trip (see `#handle`). */
+export interface PreparedTurn {
+  lock?: Mutex;
+  /** the run's checkpointer (on `lock`) */
+  saver?: TenantCheckpointSaver;
+  /** the result of `saver.latestCheckpointSql()`, read after the session's run lock was held */
+  checkpoint?: pg.QueryResult;
+  /** `SAVEPOINT agent_run` was taken */
+  savepoint?: boolean;
+}
+
 export interface RunOutcome {
   reply: string;
   handoff: boolean;
@@ -382,6 +399,7 @@ export class AgentRuntime {
         resolveTenant: (name) => this.#set.resolve(db, name),
         ...(this.#o.logger ? { logger: this.#o.logger } : {}),
         consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
+        markInHandler: true,
         partitionsConsumedConcurrently: this.#o.partitionsConsumedConcurrently ?? 4,
         maxConcurrent: this.#o.concurrentRuns ?? 8,
         heartbeatIntervalMs: this.#o.heartbeatIntervalMs ?? 3000,
@@ -422,14 +440,18 @@ export class AgentRuntime {
   }
 
   async #handle(event: CloudEvent, ectx: EventContext): Promise<void> {
+    // The consumer leaves the processed marker to this handler (`markInHandler`): a turn sends it
+    // in its first round trip; every other path writes it first, on its own.
+    const marker = ectx.marker!;
     const tenant = this.#tenants.get(event.tenant);
-    if (!tenant) return;
+    if (!tenant) return void (await marker.write());
     const cipher = await this.#o.keyrings.cipher(tenant.name);
-    const now = this.#o.now ?? (() => new Date());
-    const ctx = { client: ectx.client, cipher, timeZone: tenant.timeZone, now, source: AGENT_EVENT_SOURCE };
     const log = this.#o.logger?.child({ tenant: tenant.name, eventId: event.id });
 
-    if (event.type === EMAIL_RECEIVED_TYPE) return this.#handleEmail(tenant, cipher, event, ectx, log);
+    if (event.type === EMAIL_RECEIVED_TYPE) {
+      if (!(await marker.write())) return;
+      return this.#handleEmail(tenant, cipher, event, ectx, log);
+    }
 
     const data = event.data as {
       session_id?: unknown;
@@ -445,37 +467,81 @@ export class AgentRuntime {
           : undefined;
     if (!isUuid(data.session_id) || typeof data.message_id !== 'string' || !bodyEnc) {
       log?.warn('inbound message without session_id/message_id/body_enc: skipped');
-      return;
+      return void (await marker.write());
     }
     let body: string;
     try {
       body = cipher.decryptText(bodyEnc, messageBodyLocation(data.message_id));
     } catch (err) {
       log?.error({ err }, 'inbound message body does not decrypt for this tenant/message: skipped');
-      return;
+      return void (await marker.write());
     }
-    // One run per session at a time, across agent instances: a transaction-scoped advisory lock,
-    // not the session's row lock — that would make every API append to the session (the user
-    // typing on, staff taking over) wait for the whole run, model latency included.
-    // (The state is read after the lock, by getSession's own statement.)
-    const { rows: found } = await ectx.client.query<{ found: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1::uuid) AS found
-         FROM (SELECT pg_advisory_xact_lock(hashtext('simptu.agent-run'), hashtext($1::text))) AS lock`,
-      [data.session_id],
+    const sessionId = data.session_id;
+    const lock = new Mutex();
+    const saver = new TenantCheckpointSaver(
+      ectx.client,
+      lock,
+      tenant.ref.schema,
+      cipher,
+      sessionId,
+      this.#retention,
     );
-    if (!found[0]?.found) {
-      log?.warn({ sessionId: data.session_id }, 'inbound message for an unknown session: skipped');
+    // Everything before the model in ONE simple-protocol round trip (no parameters: the only
+    // values inlined are the session id and event id, both validated UUIDs, quoted), statement
+    // after statement in this order:
+    //  - the processed marker (when the event id is not a UUID: its own statement, first);
+    //  - one run per session at a time, across agent instances: a transaction-scoped advisory
+    //    lock, not the session's row lock — that would make every API append to the session (the
+    //    user typing on, staff taking over) wait for the whole run, model latency included;
+    //  - the session's state and the conversation's latest checkpoint, read AFTER the lock is
+    //    held: in READ COMMITTED each statement of a multi-statement query takes its own
+    //    snapshot when it starts, i.e. after the lock statement returned, so they see what the
+    //    previous run of the session committed (runtime-roundtrips.test.ts proves it);
+    //  - the savepoint the graph's errors roll back to (the marker stays).
+    // @see https://www.postgresql.org/docs/15/transaction-iso.html#XACT-READ-COMMITTED
+    // @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT
+    if (!marker.inlineSql && !(await marker.write())) return;
+    const sid = quoteLiteral(sessionId);
+    const statements = [
+      ...(marker.inlineSql ? [marker.inlineSql] : []),
+      `SELECT pg_advisory_xact_lock(hashtext('simptu.agent-run'), hashtext(${sid}))`,
+      `SELECT customer_id, channel, state FROM sessions WHERE id = ${sid}`,
+      saver.latestCheckpointSql(),
+      'SAVEPOINT agent_run',
+    ];
+    const results = (await ectx.client.query({
+      text: statements.join(';\n'),
+      types: TenantCheckpointSaver.types,
+    })) as unknown as pg.QueryResult[];
+    let i = 0;
+    if (marker.inlineSql) {
+      const inserted = results[i++]!.rowCount !== 0;
+      marker.written(inserted);
+      if (!inserted) return;
+    }
+    i++; // the lock
+    const row = results[i++]!.rows[0] as Pick<SessionRow, 'customer_id' | 'channel' | 'state'> | undefined;
+    const checkpoint = results[i]!;
+    if (!row) {
+      log?.warn({ sessionId }, 'inbound message for an unknown session: skipped');
       return;
     }
-    const session = await getSession(ctx, data.session_id);
+    const session: TurnSession = {
+      id: sessionId,
+      customerId: row.customer_id,
+      channel: row.channel,
+      state: row.state,
+    };
     if (session.state !== 'bot') {
-      log?.debug(
-        { sessionId: session.id, state: session.state },
-        'session handled by staff: agent stays quiet',
-      );
+      log?.debug({ sessionId, state: session.state }, 'session handled by staff: agent stays quiet');
       return;
     }
-    await this.runTurn(tenant, cipher, ectx.client, session, data.message_id, body, event.id);
+    await this.runTurn(tenant, cipher, ectx.client, session, data.message_id, body, event.id, {
+      lock,
+      saver,
+      checkpoint,
+      savepoint: true,
+    });
   }
 
   async #handleEmail(
@@ -554,14 +620,19 @@ export class AgentRuntime {
     tenant: AgentTenant,
     cipher: FieldCipher,
     client: pg.ClientBase,
-    session: Session,
+    session: TurnSession,
     inboundId: string,
     text: string,
     eventId: string,
+    prepared: PreparedTurn = {},
   ): Promise<RunOutcome> {
     const now = this.#o.now ?? (() => new Date());
     const ctx = { client, cipher, timeZone: tenant.timeZone, now, source: AGENT_EVENT_SOURCE };
-    const lock = new Mutex();
+    const lock = prepared.lock ?? new Mutex();
+    const saver =
+      prepared.saver ??
+      new TenantCheckpointSaver(client, lock, tenant.ref.schema, cipher, session.id, this.#retention);
+    if (prepared.checkpoint) saver.preload(prepared.checkpoint);
     const stream = new RunStream({
       sender: this.#sender,
       cipher,
@@ -590,20 +661,13 @@ export class AgentRuntime {
       db: (fn) => lock.run(() => fn(ctx)),
       now,
       hooks,
-      checkpointer: new TenantCheckpointSaver(
-        client,
-        lock,
-        tenant.ref.schema,
-        cipher,
-        session.id,
-        this.#retention,
-      ),
+      checkpointer: saver,
     });
 
     let reply: string;
     let handoff = false;
     let error: string | undefined;
-    await client.query('SAVEPOINT agent_run');
+    if (!prepared.savepoint) await client.query('SAVEPOINT agent_run');
     try {
       const result = await graph.invoke(
         {

@@ -45,6 +45,14 @@ function checkpoint(
   return { ...emptyCheckpoint(), id, channel_values: values, channel_versions: versions };
 }
 
+/** `sql` sent on the saver's transaction client, as the runtime sends its combined query. */
+const clients = new WeakMap<TenantCheckpointSaver, { query: (q: unknown) => Promise<unknown> }>();
+async function ctxQuery(saver: TenantCheckpointSaver, sql: string): Promise<pg.QueryResult> {
+  return (await clients
+    .get(saver)!
+    .query({ text: sql, types: TenantCheckpointSaver.types })) as pg.QueryResult;
+}
+
 /** Runs `fn` with a saver on a tenant transaction, counting the statements it sends. */
 async function withSaver<T>(
   fn: (saver: TenantCheckpointSaver, statements: string[]) => Promise<T>,
@@ -64,10 +72,16 @@ async function withSaver<T>(
         return Reflect.get(target, prop, receiver) as unknown;
       },
     });
-    return fn(
-      new TenantCheckpointSaver(client, new Mutex(), t.ref.schema, ctx.cipher, threadId, retention),
-      statements,
+    const saver = new TenantCheckpointSaver(
+      client,
+      new Mutex(),
+      t.ref.schema,
+      ctx.cipher,
+      threadId,
+      retention,
     );
+    clients.set(saver, client as unknown as { query: (q: unknown) => Promise<unknown> });
+    return fn(saver, statements);
   });
 }
 
@@ -120,6 +134,38 @@ describe('TenantCheckpointSaver.put', () => {
       'b:2:enc1:',
       'c:1:empty',
     ]);
+  });
+
+  it('latestCheckpointSql (inlined, no parameters) + preload answer the first getTuple without a statement', async () => {
+    const threadId = '6f1b1a0e-2d2c-4a53-9d41-0000000000e7';
+    const config = { configurable: { thread_id: threadId, checkpoint_ns: '' } };
+    await withSaver(
+      async (saver, statements) => {
+        const cp = checkpoint('1ef00000-0000-6000-8000-0000000000a1', { a: { n: 7 } }, { a: 1 });
+        await saver.put(config, cp, { source: 'loop', step: 1, parents: {} }, { a: 1 });
+        const sql = saver.latestCheckpointSql();
+        expect(sql).not.toMatch(/\$\d/);
+        expect(sql).toContain(`'${threadId}'`);
+        const expected = await saver.getTuple(config); // the library's parameterized load
+        statements.length = 0;
+        saver.preload(await ctxQuery(saver, sql));
+        expect(statements).toEqual(['SELECT']); // the caller's own (here: alone) round trip
+        const preloaded = await saver.getTuple(config);
+        expect(statements).toEqual(['SELECT']); // answered from the preload
+        expect(saver.preloadHits).toBe(1);
+        expect(preloaded).toEqual(expected);
+        await saver.getTuple(config); // only once: the next load is a statement again
+        expect(statements).toEqual(['SELECT', 'SELECT']);
+      },
+      undefined,
+      threadId,
+    );
+    // Nothing but a UUID is inlined.
+    await withSaver(
+      async (saver) => expect(() => saver.latestCheckpointSql()).toThrow(/not a UUID/),
+      undefined,
+      "x'--",
+    );
   });
 
   it("a write rolled back to the run's savepoint is gone, what came before stays", async () => {

@@ -412,6 +412,59 @@ describe('EventConsumer', () => {
     expect(await appliedCount(A, ev.id)).toBe(1);
   });
 
+  it('markInHandler: the handler writes the marker (inlined in its own round trip or not), once', async () => {
+    const sent: string[] = [];
+    let forget = false;
+    const c = new EventConsumer({
+      kafka: fx.kafka,
+      groupId: 'unused',
+      consumerName: 'marker-test',
+      topics: [],
+      pool: fx.app,
+      markInHandler: true,
+      handler: async (event, { client, marker }) => {
+        if (forget) return;
+        if (marker!.inlineSql) {
+          // The marker and the handler's first statement in one simple-protocol round trip.
+          sent.push('inline');
+          const [r] = (await client.query(`${marker!.inlineSql}; SELECT 1`)) as unknown as Array<{
+            rowCount: number;
+          }>;
+          marker!.written(r!.rowCount !== 0);
+          if (r!.rowCount === 0) return;
+        } else {
+          sent.push('write');
+          if (!(await marker!.write())) return;
+        }
+        await client.query('INSERT INTO applied (event_id, aggregate, n) VALUES ($1, $2, $3)', [
+          event.id,
+          'marker',
+          0,
+        ]);
+      },
+    });
+    const topic = tenantTopics(A.name).domain;
+    const uuid = newCloudEvent({ type: 'io.simptu.booking.created', source, tenant: A.name, data: {} });
+    expect(await c.process(topic, 0, record(uuid))).toBe('applied');
+    expect(await c.process(topic, 0, record(uuid))).toBe('duplicate');
+    // Not a UUID (or one with a quote in it): never inlined, written as a parameter.
+    const other = { ...uuid, id: `x'); DROP TABLE applied; --` };
+    expect(await c.process(topic, 0, record(other))).toBe('applied');
+    expect(await c.process(topic, 0, record(other))).toBe('duplicate');
+    expect(sent).toEqual(['inline', 'inline', 'write', 'write']);
+    expect(await appliedCount(A, uuid.id)).toBe(1);
+    expect(await appliedCount(A, other.id)).toBe(1);
+    const { rows } = await fx.admin.query(
+      `SELECT event_id FROM ${quoteIdent(A.schema)}.processed_events WHERE consumer = 'marker-test' ORDER BY event_id`,
+    );
+    expect(rows.map((r: { event_id: string }) => r.event_id).sort()).toEqual([uuid.id, other.id].sort());
+
+    // A handler that returns without writing it fails the record (rolled back, retried).
+    forget = true;
+    const third = newCloudEvent({ type: 'io.simptu.booking.created', source, tenant: A.name, data: {} });
+    await expect(c.process(topic, 0, record(third))).rejects.toThrow(/did not write the processed marker/);
+  });
+
   it('over Kafka: a record forged onto a tenant topic with another tenant inside is skipped, later ones still flow', async () => {
     // A raw producer, bypassing our checks, writes B's event onto A's inbound topic. (The topic
     // already holds the record sent by the binding test above, with data {}.)

@@ -6,7 +6,10 @@
  *     → inserted: run the handler (its writes commit together with the marker)
  *     → existed:  a redelivery or re-publication; skip
  *
- * and only after COMMIT the record's offset is committed. A crash before COMMIT redelivers and
+ * and only after COMMIT the record's offset is committed. With `markInHandler` the handler
+ * writes that marker itself, before anything else — e.g. inlined in one round trip with its own
+ * first statements (`EventContext.marker`) — and stops when it was there; a handler that returns
+ * without writing it fails the record. A crash before COMMIT redelivers and
  * re-applies nothing half-done; a crash after COMMIT but before the offset commit redelivers
  * and is skipped. So every event is applied exactly once, whatever Kafka or the outbox relay
  * redelivers.
@@ -33,7 +36,9 @@
 import type { Consumer, ConsumerConfig, Kafka, KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
 import { runWithContext } from '../context.ts';
+import { quoteLiteral } from '../db/identifiers.ts';
 import { tenantDbRef, withTenant, type TenantDbRef } from '../db/tenant-db.ts';
+import { isUuid } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
 import { fromKafkaRecord, topicTenant, type CloudEvent } from './cloudevents.ts';
 
@@ -45,9 +50,33 @@ export interface EventContext {
   partition: number;
   offset: string;
   key: string | undefined;
+  /**
+   * Only with `markInHandler`: the event's processed marker, which the handler must write
+   * (`write()`, or `inlineSql` sent with its own first statements and then `written()`) before
+   * anything else, and stop doing work when it was already there (a duplicate).
+   */
+  marker?: ProcessedMarker;
 }
 
 export type EventHandler = (event: CloudEvent, ctx: EventContext) => Promise<void>;
+
+const MARKER_SQL = `INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`;
+
+/** An event's processed marker left to the handler (`markInHandler`). */
+export interface ProcessedMarker {
+  readonly consumer: string;
+  readonly eventId: string;
+  /**
+   * The marker's INSERT as one statement without parameters, for a handler that sends it in
+   * one simple-protocol round trip with its own statements (its rowCount: 1 inserted, 0 a
+   * duplicate); undefined unless the event id is a UUID (only then is it inlined).
+   */
+  readonly inlineSql: string | undefined;
+  /** Writes it now (one statement); false when it was there already: a duplicate. */
+  write(): Promise<boolean>;
+  /** Reports the outcome of `inlineSql` sent by the handler itself. */
+  written(inserted: boolean): void;
+}
 
 export type ProcessOutcome = 'applied' | 'duplicate' | 'rejected';
 
@@ -96,6 +125,14 @@ export interface EventConsumerOptions {
    * @see https://kafka.js.org/docs/consuming#a-name-auto-commit-a-autocommit
    */
   offsetCommit?: 'record' | 'batch';
+  /**
+   * The handler writes the processed marker itself (`EventContext.marker`), e.g. in the same
+   * round trip as its first statements, instead of the consumer before calling it. It must do
+   * so on every path before any other write, and do nothing more when it was a duplicate; a
+   * handler that returns without writing it fails the record (rolled back, retried).
+   * @default false
+   */
+  markInHandler?: boolean;
 }
 
 /** kafkajs' default `heartbeatInterval`. */
@@ -244,17 +281,36 @@ export class EventConsumer {
     if (!ref || ref.name !== event.tenant) return reject(`unknown tenant ${event.tenant}`);
 
     return runWithContext({ tenant: event.tenant, requestId: event.id }, () =>
-      withTenant(this.#o.pool, ref, async (client) => {
-        const r = await client.query(
-          `INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-          [this.#name, event.id],
-        );
-        if (r.rowCount === 0) {
+      withTenant(this.#o.pool, ref, async (client): Promise<ProcessOutcome> => {
+        const ctx: EventContext = { client, tenant: ref, topic, partition, offset: message.offset, key };
+        const duplicate = (): ProcessOutcome => {
           this.#o.logger?.debug({ eventId: event.id, type: event.type }, 'duplicate event skipped');
           return 'duplicate';
+        };
+        if (!this.#o.markInHandler) {
+          const r = await client.query(MARKER_SQL, [this.#name, event.id]);
+          if (r.rowCount === 0) return duplicate();
+          await this.#o.handler(event, ctx);
+          return 'applied';
         }
-        await this.#o.handler(event, { client, tenant: ref, topic, partition, offset: message.offset, key });
-        return 'applied';
+        let inserted: boolean | undefined;
+        ctx.marker = {
+          consumer: this.#name,
+          eventId: event.id,
+          inlineSql: isUuid(event.id)
+            ? `INSERT INTO processed_events (consumer, event_id) VALUES (${quoteLiteral(this.#name)}, ${quoteLiteral(event.id)}) ON CONFLICT DO NOTHING`
+            : undefined,
+          write: async () => {
+            if (inserted !== undefined) return inserted;
+            const r = await client.query(MARKER_SQL, [this.#name, event.id]);
+            return (inserted = r.rowCount !== 0);
+          },
+          written: (ok) => void (inserted = ok),
+        };
+        await this.#o.handler(event, ctx);
+        if (inserted === undefined)
+          throw new Error(`handler of ${this.#name} did not write the processed marker of event ${event.id}`);
+        return inserted ? 'applied' : duplicate();
       }),
     );
   }
