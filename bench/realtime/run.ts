@@ -61,6 +61,7 @@ import {
 } from '../operator/lib.ts';
 import { streamLocation } from '../../services/realtime/src/events.ts';
 import type { FloorSettings } from './floor-consumer.ts';
+import { imageCommand } from '../lib/image.ts';
 import { Child, nofileLimits, now, sleep } from './rpc.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -589,6 +590,11 @@ async function main(): Promise<void> {
       nodeArgs: [
         '--expose-gc',
         ...(env.BENCH_HUB_CPU_PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
+        // the image's V8 flags (services/realtime/Dockerfile CMD), then any of the run's own
+        ...imageCommand(readFileSync(join(ROOT, 'services/realtime/Dockerfile'), 'utf8')).nodeArgs.slice(
+          0,
+          -1,
+        ),
         ...(env.BENCH_HUB_NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean),
       ],
       env: { BENCH_HUB_CONFIG: JSON.stringify(hubCfg) },
