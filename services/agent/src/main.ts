@@ -61,6 +61,9 @@ async function main(): Promise<void> {
   const kafka = createKafka({ clientId: config.kafkaClientId, brokers: config.kafkaBrokers, logger });
   const producer = new EventProducer({ kafka });
   await producer.connect();
+  // Stream events (tokens) on a producer of their own: see AgentRuntimeOptions.streamProducer.
+  const streamProducer = new EventProducer({ kafka });
+  await streamProducer.connect();
   const secrets = secretSource({ dir: config.secrets.dir, json: config.secrets.json });
   const killAfter = process.env.SIMPTU_FAULT_KILL_AFTER_TOOL;
   const holdAfter = process.env.SIMPTU_FAULT_HOLD_AFTER_TOOL;
@@ -82,6 +85,7 @@ async function main(): Promise<void> {
   const runtime = new AgentRuntime({
     kafka,
     producer,
+    streamProducer,
     pool,
     databaseUrl: config.databaseUrl,
     databasePoolMax: config.databasePoolMax,
@@ -162,7 +166,7 @@ async function main(): Promise<void> {
       .stop()
       .then(() => staffRelay.stop())
       .then(() => outbound.close())
-      .then(() => producer.disconnect())
+      .then(() => Promise.all([producer.disconnect(), streamProducer.disconnect()]))
       .then(() => redis.quit())
       .then(() => pools.close())
       .then(() => server.close(() => process.exit(0)))

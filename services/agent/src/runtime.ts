@@ -107,6 +107,12 @@ export interface RunFaults {
 export interface AgentRuntimeOptions {
   kafka: Kafka;
   producer: EventProducer;
+  /**
+   * the producer of the ephemeral stream events (tokens, tool calls and results); its own
+   * connection, so a first token never queues behind the outbox relay's requests on the
+   * idempotent producer's single in-flight request @default producer
+   */
+  streamProducer?: EventProducer;
   /** login-role pool on the platform database (registry reads, shared tenants) */
   pool: pg.Pool;
   /** the platform database URL of the login role, to reach dedicated tenants' databases */
@@ -343,7 +349,7 @@ export class AgentRuntime {
     this.#o = options;
     this.#retention = options.retention ?? DEFAULT_RETENTION;
     this.#sender = new StreamSender({
-      producer: options.producer,
+      producer: options.streamProducer ?? options.producer,
       ...(options.logger ? { logger: options.logger } : {}),
     });
     this.#ownsPools = !options.pools;
