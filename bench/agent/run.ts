@@ -15,19 +15,26 @@
  *          in-memory `MemorySaver`,
  *      in alternating rounds; the figure is the median of the per-round ratios (durable ÷
  *      memory), the cost of durability;
- *   3. end to end through Kafka: the agent as a child process (`node services/agent/src/main.ts`,
- *      pool mode, its defaults), BENCH_AGENT_CONVERSATIONS conversations at once, each sending
+ *   3. end to end through Kafka: the agent as BENCH_AGENT_REPLICAS child processes (`node
+ *      services/agent/src/main.ts`, pool mode, its defaults, one consumer group — as the chart
+ *      ships it: 2 replicas sharing the tenant's inbound partitions), measured once every replica
+ *      is in the group (its description: Stable, each replica's partitions) and has answered a
+ *      warm-up turn; BENCH_AGENT_CONVERSATIONS conversations at once, each sending
  *      its next message (stored like the API does, then produced to the inbound topic) when
  *      the reply to the previous one arrived plus a think time; latency = first
  *      `io.simptu.agent.token` event consumed − the inbound record produced, split at the token
  *      event's CloudEvents `time` (set by the agent when it emits it; same machine, same clock)
- *      into the agent's side and Kafka delivery; the agent's CPU (user/system) per turn;
+ *      into the agent's side and Kafka delivery; the agents' CPU (user/system, summed over the
+ *      replicas) per turn, each replica's RSS and turns (by the inbound record's partition and
+ *      the group's assignment; fewer partitions than replicas, or an uneven split, is reported);
  *   4. prints a table, writes bench/results/agent-<timestamp>.json, removes everything.
  *
  * Environment: DATABASE_URL, REDIS_URL, KAFKA_BROKERS (the test environment), and
  *   BENCH_AGENT_ROUNDS              graph rounds per side @default 5
  *   BENCH_AGENT_ROUND_SECONDS       length of a graph round @default 4
  *   BENCH_AGENT_GRAPH_CONCURRENCY   conversations in flight in the graph phase @default 4
+ *   BENCH_AGENT_REPLICAS            agent processes (one consumer group) in the Kafka phase @default 2
+ *                                   (the chart's agent replicas, the HPA minimum)
  *   BENCH_AGENT_CONVERSATIONS       concurrent conversations through Kafka @default 50
  *   BENCH_AGENT_TURNS               messages per conversation through Kafka @default 8
  *   BENCH_AGENT_THINK_MS            pause between a reply and the next message @default 1000
@@ -79,6 +86,7 @@ import {
 } from '../../services/agent/test/fixture.ts';
 import { seedCatalog } from '../../services/agent/test/support.ts';
 import { fmt, percentile, readRss, sleep, table } from '../operator/lib.ts';
+import { describeAgentGroup, sameAssignment, waitForGroup, type GroupView } from './replicas.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -94,6 +102,7 @@ const int = (name: string, d: number) => {
 const ROUNDS = Math.max(1, int('BENCH_AGENT_ROUNDS', 5));
 const ROUND_SECONDS = Math.max(1, int('BENCH_AGENT_ROUND_SECONDS', 4));
 const GRAPH_CONCURRENCY = Math.max(1, int('BENCH_AGENT_GRAPH_CONCURRENCY', 4));
+const REPLICAS = Math.max(1, int('BENCH_AGENT_REPLICAS', 2));
 const CONVERSATIONS = Math.max(1, int('BENCH_AGENT_CONVERSATIONS', 50));
 const TURNS = Math.max(1, int('BENCH_AGENT_TURNS', 8));
 const THINK_MS = int('BENCH_AGENT_THINK_MS', 1000);
@@ -286,6 +295,15 @@ async function graphRound(
 // ---------------------------------------------------------------------------------------------
 // End to end through Kafka
 
+interface ReplicaFigures {
+  clientId: string;
+  /** the inbound topic's partitions the replica held while measuring */
+  partitions: number[];
+  turns: number;
+  cpuSeconds: number;
+  rssMiB: number | undefined;
+}
+
 interface KafkaFigures {
   conversations: number;
   turns: number;
@@ -301,7 +319,13 @@ interface KafkaFigures {
   agentCpuSeconds: number;
   agentCpuUserSeconds: number;
   agentCpuSystemSeconds: number;
+  /** the sum over the replicas */
   agentRssMiB: number | undefined;
+  replicas: ReplicaFigures[];
+  /** partitions of the tenant's inbound topic */
+  inboundPartitions: number;
+  /** the group's assignment changed while measuring (the per-replica turns are then approximate) */
+  rebalanced: boolean;
   /** CPU of the PostgreSQL backends of the benchmark's database (the agent's and the benchmark's) */
   dbCpuSeconds: number;
   /** cores busy on the whole machine while measuring (everything: agent, PostgreSQL, Kafka, this process, others) */
@@ -317,6 +341,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       roundSeconds: ROUND_SECONDS,
       graphConcurrency: GRAPH_CONCURRENCY,
+      replicas: REPLICAS,
       conversations: CONVERSATIONS,
       turns: TURNS,
       thinkMs: THINK_MS,
@@ -498,7 +523,7 @@ async function main(): Promise<void> {
       const ft = summary(k.firstTokenMs);
       rows.push(
         [
-          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages, think ${THINK_MS} ms`,
+          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages, think ${THINK_MS} ms${REPLICAS > 1 ? `, ${REPLICAS} agent replicas` : ''}`,
           `${k.turns} turns in ${fmt(k.seconds)} s (${fmt(k.turns / k.seconds)}/s)`,
         ],
         [
@@ -530,9 +555,30 @@ async function main(): Promise<void> {
           fmt(k.machineBusyCores, 2),
         ],
         [
-          'agent CPU per turn, user + system (ms) / RSS (MiB)',
-          `${fmt((k.agentCpuSeconds * 1000) / k.turns)} (${fmt((k.agentCpuUserSeconds * 1000) / k.turns)} + ${fmt((k.agentCpuSystemSeconds * 1000) / k.turns)}) / ${fmt(k.agentRssMiB, 0)}`,
+          REPLICAS === 1
+            ? 'agent CPU per turn, user + system (ms) / RSS (MiB)'
+            : `agent CPU per turn, sum of ${REPLICAS} replicas, user + system (ms) / RSS per replica (MiB)`,
+          `${fmt((k.agentCpuSeconds * 1000) / k.turns)} (${fmt((k.agentCpuUserSeconds * 1000) / k.turns)} + ${fmt((k.agentCpuSystemSeconds * 1000) / k.turns)}) / ${k.replicas.map((r) => fmt(r.rssMiB, 0)).join(', ')}`,
         ],
+        ...(REPLICAS === 1
+          ? []
+          : k.replicas.map((r, i) => [
+              `  replica ${i} (inbound partitions ${r.partitions.join(',') || 'none'}): turns / CPU`,
+              `${r.turns} (${fmt((100 * r.turns) / k.turns, 0)} %) / ${fmt(r.cpuSeconds, 2)} s`,
+            ])),
+        ...(REPLICAS > 1 && k.inboundPartitions % REPLICAS !== 0
+          ? [
+              [
+                `  NOTE: the tenant's inbound topic has ${k.inboundPartitions} partitions for ${REPLICAS} replicas`,
+                k.inboundPartitions < REPLICAS
+                  ? `${REPLICAS - k.inboundPartitions} replica(s) idle`
+                  : `uneven split at best (${Math.ceil(k.inboundPartitions / REPLICAS)}:${Math.floor(k.inboundPartitions / REPLICAS)} partitions)`,
+              ],
+            ]
+          : []),
+        ...(k.rebalanced
+          ? [['  WARNING: the consumer group rebalanced while measuring', 'per-replica turns approximate']]
+          : []),
         [
           "PostgreSQL backends' CPU per turn, the benchmark database's (ms; agent + benchmark)",
           fmt((k.dbCpuSeconds * 1000) / k.turns),
@@ -621,45 +667,65 @@ async function kafkaPhase(
   });
   for (let i = 0; i < 300 && !watcherJoined; i++) await sleep(100);
 
-  // The agent, as deployed: a child process with its defaults.
+  // The agent, as deployed: REPLICAS child processes with its defaults, one consumer group.
   const resultsDir = join(ROOT, 'bench/results');
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [
-      ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
-      ...NODE_ARGS,
-      resolve(ROOT, AGENT_MAIN),
-    ],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: env.PATH ?? '',
-        SIMPTU_AGENT_DATABASE_URL: platform.appUrl,
-        SIMPTU_AGENT_REDIS_URL: env.REDIS_URL ?? '',
-        SIMPTU_AGENT_REDIS_PREFIX: `bench:agent:${run}:`,
-        SIMPTU_AGENT_KAFKA_BROKERS: env.KAFKA_BROKERS ?? '',
-        SIMPTU_AGENT_KEK: platform.kekBase64,
-        SIMPTU_AGENT_GROUP_ID: groupId,
-        SIMPTU_AGENT_METRICS_PORT: '0',
-        SIMPTU_AGENT_LOG_LEVEL: env.SIMPTU_LOG_LEVEL ?? 'warn',
-        SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
-        SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
-        SIMPTU_AGENT_CONCURRENT_RUNS: String(CONCURRENT_RUNS),
-        ...(env.BENCH_AGENT_DB_POOL_MAX
-          ? { SIMPTU_AGENT_DATABASE_POOL_MAX: env.BENCH_AGENT_DB_POOL_MAX }
-          : {}),
-      },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    },
+  // One replica keeps the agent's default client id; several get one each (told apart in the group).
+  const clientIds = Array.from({ length: REPLICAS }, (_, i) =>
+    REPLICAS === 1 ? 'simptu-agent' : `bench-agent-${run}-r${i}`,
   );
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  cleanups.push(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(15_000)]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-    }
+  const children = clientIds.map((clientId) => {
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [
+        ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : []),
+        ...NODE_ARGS,
+        resolve(ROOT, AGENT_MAIN),
+      ],
+      {
+        cwd: ROOT,
+        env: {
+          PATH: env.PATH ?? '',
+          SIMPTU_AGENT_DATABASE_URL: platform.appUrl,
+          SIMPTU_AGENT_REDIS_URL: env.REDIS_URL ?? '',
+          SIMPTU_AGENT_REDIS_PREFIX: `bench:agent:${run}:`,
+          SIMPTU_AGENT_KAFKA_BROKERS: env.KAFKA_BROKERS ?? '',
+          ...(REPLICAS > 1 ? { SIMPTU_AGENT_KAFKA_CLIENT_ID: clientId } : {}),
+          SIMPTU_AGENT_KEK: platform.kekBase64,
+          SIMPTU_AGENT_GROUP_ID: groupId,
+          SIMPTU_AGENT_METRICS_PORT: '0',
+          SIMPTU_AGENT_LOG_LEVEL: env.SIMPTU_LOG_LEVEL ?? 'warn',
+          SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
+          SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
+          SIMPTU_AGENT_CONCURRENT_RUNS: String(CONCURRENT_RUNS),
+          ...(env.BENCH_AGENT_DB_POOL_MAX
+            ? { SIMPTU_AGENT_DATABASE_POOL_MAX: env.BENCH_AGENT_DB_POOL_MAX }
+            : {}),
+        },
+        stdio: ['ignore', 'inherit', 'inherit'],
+      },
+    );
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    return { clientId, child, exited };
   });
+  // Every replica is stopped (in parallel), whatever happened.
+  cleanups.push(() =>
+    Promise.all(
+      children.map(async ({ child, exited }) => {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          await Promise.race([exited, sleep(15_000)]);
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        }
+      }),
+    ),
+  );
+  const anyExited = Promise.race(children.map((c) => c.exited));
+  const exitedOne = () => {
+    const c = children.find((x) => x.child.exitCode !== null || x.child.signalCode !== null);
+    return c
+      ? `agent ${c.clientId} exited (code ${c.child.exitCode ?? c.child.signalCode}) before the measurement`
+      : undefined;
+  };
 
   const producer = new EventProducer({ kafka });
   await producer.connect();
@@ -682,7 +748,7 @@ async function kafkaPhase(
   const say = async (
     sessionId: string,
     text: string,
-  ): Promise<{ id: string; sentAt: number; sentAtWall: number }> => {
+  ): Promise<{ id: string; sentAt: number; sentAtWall: number; partition: number | undefined }> => {
     const ev = await withTenant(pool, t.ref, async (client) => {
       const ctx = { client, cipher, timeZone: TZ };
       const m = await appendMessage(ctx, sessionId, { role: 'user', body: text });
@@ -704,8 +770,8 @@ async function kafkaPhase(
     const id = (ev.data as { message_id: string }).message_id;
     const sentAt = performance.now();
     const sentAtWall = Date.now();
-    await producer.forTenant(t.name).send(topics.inbound, ev, sessionId);
-    return { id, sentAt, sentAtWall };
+    const meta = await producer.forTenant(t.name).send(topics.inbound, ev, sessionId);
+    return { id, sentAt, sentAtWall, partition: meta[0]?.partition };
   };
   const waitReply = (id: string, timeoutMs: number) =>
     new Promise<boolean>((resolveWait) => {
@@ -721,16 +787,64 @@ async function kafkaPhase(
       });
     });
 
-  log('waiting for the agent to join its consumer group (first reply)');
-  const warm = await say(conversations[0]!, 'Hello!');
-  const answered = await Promise.race([waitReply(warm.id, 120_000), exited.then(() => 'exited' as const)]);
-  if (answered === 'exited') throw new Error(`the agent exited (code ${child.exitCode}) before answering`);
-  if (!answered) throw new Error('the agent did not answer within 120 s');
-  // A short warm-up at low concurrency (JIT, pools), not measured.
-  for (const text of ['What are your prices?', 'Is there parking near you?']) {
-    const w = await say(conversations[0]!, text);
-    if (!(await waitReply(w.id, 30_000))) throw new Error('warm-up reply missing');
+  const inboundPartitions =
+    (await admin.fetchTopicMetadata({ topics: [topics.inbound] })).topics[0]?.partitions.length ?? 0;
+  log(
+    `waiting for ${REPLICAS} agent${REPLICAS > 1 ? 's' : ''} to join the consumer group (${inboundPartitions} inbound partitions)`,
+  );
+  let group = await waitForGroup(
+    admin,
+    groupId,
+    topics.inbound,
+    clientIds,
+    inboundPartitions,
+    120_000,
+    exitedOne,
+  );
+  /** inbound partition → replica (client id), from the group's assignment */
+  let owner = new Map<number, string>();
+  const setOwners = (g: GroupView) => {
+    owner = new Map([...g.members].flatMap(([c, ps]) => ps.map((p) => [p, c] as const)));
+  };
+  setOwners(group);
+  const warmTurns = async (sessionId: string): Promise<string | undefined> => {
+    let replica: string | undefined;
+    for (const text of ['Hello!', 'What are your prices?', 'Is there parking near you?']) {
+      const w = await say(sessionId, text);
+      replica = w.partition === undefined ? undefined : owner.get(w.partition);
+      const answered = await Promise.race([
+        waitReply(w.id, replica === undefined ? 120_000 : 60_000),
+        anyExited.then(() => 'exited' as const),
+      ]);
+      if (answered === 'exited') throw new Error(exitedOne() ?? 'an agent exited');
+      if (!answered) throw new Error(`no warm-up reply (replica ${replica ?? '?'})`);
+    }
+    return replica;
+  };
+  // A short warm-up at low concurrency (JIT, pools), not measured: the first conversation's, and,
+  // with several replicas, sessions of their own until every replica that holds a partition
+  // has answered (a replica without a partition is idle, reported below).
+  const warmed = new Set<string>();
+  const first = await warmTurns(conversations[0]!);
+  if (first) warmed.add(first);
+  const holders = new Set(owner.values());
+  for (let i = 0; i < 64 && [...holders].some((c) => !warmed.has(c)); i++) {
+    const sessionId = await t.run(async (ctx) => {
+      const c = await createCustomer(ctx, {
+        displayName: `Warm ${i}`,
+        phone: `+4074${String(i).padStart(7, '0')}`,
+      });
+      return (await createSession(ctx, { customerId: c.id, channel: 'web' })).id;
+    });
+    const r = await warmTurns(sessionId);
+    if (r) warmed.add(r);
   }
+  if ([...holders].some((c) => !warmed.has(c)))
+    throw new Error(`replicas not warmed up: ${[...holders].filter((c) => !warmed.has(c)).join(', ')}`);
+  // The group again: a replica that joined late would have moved partitions meanwhile.
+  group = await waitForGroup(admin, groupId, topics.inbound, clientIds, inboundPartitions, 60_000, exitedOne);
+  setOwners(group);
+  log(`group ${group.groupId}: ${[...group.members].map(([c, ps]) => `${c} [${ps.join(',')}]`).join(', ')}`);
 
   log(`measuring: ${CONVERSATIONS} conversations x ${TURNS} messages, think time ${THINK_MS} ms`);
   const firstTokenMs: number[] = [];
@@ -740,7 +854,9 @@ async function kafkaPhase(
   const agentSideMs: number[] = [];
   const deliveryMs: number[] = [];
   const dbName = decodeURIComponent(new URL(platform.appUrl).pathname.slice(1));
-  const cpu0 = readCpu(child.pid!) ?? { user: 0, system: 0 };
+  const cpus0 = children.map(({ child }) => readCpu(child.pid!) ?? { user: 0, system: 0 });
+  /** client id → turns measured on the partitions it holds */
+  const turnsBy = new Map<string, number>(clientIds.map((c) => [c, 0]));
   const db0 = readDbBackendsCpu(dbName);
   const machine0 = readMachineCpu();
   const t0 = performance.now();
@@ -753,7 +869,9 @@ async function kafkaPhase(
       await sleep(Math.floor((THINK_MS * c) / CONVERSATIONS));
       for (let i = 0; i < TURNS; i++) {
         const step = KAFKA_SCRIPT[(i + c) % KAFKA_SCRIPT.length]!;
-        const { id, sentAt, sentAtWall } = await say(sessionId, step.text);
+        const { id, sentAt, sentAtWall, partition } = await say(sessionId, step.text);
+        const replica = partition === undefined ? undefined : owner.get(partition);
+        if (replica !== undefined) turnsBy.set(replica, (turnsBy.get(replica) ?? 0) + 1);
         if (!(await waitReply(id, 60_000))) {
           missing++;
           continue;
@@ -775,16 +893,26 @@ async function kafkaPhase(
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  const cpu1 = readCpu(child.pid!) ?? cpu0;
+  const cpus1 = children.map(({ child }, i) => readCpu(child.pid!) ?? cpus0[i]!);
+  const groupAfter = await describeAgentGroup(admin, groupId, topics.inbound).catch(() => undefined);
+  const rebalanced = !sameAssignment(group, groupAfter);
   const dbCpuSeconds = backendsCpuDelta(db0, readDbBackendsCpu(dbName));
   const machine1 = readMachineCpu();
   const machineBusyCores =
     machine0 && machine1
       ? ((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * os.cpus().length
       : undefined;
-  const agentCpuUserSeconds = cpu1.user - cpu0.user;
-  const agentCpuSystemSeconds = cpu1.system - cpu0.system;
-  const agentRssMiB = readRss(child.pid!)?.rssMiB;
+  const agentCpuUserSeconds = cpus1.reduce((a, c, i) => a + c.user - cpus0[i]!.user, 0);
+  const agentCpuSystemSeconds = cpus1.reduce((a, c, i) => a + c.system - cpus0[i]!.system, 0);
+  const replicas: ReplicaFigures[] = children.map(({ clientId, child }, i) => ({
+    clientId,
+    partitions: group.members.get(clientId) ?? [],
+    turns: turnsBy.get(clientId) ?? 0,
+    cpuSeconds: cpus1[i]!.user - cpus0[i]!.user + cpus1[i]!.system - cpus0[i]!.system,
+    rssMiB: readRss(child.pid!)?.rssMiB,
+  }));
+  const rss = replicas.map((r) => r.rssMiB);
+  const agentRssMiB = rss.some((x) => x === undefined) ? undefined : rss.reduce<number>((a, x) => a + x!, 0);
   if (missing > 0) throw new Error(`${missing} replies missing after 60 s`);
   if (firstTokenMs.length !== CONVERSATIONS * TURNS)
     throw new Error(
@@ -804,6 +932,9 @@ async function kafkaPhase(
     agentCpuUserSeconds,
     agentCpuSystemSeconds,
     agentRssMiB,
+    replicas,
+    inboundPartitions,
+    rebalanced,
     dbCpuSeconds,
     machineBusyCores,
   };
