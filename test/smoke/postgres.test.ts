@@ -5,6 +5,7 @@ import { requireEnv } from '../support/testenv.ts';
 
 describe('test environment: PostgreSQL', () => {
   const pool = new pg.Pool({ connectionString: requireEnv('DATABASE_URL'), max: 2 });
+  pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   const table = `smoke_${randomBytes(4).toString('hex')}`;
 
   beforeAll(async () => {

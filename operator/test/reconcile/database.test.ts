@@ -110,6 +110,7 @@ const insertAndCount = async (c: pg.ClientBase) => {
 
 async function appPool(database: string): Promise<pg.Pool> {
   const p = new pg.Pool({ connectionString: loginUrl(database), max: 2 });
+  p.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   pools.push(p);
   return p;
 }
@@ -117,6 +118,7 @@ async function appPool(database: string): Promise<pg.Pool> {
 beforeAll(async () => {
   db = await createScratchDatabase(adminUrl());
   admin = new pg.Pool({ connectionString: db.url, max: 4 });
+  admin.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   await migratePlatform(admin);
   await ensureAppRole(admin, appRole, appPassword);
   app = await appPool(db.name);

@@ -96,6 +96,7 @@ function expectReady(r: StepResult): Extract<StepResult, { kind: 'ready' }> {
 beforeAll(async () => {
   db = await createScratchDatabase(adminUrl());
   pool = new pg.Pool({ connectionString: db.url, max: 8 });
+  pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   await migratePlatform(pool);
 });
 
@@ -276,6 +277,7 @@ describe('encryptionReconciler', () => {
       connectionString: 'postgres://nobody@127.0.0.1:1/none',
       connectionTimeoutMillis: 500,
     });
+    dead.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
     try {
       const r = await encryptionReconciler.reconcile(tenant(), deps({ pg: dead }));
       expect(r).toMatchObject({ kind: 'error', reason: 'KeyStoreUnavailable' });

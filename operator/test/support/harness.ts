@@ -122,6 +122,7 @@ export class Harness {
       });
     this.db = await createScratchDatabase(this.adminUrl, 'simptu_op');
     this.pool = new pg.Pool({ connectionString: this.db.url, max: 4 });
+    this.pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
     return this;
   }
 

@@ -130,6 +130,7 @@ export interface FixtureOptions {
 export async function createAuthFixture(opts: FixtureOptions = {}): Promise<AuthFixture> {
   const db = await createScratchDatabase(env('DATABASE_URL'), 'simptu_auth');
   const admin = new pg.Pool({ connectionString: db.url, max: 3 });
+  admin.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   const login = uniqueName('auth_svc');
   const password = uniqueName('pw');
   const kms = fixtureKms;
@@ -221,6 +222,7 @@ export async function createAuthFixture(opts: FixtureOptions = {}): Promise<Auth
     const config = loadConfig(AuthConfigSchema, raw);
     checkSemantics(config);
     appPool = new pg.Pool({ connectionString: config.databaseUrl, max: 6 });
+    appPool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
     service = await createAuthService(config, {
       db: appPool,
       kms,

@@ -42,6 +42,7 @@ async function addKey(tenant: string, version: number, k: KmsProvider = kms): Pr
 beforeAll(async () => {
   db = await createScratchDatabase(adminUrl());
   pool = new pg.Pool({ connectionString: db.url, max: 3 });
+  pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   await migratePlatform(pool);
 });
 

@@ -25,6 +25,7 @@ const roles: string[] = [];
 beforeAll(async () => {
   db = await createScratchDatabase(adminUrl());
   pool = new pg.Pool({ connectionString: db.url, max: 6 });
+  pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
 });
 
 afterAll(async () => {

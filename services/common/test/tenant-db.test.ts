@@ -26,6 +26,7 @@ const B: TenantDbRef = { name: 'tenant-b', schema: `t_b_${suffix}`, role: `t_b_$
 beforeAll(async () => {
   db = await createScratchDatabase(adminUrl());
   admin = new pg.Pool({ connectionString: db.url, max: 3 });
+  admin.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   await migratePlatform(admin);
   await admin.query(`CREATE ROLE ${quoteIdent(login)} LOGIN NOINHERIT PASSWORD ${quoteLiteral(password)}`);
   for (const t of [A, B]) {
@@ -38,6 +39,7 @@ beforeAll(async () => {
   url.password = password;
   appUrl = url.toString();
   app = new pg.Pool({ connectionString: appUrl, max: 2 });
+  app.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
 });
 
 afterAll(async () => {
@@ -138,6 +140,7 @@ describe('withTenant', () => {
       };
     };
     const pool = new pg.Pool({ connectionString: appUrl, max: 1 });
+    pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
     pool.on('connect', spy);
     try {
       await withTenant(pool, A, (c) => c.query('SELECT 1'));

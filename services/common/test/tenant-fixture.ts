@@ -48,6 +48,7 @@ export async function createTenantFixture(
 ): Promise<TenantFixture> {
   const db = await createScratchDatabase(adminUrl());
   const admin = new pg.Pool({ connectionString: db.url, max: 4 });
+  admin.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   const login = uniqueName('app_test');
   const password = uniqueName('pw');
   const tenants = names.map(tenantDbRef);
@@ -85,6 +86,7 @@ export async function createTenantFixture(
     url.username = login;
     url.password = password;
     app = new pg.Pool({ connectionString: url.toString(), max: 6 });
+    app.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
     if (topics.length > 0) {
       kadmin = kafka.admin();
       await kadmin.connect();

@@ -80,6 +80,7 @@ export async function seedDentalCatalog(p: Platform, tenant: string): Promise<vo
   const ref = p.tenants.find((t) => t.name === tenant)!;
   const cipher = await p.keyrings.cipher(tenant);
   const pool = new pg.Pool({ connectionString: p.appUrl, max: 1 });
+  pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   try {
     await withTenant(pool, ref, async (client) => {
       const ctx = { client, cipher, timeZone: 'UTC' };

@@ -97,6 +97,7 @@ export async function createPlatform(
   const adminUrl = env('DATABASE_URL');
   const db = await createScratchDatabase(adminUrl, 'simptu_rt');
   const admin = new pg.Pool({ connectionString: db.url, max: 4 });
+  admin.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   const login = uniqueName('app_rt');
   const password = uniqueName('pw');
   const tenants = names.map(tenantDbRef);
@@ -164,6 +165,7 @@ export async function createPlatform(
       );
     }
     app = new pg.Pool({ connectionString: url.toString(), max: 4 });
+    app.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
     kadmin = kafka.admin();
     await kadmin.connect();
     await kadmin.createTopics({
@@ -331,6 +333,7 @@ export async function provisionTenant(
   const admin = (pools.admin = new pg.Pool({ connectionString: withDatabase(p.db.url, database), max: 2 }));
   // The services' login role on the tenant's database, as the hub's pool for it connects.
   const appPool = (pools.app = new pg.Pool({ connectionString: withDatabase(p.appUrl, database), max: 2 }));
+  for (const pool of [admin, appPool]) pool.on('error', () => undefined); // ended by DROP DATABASE … FORCE
   return {
     name,
     ref,

@@ -130,6 +130,7 @@ export async function createTestPlatform(): Promise<TestPlatform> {
   const adminUrl = env('DATABASE_URL');
   const db = await createScratchDatabase(adminUrl, 'simptu_api');
   const admin = new pg.Pool({ connectionString: db.url, max: 4 });
+  admin.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
   const appRole = uniqueName('app_api');
   const password = randomBytes(12).toString('hex');
   const kek = randomBytes(32);
@@ -321,6 +322,8 @@ export async function provisionTenant(
     database === platform.db.name
       ? new pg.Pool({ connectionString: platform.appUrl, max: 2 })
       : new pg.Pool({ connectionString: withDatabase(platform.appUrl, database), max: 2 });
+  // idle clients ended by DROP DATABASE … FORCE
+  for (const pool of [tenantAdmin, appPool]) pool?.on('error', () => undefined);
   const info: TenantInfo = {
     name,
     displayName: tenant.spec.displayName,
