@@ -44,6 +44,7 @@ import {
   quoteLiteral,
   newCloudEvent,
   OutboxRelay,
+  TENANT_PREAMBLE_RESULTS,
   tenantTopics,
   type CloudEvent,
   type EventContext,
@@ -159,7 +160,17 @@ export interface AgentRuntimeOptions {
 // ---------------------------------------------------------------------------------------------
 // Streaming events out
 
-/** Coalesces token deltas into one event per window; every event of a run keeps its order. */
+/**
+ * A run's stream events: token deltas coalesced into one event per window, tool calls and
+ * results held for at most one window too; every event of a run keeps its order (`seq`).
+ *
+ * What is held leaves together, in one produce request (stream-sender.ts), when the window
+ * ends, when the run's FIRST token comes (that goes out at once: time to first token is what
+ * the customer waits on), or at close. So a turn that calls a tool sends its tool call, the
+ * tool's result and its first token in one request instead of three one after another (the
+ * sender has one request in flight: the first token would wait for the tool events' acks); a
+ * slow tool still shows its call within one window.
+ */
 export class RunStream {
   readonly #sender: StreamSender;
   readonly #cipher: FieldCipher;
@@ -169,6 +180,8 @@ export class RunStream {
   readonly #windowMs: number;
   #seq = 0;
   #buffer = '';
+  /** events built (seq assigned) and not yet handed to the sender */
+  #held: CloudEvent[] = [];
   #timer: NodeJS.Timeout | undefined;
   /** settles when the run's last event was acknowledged or dropped */
   #last: Promise<unknown> = Promise.resolve();
@@ -191,55 +204,73 @@ export class RunStream {
     this.#windowMs = o.windowMs;
   }
 
-  #emit(type: string, clear: Record<string, unknown>, secret?: unknown): void {
+  /** Builds the next event (its seq) and holds it. */
+  #hold(type: string, clear: Record<string, unknown>, secret?: unknown): void {
     const seq = ++this.#seq;
     const id = deterministicEventId(this.#runId, 'stream', seq);
     const data: Record<string, unknown> = { session_id: this.#sessionId, run_id: this.#runId, seq, ...clear };
     if (secret !== undefined)
       data.payload_enc = this.#cipher.encryptText(JSON.stringify(secret), streamLocation(id));
-    const event = newCloudEvent({
-      id,
-      type,
-      source: AGENT_EVENT_SOURCE,
-      tenant: this.#cipher.tenant,
-      subject: this.#sessionId,
-      data,
-    });
-    // One shared FIFO for every run (stream-sender.ts): this run's events keep their order.
-    this.#last = this.#sender.send(this.#cipher.tenant, this.#topic, event, this.#sessionId).then((ok) => {
-      if (ok) this.sent++;
-    });
+    this.#held.push(
+      newCloudEvent({
+        id,
+        type,
+        source: AGENT_EVENT_SOURCE,
+        tenant: this.#cipher.tenant,
+        subject: this.#sessionId,
+        data,
+      }),
+    );
+  }
+
+  /** The buffered text becomes a held token event. */
+  #holdText(): void {
+    if (!this.#buffer) return;
+    const text = this.#buffer;
+    this.#buffer = '';
+    this.#hold(AGENT_EVENT_TYPES.token, {}, { text });
+  }
+
+  /** Everything buffered and held goes to the sender now, in order. */
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#holdText();
+    if (this.#held.length === 0) return;
+    const held = this.#held;
+    this.#held = [];
+    // One shared FIFO for every run (stream-sender.ts): this run's events keep their order, and
+    // events handed over in one synchronous burst leave in one request.
+    for (const event of held)
+      this.#last = this.#sender.send(this.#cipher.tenant, this.#topic, event, this.#sessionId).then((ok) => {
+        if (ok) this.sent++;
+      });
+  }
+
+  #soon(): void {
+    if (this.#windowMs === 0) return this.#flush();
+    this.#timer ??= setTimeout(() => this.#flush(), this.#windowMs);
   }
 
   token(delta: string): void {
     this.#buffer += delta;
-    // The first delta of a run goes out at once: time to first token is what the customer
-    // waits on, and with a fast model the whole run is shorter than one window (the first
-    // event would otherwise leave only at close(), after the checkpoint is written).
-    if (this.#windowMs === 0 || !this.#tokenSent) {
+    if (!this.#tokenSent) {
       this.#tokenSent = true;
       return this.#flush();
     }
-    this.#timer ??= setTimeout(() => this.#flush(), this.#windowMs);
-  }
-
-  #flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (!this.#buffer) return;
-    const text = this.#buffer;
-    this.#buffer = '';
-    this.#emit(AGENT_EVENT_TYPES.token, {}, { text });
+    this.#soon();
   }
 
   toolCall(id: string, name: string, args: unknown): void {
-    this.#flush();
-    this.#emit(AGENT_EVENT_TYPES.toolCall, { tool_call_id: id, name }, { args });
+    this.#holdText();
+    this.#hold(AGENT_EVENT_TYPES.toolCall, { tool_call_id: id, name }, { args });
+    this.#soon();
   }
 
   toolResult(id: string, name: string, ok: boolean, result: unknown): void {
-    this.#flush();
-    this.#emit(AGENT_EVENT_TYPES.toolResult, { tool_call_id: id, name, ok }, { result });
+    this.#holdText();
+    this.#hold(AGENT_EVENT_TYPES.toolResult, { tool_call_id: id, name, ok }, { result });
+    this.#soon();
   }
 
   /** Flushes and waits until every event was handed to Kafka (or dropped). */
@@ -406,6 +437,7 @@ export class AgentRuntime {
         ...(this.#o.logger ? { logger: this.#o.logger } : {}),
         consumerConfig: { sessionTimeout: 30_000, ...this.#o.consumerConfig },
         markInHandler: true,
+        deferBegin: true,
         partitionsConsumedConcurrently: this.#o.partitionsConsumedConcurrently ?? 4,
         maxConcurrent: this.#o.concurrentRuns ?? 8,
         heartbeatIntervalMs: this.#o.heartbeatIntervalMs ?? 3000,
@@ -508,6 +540,9 @@ export class AgentRuntime {
     // @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT
     if (!marker.inlineSql && !(await marker.write())) return;
     const sid = quoteLiteral(sessionId);
+    // The transaction's preamble (BEGIN, SET LOCAL ROLE …) opens the same round trip
+    // (`deferBegin`); '' when the marker's own write sent it.
+    const begin = ectx.takeBegin?.() ?? '';
     const statements = [
       ...(marker.inlineSql ? [marker.inlineSql] : []),
       `SELECT pg_advisory_xact_lock(hashtext('simptu.agent-run'), hashtext(${sid}))`,
@@ -516,10 +551,10 @@ export class AgentRuntime {
       'SAVEPOINT agent_run',
     ];
     const results = (await ectx.client.query({
-      text: statements.join(';\n'),
+      text: begin + statements.join(';\n'),
       types: TenantCheckpointSaver.types,
     })) as unknown as pg.QueryResult[];
-    let i = 0;
+    let i = begin ? TENANT_PREAMBLE_RESULTS : 0;
     if (marker.inlineSql) {
       const inserted = results[i++]!.rowCount !== 0;
       marker.written(inserted);

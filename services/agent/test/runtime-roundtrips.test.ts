@@ -1,8 +1,8 @@
 /**
- * Database round trips of a turn, from "inbound record fetched" to the model's first call:
- * the `withTenant` preamble, then ONE simple-protocol query — processed marker, the session's
- * run lock, the session's state, the conversation's latest checkpoint, `SAVEPOINT agent_run` —
- * (before: 6 round trips). The state and checkpoint in that query are read AFTER the lock is
+ * Database round trips of a turn, from "inbound record fetched" to the model's first call: ONE
+ * simple-protocol query — the `withTenant` preamble (BEGIN, SET LOCAL ROLE …; `deferBegin`),
+ * processed marker, the session's run lock, the session's state, the conversation's latest
+ * checkpoint, `SAVEPOINT agent_run` — (before: 6 round trips, then 2). The state and checkpoint in that query are read AFTER the lock is
  * held (each statement of a multi-statement query takes its own snapshot): a run that waited
  * for the lock sees what the holder committed. The savepoint taken in that query is where a
  * failing run rolls back to: its checkpoint and tool effects go, the polite reply still goes out.
@@ -81,7 +81,7 @@ function record() {
 }
 
 describe('round trips of a turn', () => {
-  it('two before the model: the preamble, then marker + lock + session + checkpoint + savepoint', async () => {
+  it('one before the model: preamble + marker + lock + session + checkpoint + savepoint', async () => {
     const t = h.tenants[0]!;
     const { sessionId } = await h.newConversation(t);
     // A first turn, so the second loads a checkpoint.
@@ -92,11 +92,11 @@ describe('round trips of a turn', () => {
     const reply = await h.reply(t, inboundId);
     expect(reply).toMatch(/cleaning/i);
     const { before, all } = turn();
-    // 'BEGIN;' = the withTenant preamble; 'INSERT' = the multi-statement query (marker first).
-    expect(before).toEqual(['BEGIN;', 'INSERT']);
-    // The whole turn (before: 10): after the model the price tool's SELECT, the checkpoint write,
-    // the reply into the outbox, COMMIT — a new statement on the path fails here.
-    expect(all).toEqual(['BEGIN;', 'INSERT', 'SELECT', 'WITH', 'WITH', 'COMMIT']);
+    // 'BEGIN;' = the multi-statement query, opened by the withTenant preamble (marker next).
+    expect(before).toEqual(['BEGIN;']);
+    // The whole turn (before: 10, then 6): after the model the price tool's SELECT, the
+    // checkpoint write, the reply into the outbox, COMMIT — a new statement on the path fails here.
+    expect(all).toEqual(['BEGIN;', 'SELECT', 'WITH', 'WITH', 'COMMIT']);
   });
 
   it('reads the session after the run lock is held: a run that waited sees what the holder committed', async () => {

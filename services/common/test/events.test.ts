@@ -297,6 +297,59 @@ describe('outbox', () => {
     await dead.disconnect();
   });
 
+  it('relays a batch in two round trips, and takes nothing while another relay holds the tenant', async () => {
+    for (let i = 0; i < 3; i++) await enqueueBooking(A, 'two-round-trips', i);
+    // What each connection the relay takes is asked to run (first word of each query).
+    const sent: string[] = [];
+    const pool = new Proxy(fx.app, {
+      get(target, prop, receiver) {
+        if (prop !== 'connect') return Reflect.get(target, prop, receiver) as unknown;
+        return async () => {
+          const c = await target.connect();
+          const query = c.query;
+          const release = c.release;
+          (c as unknown as { query: unknown }).query = (...a: unknown[]) => {
+            const text = typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: string }).text);
+            sent.push(text.trim());
+            return (query as (...x: unknown[]) => unknown).apply(c, a);
+          };
+          c.release = (err?: Error | boolean) => {
+            c.query = query;
+            c.release = release;
+            return release.call(c, err);
+          };
+          return c;
+        };
+      },
+    });
+    const relay = new OutboxRelay({
+      pool,
+      producer,
+      ciphers: fx.keyrings,
+      tenants: () => [A],
+      listen: false,
+    });
+    const holder = await fx.admin.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT pg_advisory_xact_lock(hashtext('simptu.outbox'), hashtext($1))`, [A.schema]);
+      expect(await relay.relayTenant(A)).toMatchObject({ locked: true, published: 0 });
+      expect((await outboxRows(A)).some((r) => r.published_at === null)).toBe(true);
+    } finally {
+      await holder.query('COMMIT');
+      holder.release();
+    }
+    sent.length = 0;
+    const r = await relay.relayTenant(A);
+    expect(r.locked).toBe(false);
+    expect(r.published).toBeGreaterThanOrEqual(3);
+    expect((await outboxRows(A)).every((row) => row.published_at !== null)).toBe(true);
+    // (1) preamble + relay lock + batch, (2) marking them published + COMMIT
+    expect(sent).toHaveLength(2);
+    expect(sent[0]).toMatch(/^BEGIN; SET LOCAL ROLE .*pg_try_advisory_xact_lock.*FOR UPDATE SKIP LOCKED$/s);
+    expect(sent[1]).toMatch(/^UPDATE outbox SET published_at = now\(\).*;\nCOMMIT$/s);
+  });
+
   it('the running relay is woken by NOTIFY and recovers from dropped Postgres connections', async () => {
     // Poll interval far beyond the test: only NOTIFY can make it prompt.
     const relay = new OutboxRelay({

@@ -5,6 +5,7 @@ import { migratePlatform, migrateTenantSchema } from '../src/db/migrations.ts';
 import { createScratchDatabase, uniqueName, withDatabase, type ScratchDatabase } from '../src/db/scratch.ts';
 import {
   afterCommit,
+  TENANT_PREAMBLE_RESULTS,
   tenantDbRef,
   tenantTransaction,
   withTenant,
@@ -172,6 +173,116 @@ describe('withTenant', () => {
     } finally {
       await pool.end();
     }
+  });
+
+  it('deferBegin: the preamble opens the first query; nothing runs as the tenant before it', async () => {
+    const sent: string[] = [];
+    const pool = new pg.Pool({ connectionString: appUrl, max: 1 });
+    pool.on('error', () => undefined); // idle clients ended by DROP DATABASE … FORCE
+    pool.on('connect', (client) => {
+      const original = client.query.bind(client) as (...a: unknown[]) => unknown;
+      (client as unknown as { query: unknown }).query = (...a: unknown[]) => {
+        sent.push(typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: string }).text));
+        return original(...a);
+      };
+    });
+    const clean = async () => {
+      const r = await pool.query(`SELECT current_user AS u, current_setting('simptu.tenant', true) AS t`);
+      expect(r.rows[0].u).toBe(login);
+      expect(r.rows[0].t ?? '').toBe('');
+    };
+    try {
+      // Taken into the function's own multi-statement query: one round trip, then COMMIT.
+      const id = uniqueName('deferred');
+      const who = await withTenant(
+        pool,
+        A,
+        async (c) => {
+          const begin = tenantTransaction(c)!.takeBegin();
+          expect(begin).toMatch(/^BEGIN; SET LOCAL ROLE /);
+          expect(tenantTransaction(c)!.takeBegin()).toBe(''); // once
+          const results = (await c.query(
+            `${begin}INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) VALUES ('booking', ${quoteLiteral(id)}, 'x', '\\x00'); SELECT current_user AS u`,
+          )) as unknown as pg.QueryResult[];
+          expect(results).toHaveLength(TENANT_PREAMBLE_RESULTS + 2);
+          return results[TENANT_PREAMBLE_RESULTS + 1]!.rows[0].u as string;
+        },
+        { deferBegin: true },
+      );
+      expect(who).toBe(A.role);
+      expect(sent).toHaveLength(2);
+      expect(sent[1]).toBe('COMMIT');
+      const { rows } = await admin.query(
+        `SELECT count(*)::int AS n FROM ${quoteIdent(A.schema)}.outbox WHERE aggregate_id = $1`,
+        [id],
+      );
+      expect(rows[0].n).toBe(1);
+
+      // A query sent before the preamble runs as the NOINHERIT login role: fails closed.
+      const code = await sqlState(
+        withTenant(pool, A, (c) => c.query(`SELECT * FROM ${quoteIdent(A.schema)}.outbox`), {
+          deferBegin: true,
+        }),
+      );
+      expect(code).toBe('42501');
+      await clean();
+
+      // ensureBegun sends it on its own; a throw after it rolls back.
+      sent.length = 0;
+      await expect(
+        withTenant(
+          pool,
+          A,
+          async (c) => {
+            await tenantTransaction(c)!.ensureBegun();
+            await insertEvent(c, 'deferred-rolled-back');
+            throw new Error('boom');
+          },
+          { deferBegin: true },
+        ),
+      ).rejects.toThrow('boom');
+      expect(sent[0]).toMatch(/^BEGIN; /);
+      expect(sent.at(-1)).toBe('ROLLBACK');
+      const { rows: none } = await admin.query(
+        `SELECT count(*)::int AS n FROM ${quoteIdent(A.schema)}.outbox WHERE aggregate_id = 'deferred-rolled-back'`,
+      );
+      expect(none[0].n).toBe(0);
+      await clean();
+
+      // Never sent: no transaction was opened, nothing to commit.
+      sent.length = 0;
+      expect(await withTenant(pool, A, async () => 'nothing', { deferBegin: true })).toBe('nothing');
+      expect(sent).toEqual([]);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('withCommit: a last statement goes with COMMIT; when it fails everything rolls back', async () => {
+    const id = uniqueName('with-commit');
+    const insert = (aggregate: string) =>
+      `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) VALUES ('booking', ${quoteLiteral(aggregate)}, 'x', '\\x00')`;
+    const count = async (aggregate: string) => {
+      const { rows } = await admin.query(
+        `SELECT count(*)::int AS n FROM ${quoteIdent(A.schema)}.outbox WHERE aggregate_id = $1`,
+        [aggregate],
+      );
+      return rows[0].n as number;
+    };
+    await withTenant(app, A, async (c) => {
+      await insertEvent(c, `${id}-a`);
+      tenantTransaction(c)!.withCommit(insert(`${id}-b`));
+    });
+    expect([await count(`${id}-a`), await count(`${id}-b`)]).toEqual([1, 1]);
+    // A failing last statement: the earlier write goes too, and withTenant rejects.
+    const code = await sqlState(
+      withTenant(app, A, async (c) => {
+        await insertEvent(c, `${id}-c`);
+        tenantTransaction(c)!.withCommit(`SELECT * FROM ${quoteIdent(B.schema)}.outbox`);
+      }),
+    );
+    expect(code).toBe('42501');
+    expect(await count(`${id}-c`)).toBe(0);
   });
 
   it('quotes the tenant name as a literal in the one-query preamble', async () => {

@@ -48,6 +48,20 @@ export interface TenantTransaction {
   readonly data: Map<symbol, unknown>;
   /** queues `fn` to run after COMMIT (not after ROLLBACK) */
   afterCommit(fn: () => unknown): void;
+  /**
+   * Only with `deferBegin`: the preamble's statements (BEGIN, SET LOCAL …) for the caller to send
+   * as the start of its first simple-protocol query, `'…; '` — or `''` once it was taken (it is
+   * marked sent when taken: send it, or fail the transaction).
+   */
+  takeBegin(): string;
+  /** Sends the preamble on its own unless it was taken already (`deferBegin`); else a no-op. */
+  ensureBegun(): Promise<void>;
+  /**
+   * Queues a statement without parameters (values inlined as quoted literals) to send together
+   * with COMMIT, in ONE round trip, after the function resolved: for a last write whose result
+   * nobody reads. If it fails, the transaction rolls back and `withTenant` rejects with its error.
+   */
+  withCommit(sql: string): void;
 }
 
 const transactions = new WeakMap<pg.ClientBase, TenantTransaction & { hooks: Array<() => unknown> }>();
@@ -68,6 +82,9 @@ export function afterCommit(client: pg.ClientBase, fn: () => unknown): boolean {
   return true;
 }
 
+/** Results the preamble's statements add to a multi-statement query it starts (`takeBegin`). */
+export const TENANT_PREAMBLE_RESULTS = 4;
+
 /** The preamble: one simple-protocol query (no parameters), hence one round trip. */
 function preamble(tenant: TenantDbRef): string {
   return (
@@ -75,6 +92,18 @@ function preamble(tenant: TenantDbRef): string {
     `SET LOCAL search_path TO ${quoteIdent(tenant.schema, 'schema')}; ` +
     `SELECT set_config('simptu.tenant', ${quoteLiteral(tenant.name)}, true)`
   );
+}
+
+export interface WithTenantOptions {
+  /**
+   * Don't send the preamble before `fn`: `fn` sends it itself as the start of its first query —
+   * `tenantTransaction(client).takeBegin()` prepended to a simple-protocol multi-statement query,
+   * or `ensureBegun()` before anything else — saving one round trip. Until it was sent nothing
+   * runs as the tenant (the login role has no privileges of its own: a query sent first fails
+   * closed), and a function that never sends it leaves nothing to commit.
+   * @default false
+   */
+  deferBegin?: boolean;
 }
 
 /**
@@ -88,32 +117,53 @@ export async function withTenant<T>(
   pool: pg.Pool,
   tenant: TenantDbRef,
   fn: (client: pg.PoolClient) => Promise<T>,
+  options: WithTenantOptions = {},
 ): Promise<T> {
   // Built (and the names validated) before a connection is taken.
   const begin = preamble(tenant);
   const client = await pool.connect();
   let broken: Error | undefined;
   const hooks: Array<() => unknown> = [];
+  const final: string[] = [];
+  /** the preamble was sent (or handed to `fn` to send): a transaction is open */
+  let begun = !options.deferBegin;
   let result: T;
   try {
     try {
-      await client.query(begin);
+      if (begun) await client.query(begin);
       transactions.set(client, {
         tenant,
         data: new Map(),
         hooks,
         afterCommit: (f) => void hooks.push(f),
+        takeBegin: () => {
+          if (begun) return '';
+          begun = true;
+          return `${begin};\n`;
+        },
+        ensureBegun: async () => {
+          if (begun) return;
+          begun = true;
+          await client.query(begin);
+        },
+        withCommit: (sql) => void final.push(sql),
       });
       result = await fn(client);
       transactions.delete(client);
-      await client.query('COMMIT');
+      if (final.length > 0 && !begun) {
+        begun = true;
+        await client.query(begin);
+      }
+      if (begun) await client.query(final.length > 0 ? `${final.join(';\n')};\nCOMMIT` : 'COMMIT');
     } catch (err) {
       transactions.delete(client);
-      try {
-        await client.query('ROLLBACK');
-      } catch (rollbackErr) {
-        // The connection is in an unknown state: don't return it to the pool.
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      if (begun) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollbackErr) {
+          // The connection is in an unknown state: don't return it to the pool.
+          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+        }
       }
       throw err;
     }

@@ -37,7 +37,7 @@ import type { Consumer, ConsumerConfig, Kafka, KafkaMessage } from 'kafkajs';
 import type pg from 'pg';
 import { runWithContext } from '../context.ts';
 import { quoteLiteral } from '../db/identifiers.ts';
-import { tenantDbRef, withTenant, type TenantDbRef } from '../db/tenant-db.ts';
+import { tenantDbRef, tenantTransaction, withTenant, type TenantDbRef } from '../db/tenant-db.ts';
 import { isUuid } from '../domain/context.ts';
 import type { Logger } from '../logger.ts';
 import { fromKafkaRecord, topicTenant, type CloudEvent } from './cloudevents.ts';
@@ -56,6 +56,11 @@ export interface EventContext {
    * anything else, and stop doing work when it was already there (a duplicate).
    */
   marker?: ProcessedMarker;
+  /**
+   * Only with `deferBegin`: the preamble's statements to start the handler's first query with
+   * (`TENANT_PREAMBLE_RESULTS` results), or `''` once taken (tenant-db.ts `takeBegin`).
+   */
+  takeBegin?: () => string;
 }
 
 export type EventHandler = (event: CloudEvent, ctx: EventContext) => Promise<void>;
@@ -133,6 +138,13 @@ export interface EventConsumerOptions {
    * @default false
    */
   markInHandler?: boolean;
+  /**
+   * With `markInHandler`: the handler also sends the transaction's preamble (BEGIN, SET LOCAL
+   * ROLE …) itself, in its first round trip — `EventContext.takeBegin()` prepended to its first
+   * simple-protocol query (`marker.write()` sends it first on its own when it was not taken).
+   * One round trip less per record (`withTenant`'s `deferBegin`). @default false
+   */
+  deferBegin?: boolean;
 }
 
 /** kafkajs' default `heartbeatInterval`. */
@@ -281,37 +293,47 @@ export class EventConsumer {
     if (!ref || ref.name !== event.tenant) return reject(`unknown tenant ${event.tenant}`);
 
     return runWithContext({ tenant: event.tenant, requestId: event.id }, () =>
-      withTenant(this.#o.pool, ref, async (client): Promise<ProcessOutcome> => {
-        const ctx: EventContext = { client, tenant: ref, topic, partition, offset: message.offset, key };
-        const duplicate = (): ProcessOutcome => {
-          this.#o.logger?.debug({ eventId: event.id, type: event.type }, 'duplicate event skipped');
-          return 'duplicate';
-        };
-        if (!this.#o.markInHandler) {
-          const r = await client.query(MARKER_SQL, [this.#name, event.id]);
-          if (r.rowCount === 0) return duplicate();
-          await this.#o.handler(event, ctx);
-          return 'applied';
-        }
-        let inserted: boolean | undefined;
-        ctx.marker = {
-          consumer: this.#name,
-          eventId: event.id,
-          inlineSql: isUuid(event.id)
-            ? `INSERT INTO processed_events (consumer, event_id) VALUES (${quoteLiteral(this.#name)}, ${quoteLiteral(event.id)}) ON CONFLICT DO NOTHING`
-            : undefined,
-          write: async () => {
-            if (inserted !== undefined) return inserted;
+      withTenant(
+        this.#o.pool,
+        ref,
+        async (client): Promise<ProcessOutcome> => {
+          const ctx: EventContext = { client, tenant: ref, topic, partition, offset: message.offset, key };
+          const duplicate = (): ProcessOutcome => {
+            this.#o.logger?.debug({ eventId: event.id, type: event.type }, 'duplicate event skipped');
+            return 'duplicate';
+          };
+          if (!this.#o.markInHandler) {
             const r = await client.query(MARKER_SQL, [this.#name, event.id]);
-            return (inserted = r.rowCount !== 0);
-          },
-          written: (ok) => void (inserted = ok),
-        };
-        await this.#o.handler(event, ctx);
-        if (inserted === undefined)
-          throw new Error(`handler of ${this.#name} did not write the processed marker of event ${event.id}`);
-        return inserted ? 'applied' : duplicate();
-      }),
+            if (r.rowCount === 0) return duplicate();
+            await this.#o.handler(event, ctx);
+            return 'applied';
+          }
+          let inserted: boolean | undefined;
+          const tx = this.#o.deferBegin ? tenantTransaction(client) : undefined;
+          if (tx) ctx.takeBegin = () => tx.takeBegin();
+          ctx.marker = {
+            consumer: this.#name,
+            eventId: event.id,
+            inlineSql: isUuid(event.id)
+              ? `INSERT INTO processed_events (consumer, event_id) VALUES (${quoteLiteral(this.#name)}, ${quoteLiteral(event.id)}) ON CONFLICT DO NOTHING`
+              : undefined,
+            write: async () => {
+              if (inserted !== undefined) return inserted;
+              await tx?.ensureBegun();
+              const r = await client.query(MARKER_SQL, [this.#name, event.id]);
+              return (inserted = r.rowCount !== 0);
+            },
+            written: (ok) => void (inserted = ok),
+          };
+          await this.#o.handler(event, ctx);
+          if (inserted === undefined)
+            throw new Error(
+              `handler of ${this.#name} did not write the processed marker of event ${event.id}`,
+            );
+          return inserted ? 'applied' : duplicate();
+        },
+        this.#o.markInHandler && this.#o.deferBegin ? { deferBegin: true } : {},
+      ),
     );
   }
 }

@@ -22,7 +22,8 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ciphertextKeyVersion, type FieldCipher, type FieldLocation } from '../crypto/envelope.ts';
-import { withTenant, type TenantDbRef } from '../db/tenant-db.ts';
+import { quoteLiteral } from '../db/identifiers.ts';
+import { TENANT_PREAMBLE_RESULTS, tenantTransaction, withTenant, type TenantDbRef } from '../db/tenant-db.ts';
 import { CommonErrors } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
@@ -238,74 +239,87 @@ export class OutboxRelay {
    * tests and tools; the running relay calls it.
    */
   relayTenant(t: TenantDbRef): Promise<RelayResult> {
-    return withTenant(this.#o.pool, t, async (c) => {
-      const result: RelayResult = { published: 0, failed: 0, held: 0, more: false, locked: false };
-      const { rows: lock } = await c.query<{ ok: boolean }>(
-        `SELECT pg_try_advisory_xact_lock(hashtext('simptu.outbox'), hashtext($1)) AS ok`,
-        [t.schema],
-      );
-      if (!lock[0]?.ok) return { ...result, locked: true };
-      const { rows } = await c.query<Row>(
-        `SELECT id, seq, aggregate_id, event_type, payload, headers FROM outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [this.#o.batchSize],
-      );
-      if (rows.length === 0) return result;
-      result.more = rows.length === this.#o.batchSize;
+    // Two round trips per batch: (1) the transaction's preamble, the tenant's relay lock and the
+    // batch, in one multi-statement query (`deferBegin`); (2) marking the batch published, sent
+    // with COMMIT (`withCommit`). The batch's SELECT re-checks the lock in an InitPlan (evaluated
+    // once; re-entrant for the holder) so that no row is locked unless this relay holds the
+    // tenant — two relays never interleave one tenant's events.
+    const lockSql = `pg_try_advisory_xact_lock(hashtext('simptu.outbox'), hashtext(${quoteLiteral(t.schema)}))`;
+    const batchSize = Math.max(1, Math.floor(this.#o.batchSize));
+    return withTenant(
+      this.#o.pool,
+      t,
+      async (c) => {
+        const tx = tenantTransaction(c)!;
+        const result: RelayResult = { published: 0, failed: 0, held: 0, more: false, locked: false };
+        const begin = tx.takeBegin();
+        const results = (await c.query(
+          `${begin}SELECT ${lockSql} AS ok;
+           SELECT id, seq, aggregate_id, event_type, payload, headers FROM outbox
+            WHERE published_at IS NULL AND (SELECT ${lockSql})
+            ORDER BY seq LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`,
+        )) as unknown as pg.QueryResult[];
+        const skip = begin ? TENANT_PREAMBLE_RESULTS : 0;
+        const ok = (results[skip]!.rows[0] as { ok: boolean } | undefined)?.ok === true;
+        const rows = results[skip + 1]!.rows as Row[];
+        if (rows.length === 0) return { ...result, locked: !ok };
+        result.more = rows.length === this.#o.batchSize;
 
-      const send: Array<OutgoingEvent & { id: string }> = [];
-      const held: Array<{ id: string; error: string }> = [];
-      const blocked = new Set<string>();
-      const cipher = await this.#cipherFor(t.name, rows);
-      for (const row of rows) {
-        if (blocked.has(row.aggregate_id)) {
-          held.push({ id: row.id, error: 'held behind an undecodable event of the same aggregate' });
-          continue;
+        const send: Array<OutgoingEvent & { id: string }> = [];
+        const held: Array<{ id: string; error: string }> = [];
+        const blocked = new Set<string>();
+        const cipher = await this.#cipherFor(t.name, rows);
+        for (const row of rows) {
+          if (blocked.has(row.aggregate_id)) {
+            held.push({ id: row.id, error: 'held behind an undecodable event of the same aggregate' });
+            continue;
+          }
+          const decoded = this.#decode(cipher, t.name, row);
+          if (typeof decoded === 'string') {
+            blocked.add(row.aggregate_id);
+            held.push({ id: row.id, error: decoded });
+            this.#o.logger?.error(
+              { tenant: t.name, outboxId: row.id, reason: decoded },
+              'outbox relay: undecodable row',
+            );
+            continue;
+          }
+          send.push({ id: row.id, ...decoded });
         }
-        const decoded = this.#decode(cipher, t.name, row);
-        if (typeof decoded === 'string') {
-          blocked.add(row.aggregate_id);
-          held.push({ id: row.id, error: decoded });
-          this.#o.logger?.error(
-            { tenant: t.name, outboxId: row.id, reason: decoded },
-            'outbox relay: undecodable row',
-          );
-          continue;
-        }
-        send.push({ id: row.id, ...decoded });
-      }
-      if (held.length > 0) {
-        result.held = held.length;
-        this.#failures?.inc({ reason: 'undecodable' }, held.length);
-        await c.query(
-          `UPDATE outbox SET attempts = attempts + 1, last_error = e.error
+        if (held.length > 0) {
+          result.held = held.length;
+          this.#failures?.inc({ reason: 'undecodable' }, held.length);
+          await c.query(
+            `UPDATE outbox SET attempts = attempts + 1, last_error = e.error
              FROM unnest($1::uuid[], $2::text[]) AS e(id, error) WHERE outbox.id = e.id`,
-          [held.map((h) => h.id), held.map((h) => h.error)],
+            [held.map((h) => h.id), held.map((h) => h.error)],
+          );
+        }
+        if (send.length === 0) return result;
+        const ids = send.map((s) => s.id);
+        try {
+          await this.#o.producer.forTenant(t.name).sendBatch(send);
+        } catch (err) {
+          const message = err instanceof Error ? err.message : String(err);
+          this.#o.logger?.warn(
+            { err, tenant: t.name, rows: ids.length },
+            'outbox relay: publish failed, will retry',
+          );
+          await c.query(
+            `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::uuid[])`,
+            [ids, message.slice(0, 1000)],
+          );
+          return { ...result, failed: ids.length };
+        }
+        // ids are the rows' own uuid values (inlined as one quoted array literal)
+        tx.withCommit(
+          `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY(${quoteLiteral(`{${ids.join(',')}}`)}::uuid[])`,
         );
-      }
-      if (send.length === 0) return result;
-      const ids = send.map((s) => s.id);
-      try {
-        await this.#o.producer.forTenant(t.name).sendBatch(send);
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        this.#o.logger?.warn(
-          { err, tenant: t.name, rows: ids.length },
-          'outbox relay: publish failed, will retry',
-        );
-        await c.query(
-          `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::uuid[])`,
-          [ids, message.slice(0, 1000)],
-        );
-        return { ...result, failed: ids.length };
-      }
-      await c.query(
-        `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1::uuid[])`,
-        [ids],
-      );
-      this.#published?.inc(ids.length);
-      return { ...result, published: ids.length };
-    });
+        this.#published?.inc(ids.length);
+        return { ...result, published: ids.length };
+      },
+      { deferBegin: true },
+    );
   }
 
   async #cipherFor(tenant: string, rows: Row[]): Promise<FieldCipher> {
