@@ -67,6 +67,8 @@ export interface RunHooks {
   onToken(delta: string): void;
   onToolCall(call: { id: string; name: string; args: Record<string, unknown> }): void;
   onToolResult(result: { id: string; name: string; ok: boolean; result: unknown }): void;
+  /** a model call finished streaming (`message` is what it produced, tool calls included) */
+  onModelEnd?(message: AIMessage): void;
 }
 
 export interface GraphDeps {
@@ -176,6 +178,7 @@ export function buildAgentGraph(deps: GraphDeps) {
       // No provider id: some OpenAI-compatible servers repeat one completion id, and the
       // messages reducer would then REPLACE the earlier answer; the reducer assigns a fresh id.
     });
+    deps.hooks.onModelEnd?.(message);
     return next(state, message, state.modelCalls + 1);
   };
 

@@ -46,9 +46,27 @@ export class DatabasePools {
   }
 
   #open(connectionString: string, database: string): pg.Pool {
-    const p = new pg.Pool({ connectionString, max: this.#o.max ?? 10 });
+    // Idle connections are kept (min = max): a new one costs a backend fork and a SCRAM
+    // exchange — tens of ms on a busy database — that a burst of turns would wait for.
+    const max = this.#o.max ?? 10;
+    const p = new pg.Pool({ connectionString, max, min: max });
     p.on('error', (err) => this.#o.logger?.warn({ err, database }, 'idle connection failed'));
     return p;
+  }
+
+  /**
+   * Opens the pool of `database` up to `connections` (at most its size) now, so that the first
+   * burst of turns does not wait for new backends (they are kept: see #open). Failures are
+   * logged, not thrown: connections are then opened on demand as before.
+   */
+  async warm(database: string, connections = this.#o.max ?? 10): Promise<void> {
+    const pool = this.for(database);
+    const n = Math.min(connections, pool.options.max ?? 10) - pool.totalCount;
+    if (n <= 0) return;
+    const clients = await Promise.allSettled(Array.from({ length: n }, () => pool.connect()));
+    for (const c of clients)
+      if (c.status === 'fulfilled') c.value.release();
+      else this.#o.logger?.warn({ err: c.reason, database }, 'could not open a database connection ahead');
   }
 
   /** The pool of a database (the platform database's is `shared`). */

@@ -273,6 +273,11 @@ export class RunStream {
     this.#soon();
   }
 
+  /** Sends everything buffered and held now (without waiting for it). */
+  flush(): void {
+    this.#flush();
+  }
+
   /** Flushes and waits until every event was handed to Kafka (or dropped). */
   async close(): Promise<void> {
     this.#flush();
@@ -424,6 +429,8 @@ export class AgentRuntime {
   /** The inbound consumer and outbox relay of one database's tenants (TenantSet). */
   async #open(db: string, topics: string[]): Promise<DbGroup> {
     const pool = this.#poolFor(db);
+    // Its connections open before the first record is fetched (pools.ts warm).
+    await this.#pools.warm(db);
     const consumer = new InboundConsumer(
       {
         kafka: this.#o.kafka,
@@ -690,6 +697,11 @@ export class AgentRuntime {
       onToolResult: (r) => {
         stream.toolResult(r.id, r.name, r.ok, r.result);
       },
+      // The answer is complete: its last deltas leave now, their acknowledgement overlapping the
+      // checkpoint write and the reply's outbox row instead of following them.
+      onModelEnd: (m) => {
+        if ((m.tool_calls?.length ?? 0) === 0) stream.flush();
+      },
     };
     const graph = buildAgentGraph({
       model: this.#o.models.get(tenant.name, tenant.model),
@@ -752,9 +764,11 @@ export class AgentRuntime {
         topic: tenantTopics(tenant.name).agent,
         data: { session_id: session.id, run_id: inboundId, code: 'AGENT_RUN_FAILED', error },
       });
-    } finally {
-      await stream.close();
     }
+    // Every stream event is acknowledged before the transaction commits (below, before this
+    // returns): the final message, relayed after COMMIT, never overtakes the run's last tokens.
+    // Meanwhile the reply's outbox rows are written.
+    const streamed = stream.close();
     if (!reply.trim())
       reply = detectLanguage(text) === 'ro' ? 'Cu ce vă mai pot ajuta?' : 'How else can I help?';
 
@@ -813,6 +827,7 @@ export class AgentRuntime {
         this.#later(eventId, () => this.deliverOutbound(tenant.name).then(() => undefined));
       }
     }
+    await streamed;
     return { reply, handoff, ...(error ? { error } : {}) };
   }
 

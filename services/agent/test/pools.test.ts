@@ -71,6 +71,29 @@ describe('DatabasePools', () => {
     expect(() => pools.for(other.name)).toThrow(/closed/);
   });
 
+  it('opens a pool to its size ahead (warm) and keeps idle connections (min = max)', async () => {
+    const pools = new DatabasePools({ databaseUrl: platform.appUrl, max: 3 });
+    try {
+      const backends = async () => {
+        const { rows } = await platform.admin.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND usename = $2`,
+          [other.name, new URL(platform.appUrl).username],
+        );
+        return rows[0]!.n;
+      };
+      expect(await backends()).toBe(0);
+      await pools.warm(other.name);
+      const pool = pools.for(other.name);
+      expect([pool.totalCount, pool.idleCount]).toEqual([3, 3]);
+      expect(await backends()).toBe(3);
+      expect(pool.options.min).toBe(3); // pg-pool reaps idle clients only above min
+      await pools.warm(other.name); // already open: nothing more
+      expect(pool.totalCount).toBe(3);
+    } finally {
+      await pools.close();
+    }
+  });
+
   it('closes the login pool it opened itself', async () => {
     const pools = new DatabasePools({ databaseUrl: platform.appUrl, max: 1 });
     expect(await currentDb(pools.shared)).toBe(platform.db.name);
