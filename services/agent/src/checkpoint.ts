@@ -322,6 +322,10 @@ export class TenantCheckpointSaver extends PostgresSaver {
     ...[config, checkpoint, metadata, newVersions]: Parameters<PostgresSaver['put']>
   ): ReturnType<PostgresSaver['put']> {
     if (config.configurable === undefined) throw new Error('Missing "configurable" field in "config" param');
+    // The write comes after the answer was streamed: I/O already waiting (other conversations'
+    // next steps towards their first token) is handled first (setImmediate runs after the poll
+    // phase), this turn's serializing and encrypting after it.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const {
       thread_id,
       checkpoint_ns = '',
