@@ -46,6 +46,10 @@
  *                                   it − 2) @default unset (its default, 10)
  *   BENCH_ONLY                      comma list of graph,kafka @default both
  *   BENCH_AGENT_PROFILE             1: run the child agent with --cpu-prof (bench/results/)
+ *   BENCH_AGENT_TRACE               1: the agents record per-turn stage times (SIMPTU_AGENT_TURN_TRACE,
+ *                                   services/agent/src/turn-trace.ts); the report adds where the
+ *                                   measured turns spent their time up to the first token, and the
+ *                                   slowest ones stage by stage
  *   BENCH_AGENT_NODE_ARGS           extra node options for the child agent (space-separated)
  *   BENCH_AGENT_MAIN                the child agent's entry point (A/B runs against another copy)
  *                                   @default services/agent/src/main.ts
@@ -53,7 +57,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +117,7 @@ const CONCURRENT_RUNS = Math.max(1, int('BENCH_AGENT_CONCURRENT_RUNS', 8));
 const TIMEOUT_SECONDS = int('BENCH_TIMEOUT_SECONDS', 420);
 const ONLY = new Set((env.BENCH_ONLY ?? 'graph,kafka').split(',').map((s) => s.trim()));
 const PROFILE = env.BENCH_AGENT_PROFILE === '1';
+const TRACE = env.BENCH_AGENT_TRACE === '1';
 const NODE_ARGS = (env.BENCH_AGENT_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const AGENT_MAIN = env.BENCH_AGENT_MAIN || 'services/agent/src/main.ts';
 const TZ = 'Europe/Bucharest';
@@ -329,6 +334,8 @@ interface KafkaFigures {
   rebalanced: boolean;
   /** CPU of the PostgreSQL backends of the benchmark's database (the agent's and the benchmark's) */
   dbCpuSeconds: number;
+  /** BENCH_AGENT_TRACE: the measured turns' stages (turn-trace.ts) */
+  trace?: TraceFigures;
   /** cores busy on the whole machine while measuring (everything: agent, PostgreSQL, Kafka, this process, others) */
   machineBusyCores: number | undefined;
 }
@@ -584,6 +591,25 @@ async function main(): Promise<void> {
           "PostgreSQL backends' CPU per turn, the benchmark database's (ms; agent + benchmark)",
           fmt((k.dbCpuSeconds * 1000) / k.turns),
         ],
+        ...(k.trace
+          ? [
+              [
+                `turn trace: ${k.trace.turns} turns, produced → first token p50 / p90 / p99 / max (ms)`,
+                `${fmt(k.trace.total.p50)} / ${fmt(k.trace.total.p90)} / ${fmt(k.trace.total.p99)} / ${fmt(k.trace.total.max)}`,
+              ],
+              ...k.trace.steps.map((s) => [
+                `  ${s.name}`,
+                `${fmt(s.p50)} / ${fmt(s.p90)} / ${fmt(s.p99)} / ${fmt(s.max)}`,
+              ]),
+              ...k.trace.slowest.map((x) => [
+                `  slow turn on replica ${x.replica}: ${fmt(x.total)} ms =`,
+                x.steps
+                  .slice(0, 4)
+                  .map((v) => fmt(v))
+                  .join(' + '),
+              ]),
+            ]
+          : []),
       );
       loadavg.kafka = os.loadavg();
     }
@@ -674,7 +700,8 @@ async function kafkaPhase(
   const clientIds = Array.from({ length: REPLICAS }, (_, i) =>
     REPLICAS === 1 ? 'simptu-agent' : `bench-agent-${run}-r${i}`,
   );
-  const children = clientIds.map((clientId) => {
+  const traceFiles = clientIds.map((_, i) => join(resultsDir, `agent-trace-${run}-r${i}.json`));
+  const children = clientIds.map((clientId, i) => {
     const child: ChildProcess = spawn(
       process.execPath,
       [
@@ -695,6 +722,7 @@ async function kafkaPhase(
           SIMPTU_AGENT_GROUP_ID: groupId,
           SIMPTU_AGENT_METRICS_PORT: '0',
           SIMPTU_AGENT_LOG_LEVEL: env.SIMPTU_LOG_LEVEL ?? 'warn',
+          ...(TRACE ? { SIMPTU_AGENT_TURN_TRACE: traceFiles[i]! } : {}),
           SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
           SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
           SIMPTU_AGENT_CONCURRENT_RUNS: String(CONCURRENT_RUNS),
@@ -861,6 +889,7 @@ async function kafkaPhase(
   const db0 = readDbBackendsCpu(dbName);
   const machine0 = readMachineCpu();
   const t0 = performance.now();
+  const wall0 = Date.now();
   let missing = 0;
   /** message text → replies that came without any token event */
   const noToken = new Map<string, number>();
@@ -894,6 +923,8 @@ async function kafkaPhase(
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
+  const wall1 = Date.now();
+  const trace = TRACE ? await collectTrace(children, traceFiles, wall0, wall1) : undefined;
   const cpus1 = children.map(({ child }, i) => readCpu(child.pid!) ?? cpus0[i]!);
   const groupAfter = await describeAgentGroup(admin, groupId, topics.inbound).catch(() => undefined);
   const rebalanced = !sameAssignment(group, groupAfter);
@@ -938,6 +969,71 @@ async function kafkaPhase(
     rebalanced,
     dbCpuSeconds,
     machineBusyCores,
+    ...(trace ? { trace } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// BENCH_AGENT_TRACE: where the measured turns spent their time (services/agent/src/turn-trace.ts)
+
+type Stage = 'produced' | 'fetched' | 'slot' | 'ready' | 'token' | 'done';
+/** consecutive stages up to the first token, and the rest of the turn */
+const TRACE_STEPS: Array<{ name: string; from: Stage; to: Stage }> = [
+  { name: 'Kafka to the agent (produced → fetched)', from: 'produced', to: 'fetched' },
+  { name: 'waiting for a run slot (fetched → slot)', from: 'fetched', to: 'slot' },
+  { name: 'connection + the query before the model (slot → ready)', from: 'slot', to: 'ready' },
+  { name: 'graph to the first token (ready → token)', from: 'ready', to: 'token' },
+  { name: 'rest of the turn, to COMMIT (token → done)', from: 'token', to: 'done' },
+];
+
+interface TraceFigures {
+  turns: number;
+  /** produced → token */
+  total: ReturnType<typeof summary>;
+  steps: Array<{ name: string } & ReturnType<typeof summary>>;
+  /** the slowest turns (produced → token), their steps in TRACE_STEPS order (ms) */
+  slowest: Array<{ replica: number; total: number; steps: number[] }>;
+}
+
+async function collectTrace(
+  children: Array<{ child: ChildProcess }>,
+  files: string[],
+  from: number,
+  to: number,
+): Promise<TraceFigures | undefined> {
+  const rows: Array<{ replica: number; t: Record<Stage, number> }> = [];
+  for (const [i, { child }] of children.entries()) {
+    rmSync(files[i]!, { force: true });
+    child.kill('SIGUSR2');
+    for (let n = 0; n < 100 && !existsSync(files[i]!); n++) await sleep(100);
+    let parsed: Array<[string, Partial<Record<Stage, number>>]>;
+    try {
+      parsed = JSON.parse(readFileSync(files[i]!, 'utf8')) as typeof parsed;
+    } catch {
+      await sleep(300); // written but not complete yet
+      parsed = JSON.parse(readFileSync(files[i]!, 'utf8')) as typeof parsed;
+    }
+    rmSync(files[i]!, { force: true });
+    for (const [, t] of parsed)
+      if (
+        TRACE_STEPS.every((s) => t[s.from] !== undefined && t[s.to] !== undefined) &&
+        t.produced! >= from &&
+        t.produced! <= to
+      )
+        rows.push({ replica: i, t: t as Record<Stage, number> });
+  }
+  if (rows.length === 0) return undefined;
+  const total = (r: (typeof rows)[number]) => r.t.token - r.t.produced;
+  rows.sort((a, b) => total(b) - total(a));
+  return {
+    turns: rows.length,
+    total: summary(rows.map(total)),
+    steps: TRACE_STEPS.map((s) => ({ name: s.name, ...summary(rows.map((r) => r.t[s.to] - r.t[s.from])) })),
+    slowest: rows.slice(0, 10).map((r) => ({
+      replica: r.replica,
+      total: total(r),
+      steps: TRACE_STEPS.map((s) => r.t[s.to] - r.t[s.from]),
+    })),
   };
 }
 

@@ -50,6 +50,8 @@ export const AgentConfigSchema = ConfigObject({
   registryRefreshMs: Type.Integer({ minimum: 100, default: 15_000 }),
   /** token deltas are coalesced into one event per window */
   tokenWindowMs: Type.Integer({ minimum: 0, maximum: 5000, default: 50 }),
+  /** diagnostics: record per-turn stage times, written as JSON to this file on SIGUSR2 (turn-trace.ts) */
+  turnTrace: Type.Optional(Type.String({ minLength: 1 })),
   checkpoints: ConfigObject({
     keepLatest: Type.Integer({ minimum: 1, default: 10 }),
     maxAgeDays: Type.Integer({ minimum: 1, default: 90 }),

@@ -33,6 +33,7 @@
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { EventConsumer, type EventConsumerOptions } from '@simptu/common';
 import { KeyedQueue, OffsetTracker, Semaphore } from './keyed-queue.ts';
+import { TurnTrace, turnTrace } from './turn-trace.ts';
 
 type Record_ = Pick<KafkaMessage, 'key' | 'value' | 'headers' | 'offset'>;
 
@@ -247,6 +248,11 @@ export class KeyedEventConsumer extends EventConsumer {
         this.#committed.delete(k);
         entry.tracker.add(message.offset);
       }
+      if (turnTrace) {
+        const key = TurnTrace.key(topic, partition, message.offset);
+        turnTrace.mark(key, 'produced', Number(message.timestamp));
+        turnTrace.mark(key, 'fetched');
+      }
       this.#dispatch(generation, entry.tracker, topic, partition, message);
       resolveOffset(message.offset);
     }
@@ -287,9 +293,11 @@ export class KeyedEventConsumer extends EventConsumer {
     for (let attempt = 0; ; attempt++) {
       if (!current()) return false;
       const release = await this.#slots.acquire();
+      turnTrace?.mark(TurnTrace.key(topic, partition, message.offset), 'slot');
       try {
         if (!current()) return false;
         await this.process(topic, partition, message);
+        turnTrace?.mark(TurnTrace.key(topic, partition, message.offset), 'done');
         return true;
       } catch (err) {
         this.#ko.logger?.warn(

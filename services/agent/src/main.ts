@@ -31,6 +31,7 @@ import { DatabasePools } from './pools.ts';
 import { AgentRuntime } from './runtime.ts';
 import { secretSource } from './secrets.ts';
 import { StaffRelay } from './staff-relay.ts';
+import { enableTurnTrace } from './turn-trace.ts';
 
 async function main(): Promise<void> {
   let config: AgentConfig;
@@ -48,6 +49,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger({ service: 'agent', level: config.logLevel });
+  if (config.turnTrace) {
+    enableTurnTrace(config.turnTrace);
+    logger.warn({ file: config.turnTrace }, 'turn trace on (diagnostics): SIGUSR2 writes it');
+  }
   // One set of database pools for the runtime and the staff relay (pools.ts), closed once.
   const pools = new DatabasePools({
     databaseUrl: config.databaseUrl,

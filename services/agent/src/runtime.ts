@@ -75,6 +75,7 @@ import { DatabasePools, TenantSet, type TenantGroup } from './pools.ts';
 import type { AgentTenant } from './registry.ts';
 import { StreamSender } from './stream-sender.ts';
 import { allowedTools } from './tools/index.ts';
+import { TurnTrace, turnTrace } from './turn-trace.ts';
 
 export const MESSAGE_RECEIVED_TYPE = 'io.simptu.message.received';
 export const AGENT_EVENT_SOURCE = '/simptu/agent';
@@ -362,6 +363,8 @@ export interface PreparedTurn {
   checkpoint?: pg.QueryResult;
   /** `SAVEPOINT agent_run` was taken */
   savepoint?: boolean;
+  /** the record's key in the turn trace (turn-trace.ts), when tracing */
+  traceKey?: string;
 }
 
 export interface RunOutcome {
@@ -561,6 +564,8 @@ export class AgentRuntime {
       text: begin + statements.join(';\n'),
       types: TenantCheckpointSaver.types,
     })) as unknown as pg.QueryResult[];
+    const traceKey = turnTrace && TurnTrace.key(ectx.topic, ectx.partition, ectx.offset);
+    if (traceKey) turnTrace!.mark(traceKey, 'ready');
     let i = begin ? TENANT_PREAMBLE_RESULTS : 0;
     if (marker.inlineSql) {
       const inserted = results[i++]!.rowCount !== 0;
@@ -589,6 +594,7 @@ export class AgentRuntime {
       saver,
       checkpoint,
       savepoint: true,
+      ...(traceKey ? { traceKey } : {}),
     });
   }
 
@@ -692,7 +698,10 @@ export class AgentRuntime {
     const sessionCtx = { id: session.id, customerId: session.customerId, channel: session.channel };
     const faults = this.#o.faults;
     const hooks: RunHooks = {
-      onToken: (d) => stream.token(d),
+      onToken: (d) => {
+        if (prepared.traceKey) turnTrace?.mark(prepared.traceKey, 'token');
+        stream.token(d);
+      },
       onToolCall: (c) => stream.toolCall(c.id, c.name, c.args),
       onToolResult: (r) => {
         stream.toolResult(r.id, r.name, r.ok, r.result);
