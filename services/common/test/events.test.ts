@@ -2,6 +2,7 @@
  * Outbox → idempotent producer → Kafka → de-duplicating consumer, against the real Postgres and
  * Kafka of the test environment.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import kafkajs from 'kafkajs';
@@ -16,7 +17,13 @@ import {
   type CloudEvent,
 } from '../src/events/cloudevents.ts';
 import { EventConsumer, type ProcessOutcome } from '../src/events/consumer.ts';
-import { enqueue, OutboxRelay } from '../src/events/outbox.ts';
+import {
+  enqueue,
+  OUTBOX_CHANNEL,
+  OUTBOX_INSTANCE,
+  OutboxRelay,
+  outboxPayloadLocation,
+} from '../src/events/outbox.ts';
 import { createKafka, EventProducer } from '../src/events/producer.ts';
 import { PLATFORM_TOPIC, tenantTopics } from '../src/names.ts';
 import { uniqueName } from '../src/db/scratch.ts';
@@ -348,6 +355,53 @@ describe('outbox', () => {
     expect(sent).toHaveLength(2);
     expect(sent[0]).toMatch(/^BEGIN; SET LOCAL ROLE .*pg_try_advisory_xact_lock.*FOR UPDATE SKIP LOCKED$/s);
     expect(sent[1]).toMatch(/^UPDATE outbox SET published_at = now\(\).*;\nCOMMIT$/s);
+  });
+
+  it("acts at once only on its own process's notifications; another's rows wait for a periodic pass", async () => {
+    const relay = new OutboxRelay({
+      pool: fx.app,
+      producer,
+      ciphers: fx.keyrings,
+      tenants: () => [B],
+      pollIntervalMs: 120_000, // no periodic pass during the test after the first
+    });
+    relay.start();
+    try {
+      await until('backlog relayed', async () => (await outboxRows(B)).every((r) => r.published_at !== null));
+      await new Promise((r) => setTimeout(r, 300)); // LISTEN is established
+      // Another process enqueues: the same row enqueue() writes, its own origin in the notification.
+      const cipher = await fx.keyrings.cipher(B.name);
+      const foreign = newCloudEvent({
+        id: randomUUID(),
+        type: 'io.simptu.booking.updated',
+        source,
+        tenant: B.name,
+        data: { n: 1 },
+      });
+      await fx.admin.query(
+        `INSERT INTO ${quoteIdent(B.schema)}.outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
+         VALUES ($1, 'booking', 'foreign-1', $2, $3, $4)`,
+        [
+          foreign.id,
+          foreign.type,
+          cipher.encrypt(JSON.stringify(foreign), outboxPayloadLocation(foreign.id)),
+          { topic: tenantTopics(B.name).domain },
+        ],
+      );
+      expect(OUTBOX_INSTANCE).toMatch(/^[0-9a-f]{12}$/);
+      await fx.admin.query(`SELECT pg_notify($1, $2)`, [OUTBOX_CHANNEL, `${B.name} 0123456789ab`]);
+      await new Promise((r) => setTimeout(r, 1500));
+      // not this relay's to publish promptly
+      expect((await outboxRows(B)).find((r) => r.id === foreign.id)?.published_at).toBeNull();
+      // This process enqueues: its relay wakes and publishes the tenant's pending rows, both.
+      const own = await enqueueBooking(B, 'own-1', 2);
+      await until('own row published', async () => {
+        const rows = await outboxRows(B);
+        return [foreign.id, own.id].every((id) => rows.find((r) => r.id === id)?.published_at) || undefined;
+      });
+    } finally {
+      await relay.stop();
+    }
   });
 
   it('the running relay is woken by NOTIFY and recovers from dropped Postgres connections', async () => {

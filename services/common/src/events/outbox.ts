@@ -19,7 +19,7 @@
  * @see https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE (SKIP LOCKED)
  * @see https://www.postgresql.org/docs/15/sql-notify.html
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ciphertextKeyVersion, type FieldCipher, type FieldLocation } from '../crypto/envelope.ts';
 import { quoteLiteral } from '../db/identifiers.ts';
@@ -31,8 +31,20 @@ import { tenantTopics } from '../names.ts';
 import { newCloudEvent, validateCloudEvent, type CloudEvent } from './cloudevents.ts';
 import { topicTenantMismatch, type EventProducer, type OutgoingEvent } from './producer.ts';
 
-/** NOTIFY channel; the payload is the tenant name. */
+/**
+ * NOTIFY channel; the payload is `<tenant> <origin>`: the tenant name and the enqueuing process's
+ * `OUTBOX_INSTANCE` (tenant names have no spaces). A payload without an origin is anyone's.
+ */
 export const OUTBOX_CHANNEL = 'simptu_outbox';
+
+/**
+ * This process's id in outbox notifications. A relay acts at once only on its own process's
+ * notifications (`OutboxRelayOptions.notifications`): with the API, the hub and N agent
+ * replicas listening, every commit used to wake every relay into a pass over the same rows —
+ * one publishes, the others find nothing (each such pass two round trips). Another process's
+ * rows are published by that process's relay, or by anyone's periodic pass if it died first.
+ */
+export const OUTBOX_INSTANCE = randomBytes(6).toString('hex');
 
 export function outboxPayloadLocation(rowId: string): FieldLocation {
   return { table: 'outbox', column: 'payload', rowId };
@@ -82,7 +94,7 @@ export async function enqueue<T>(
        SELECT $1, $2, $3, $4, $5, $6
         WHERE current_setting('simptu.tenant', true) = $7
        RETURNING seq)
-     SELECT seq, pg_notify($8, $7) FROM ins`,
+     SELECT seq, pg_notify($8, $7 || ' ' || $9) FROM ins`,
     [
       id,
       input.aggregateType,
@@ -92,6 +104,7 @@ export async function enqueue<T>(
       { topic },
       cipher.tenant,
       OUTBOX_CHANNEL,
+      OUTBOX_INSTANCE,
     ],
   );
   if (r.rowCount !== 1)
@@ -135,6 +148,12 @@ export interface OutboxRelayOptions {
   backoffMs?: { initial: number; max: number };
   /** hold a connection LISTENing for enqueue notifications; @default true */
   listen?: boolean;
+  /**
+   * Which notifications start a pass at once: `own` — this process's enqueues only (another
+   * process's rows are its relay's; the periodic pass catches what a dead process left) —
+   * or `all`. @default 'own'
+   */
+  notifications?: 'own' | 'all';
 }
 
 interface Row {
@@ -169,6 +188,7 @@ export class OutboxRelay {
       batchSize: 100,
       backoffMs: { initial: 500, max: 30_000 },
       listen: true,
+      notifications: 'own',
       ...options,
     };
     this.#published = options.metrics?.counter({
@@ -402,7 +422,10 @@ export class OutboxRelay {
       client = await this.#o.pool.connect();
       client.on('notification', (n) => {
         if (n.channel !== OUTBOX_CHANNEL || !n.payload) return;
-        this.#dirty.add(n.payload);
+        const [tenant, origin] = n.payload.split(' ', 2);
+        if (!tenant) return;
+        if (origin !== undefined && origin !== OUTBOX_INSTANCE && this.#o.notifications !== 'all') return;
+        this.#dirty.add(tenant);
         this.#wake?.();
       });
       client.on('error', (err) => {
