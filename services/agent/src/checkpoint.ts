@@ -251,8 +251,10 @@ export class TenantCheckpointSaver extends PostgresSaver {
   readonly #checkpoints: string;
   readonly #writes: string;
   readonly #retention: RetentionPolicy | undefined;
-  /** checkpoints the last `put`s deleted under the retention policy */
+  /** checkpoints the last `put`s deleted under the retention policy (not counted when deferred) */
   pruned = 0;
+  /** with `deferWrites()`: the writes `put` prepared, as statements without parameters */
+  #deferred: string[] | undefined;
 
   /** @param retention applied by every `put` to its thread (see the file comment); none: keep all */
   constructor(
@@ -296,6 +298,27 @@ export class TenantCheckpointSaver extends PostgresSaver {
     if (!isUuid(this.#threadId)) throw new Error('latestCheckpointSql: the thread id is not a UUID');
     const { text, values } = this.#latestQuery();
     return text.replace(/\$(\d+)\b/g, (_, n: string) => quoteLiteral(values[Number(n) - 1]!));
+  }
+
+  /**
+   * From now on `put` does not write: it prepares its statements (parameters inlined as quoted
+   * literals) for the caller to send with COMMIT (`takeDeferred`, tenant-db.ts `withCommit`) —
+   * one round trip less per turn — or to drop when the run is rolled back (`discardDeferred`).
+   * Only for a run that reads no checkpoint back after its write (`durability: 'exit'`).
+   */
+  deferWrites(): void {
+    this.#deferred ??= [];
+  }
+
+  /** The statements prepared since the last call, in order. */
+  takeDeferred(): string[] {
+    const out = this.#deferred ?? [];
+    if (this.#deferred) this.#deferred = [];
+    return out;
+  }
+
+  discardDeferred(): void {
+    if (this.#deferred) this.#deferred = [];
   }
 
   /** Answers the graph's first `getTuple` load with `result` (of `latestCheckpointSql`). */
@@ -381,12 +404,17 @@ export class TenantCheckpointSaver extends PostgresSaver {
        VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
        DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata`;
-    const r = await this.#pool.query(
+    const text =
       (ctes.length > 0 ? `WITH ${ctes.join(',\n           ')}\n` : '') +
-        upsertCheckpoint +
-        (keep ? ` RETURNING (SELECT count(*) FROM doomed)::int AS pruned` : ''),
-      values,
-    );
+      upsertCheckpoint +
+      (keep ? ` RETURNING (SELECT count(*) FROM doomed)::int AS pruned` : '');
+    if (this.#deferred) {
+      // The orphaned blobs' delete follows in the same round trip (it sees the statement before).
+      this.#deferred.push(inlineParams(text, values));
+      if (keep) this.#deferred.push(inlineParams(deleteOrphanBlobs, [thread_id]));
+      return { configurable: { thread_id, checkpoint_ns, checkpoint_id: checkpoint.id } };
+    }
+    const r = await this.#pool.query(text, values);
     const pruned = keep ? ((r.rows[0] as { pruned: number } | undefined)?.pruned ?? 0) : 0;
     if (pruned > 0) {
       this.pruned += pruned;
@@ -454,3 +482,30 @@ const deleteOrphanBlobs = `DELETE FROM checkpoint_blobs b
           AND NOT EXISTS (SELECT 1 FROM checkpoints c
                            WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
                              AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)`;
+
+/**
+ * `text` with its `$n` parameters replaced by literals, for a statement sent in a multi-statement
+ * simple-protocol query: strings (and JSON of objects) quoted by the driver's `escapeLiteral`,
+ * bytes as `decode('<hex>', 'hex')`, finite numbers and booleans as they are, null/undefined as
+ * NULL. The statement's own casts apply as they do to parameters.
+ */
+export function inlineParams(text: string, values: readonly unknown[]): string {
+  return text.replace(/\$(\d+)\b/g, (_, n: string) => {
+    const i = Number(n) - 1;
+    if (i < 0 || i >= values.length) throw new Error(`inlineParams: no value for $${n}`);
+    return sqlLiteral(values[i]);
+  });
+}
+
+function sqlLiteral(v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new Error(`inlineParams: ${v} is not a finite number`);
+    return String(v);
+  }
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (v instanceof Uint8Array)
+    return `decode('${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}', 'hex')`;
+  if (typeof v === 'string') return quoteLiteral(v);
+  return quoteLiteral(JSON.stringify(v));
+}

@@ -46,6 +46,7 @@ import {
   OutboxRelay,
   TENANT_PREAMBLE_RESULTS,
   tenantTopics,
+  tenantTransaction,
   type CloudEvent,
   type EventContext,
   type EventProducer,
@@ -687,6 +688,9 @@ export class AgentRuntime {
       prepared.saver ??
       new TenantCheckpointSaver(client, lock, tenant.ref.schema, cipher, session.id, this.#retention);
     if (prepared.checkpoint) saver.preload(prepared.checkpoint);
+    // The checkpoint write goes with COMMIT (below): one round trip less while the run holds its
+    // slot; a rolled-back run drops it.
+    saver.deferWrites();
     const stream = new RunStream({
       sender: this.#sender,
       cipher,
@@ -757,6 +761,7 @@ export class AgentRuntime {
       // (old checkpoints were pruned by the checkpoint write itself: the saver's retention)
       // Not released: COMMIT ends the savepoint with the transaction (one round trip less).
     } catch (err) {
+      saver.discardDeferred();
       await client.query('ROLLBACK TO SAVEPOINT agent_run');
       error = err instanceof Error ? err.name : 'Error';
       this.#o.logger?.error({ err, tenant: tenant.name, sessionId: session.id }, 'agent run failed');
@@ -836,6 +841,10 @@ export class AgentRuntime {
         this.#later(eventId, () => this.deliverOutbound(tenant.name).then(() => undefined));
       }
     }
+    const writes = saver.takeDeferred();
+    const tx = tenantTransaction(client);
+    if (tx) for (const sql of writes) tx.withCommit(sql);
+    else if (writes.length > 0) await client.query(writes.join(';\n')); // a caller's own transaction
     await streamed;
     return { reply, handoff, ...(error ? { error } : {}) };
   }

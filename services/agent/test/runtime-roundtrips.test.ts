@@ -37,7 +37,7 @@ afterEach(() => {
 
 /** Every statement sent by any client (first word, whether it carries the run lock) and model calls, in order. */
 function record() {
-  const log: Array<{ client: object; first: string; lock: boolean } | 'model'> = [];
+  const log: Array<{ client: object; first: string; lock: boolean; text: string } | 'model'> = [];
   const query = pg.Client.prototype.query;
   vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
     const q = args[0] as string | { text?: string } | undefined;
@@ -46,6 +46,7 @@ function record() {
       client: this,
       first: text.trim().split(/\s+/)[0]!.toUpperCase(),
       lock: text.includes('simptu.agent-run'),
+      text: text.trim(),
     });
     return (query as (...a: unknown[]) => unknown).apply(this, args) as never;
   });
@@ -67,16 +68,19 @@ function record() {
     }
     const before: string[] = [];
     const all: string[] = [];
+    const texts: string[] = [];
     let modelSeen = false;
     for (const e of log.slice(start)) {
       if (e === 'model') modelSeen = true;
       else if (e.client === client) {
         all.push(e.first);
+        texts.push(e.text);
         if (!modelSeen) before.push(e.first);
-        if (e.first === 'COMMIT' || e.first === 'ROLLBACK') break;
+        // the transaction's end, on its own or after the statements sent with it
+        if (/(^|;\s*)(COMMIT|ROLLBACK)$/.test(e.text)) break;
       }
     }
-    return { before, all };
+    return { before, all, texts };
   };
 }
 
@@ -91,12 +95,14 @@ describe('round trips of a turn', () => {
     const inboundId = await h.say(t, sessionId, 'How much is a cleaning?');
     const reply = await h.reply(t, inboundId);
     expect(reply).toMatch(/cleaning/i);
-    const { before, all } = turn();
+    const { before, all, texts } = turn();
     // 'BEGIN;' = the multi-statement query, opened by the withTenant preamble (marker next).
     expect(before).toEqual(['BEGIN;']);
-    // The whole turn (before: 10, then 6): after the model the price tool's SELECT, the
-    // checkpoint write, the reply into the outbox, COMMIT — a new statement on the path fails here.
-    expect(all).toEqual(['BEGIN;', 'SELECT', 'WITH', 'WITH', 'COMMIT']);
+    // The whole turn (before: 10, then 6): after the model the price tool's SELECT, the reply
+    // into the outbox, then the checkpoint write (and the orphaned blobs' delete) sent with
+    // COMMIT — a new round trip on the path fails here.
+    expect(all).toEqual(['BEGIN;', 'SELECT', 'WITH', 'WITH']);
+    expect(texts.at(-1)).toMatch(/^WITH blobs AS \(.*;\nDELETE FROM checkpoint_blobs .*;\nCOMMIT$/s);
   });
 
   it('reads the session after the run lock is held: a run that waited sees what the holder committed', async () => {
