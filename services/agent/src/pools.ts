@@ -102,6 +102,28 @@ export class DatabasePools {
   }
 }
 
+/**
+ * The pools a component (the runtime, the staff relay) works on: the process's `DatabasePools`
+ * when it was given one (borrowed: its owner closes it), else its own over the login pool
+ * (`owned`: the component closes it on stop).
+ */
+export function componentPools(o: {
+  pools?: DatabasePools | undefined;
+  pool: pg.Pool;
+  databaseUrl: string;
+  max: number;
+  logger?: Logger | undefined;
+}): { pools: DatabasePools; owned: boolean } {
+  if (o.pools) return { pools: o.pools, owned: false };
+  const pools = new DatabasePools({
+    shared: o.pool,
+    databaseUrl: o.databaseUrl,
+    max: o.max,
+    ...(o.logger ? { logger: o.logger } : {}),
+  });
+  return { pools, owned: true };
+}
+
 /** A database's consumer group (and whatever runs with it), as opened by `TenantSet`. */
 export interface TenantGroup {
   stop(): Promise<void>;

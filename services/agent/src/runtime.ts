@@ -72,7 +72,8 @@ import {
 import { buildAgentGraph, type RunHooks } from './graph.ts';
 import { KeyedEventConsumer, type KeyedConsumerOptions } from './keyed-consumer.ts';
 import { detectLanguage } from './model/intents.ts';
-import { DatabasePools, TenantSet, type TenantGroup } from './pools.ts';
+import type { DatabasePools } from './pools.ts';
+import { componentPools, TenantSet, type TenantGroup } from './pools.ts';
 import type { AgentTenant } from './registry.ts';
 import { StreamSender } from './stream-sender.ts';
 import { allowedTools } from './tools/index.ts';
@@ -392,15 +393,10 @@ export class AgentRuntime {
       producer: options.streamProducer ?? options.producer,
       ...(options.logger ? { logger: options.logger } : {}),
     });
-    this.#ownsPools = !options.pools;
-    this.#pools =
-      options.pools ??
-      new DatabasePools({
-        shared: options.pool,
-        databaseUrl: options.databaseUrl,
-        max: options.databasePoolMax ?? 10,
-        ...(options.logger ? { logger: options.logger } : {}),
-      });
+    ({ pools: this.#pools, owned: this.#ownsPools } = componentPools({
+      ...options,
+      max: options.databasePoolMax ?? 10,
+    }));
     this.#set = new TenantSet<DbGroup>({
       registry: options.pool,
       select: options.select,

@@ -57,7 +57,8 @@ import {
   type OutboundChannel,
   type OutboundSender,
 } from './channels/outbound.ts';
-import { DatabasePools, TenantSet } from './pools.ts';
+import type { DatabasePools } from './pools.ts';
+import { componentPools, TenantSet } from './pools.ts';
 import type { AgentTenant } from './registry.ts';
 
 export const MESSAGE_CREATED_TYPE = 'io.simptu.message.created';
@@ -181,15 +182,10 @@ export class StaffRelay {
       labelNames: ['outcome'],
     });
     this.#count = counter ? (outcome) => counter.inc({ outcome }) : undefined;
-    this.#ownsPools = !options.pools;
-    this.#pools =
-      options.pools ??
-      new DatabasePools({
-        shared: options.pool,
-        databaseUrl: options.databaseUrl,
-        max: options.databasePoolMax ?? 2,
-        ...(options.logger ? { logger: options.logger } : {}),
-      });
+    ({ pools: this.#pools, owned: this.#ownsPools } = componentPools({
+      ...options,
+      max: options.databasePoolMax ?? 2,
+    }));
     this.#set = new TenantSet<RelayConsumer>({
       registry: options.pool,
       select: options.select,
