@@ -3,7 +3,7 @@
  * first stack frame, the test file it surfaced in) printed right above the summary, so a CI log
  * that keeps only its last lines still says what went wrong. Prints nothing extra on a clean run.
  */
-import { DefaultReporter } from 'vitest/reporters';
+import { DefaultReporter } from 'vitest/node';
 
 type Serialized = { name?: string; message?: string; stack?: string; VITEST_TEST_PATH?: string };
 
