@@ -39,7 +39,14 @@ import {
   type StoredMessage,
 } from '@langchain/core/messages';
 import { PostgresSaver } from '@langchain/langgraph-checkpoint-postgres';
-import { isUuid, quoteIdent, quoteLiteral, type FieldCipher, type FieldLocation } from '@simptu/common';
+import {
+  inlineParams,
+  isUuid,
+  quoteIdent,
+  quoteLiteral,
+  type FieldCipher,
+  type FieldLocation,
+} from '@simptu/common';
 
 interface SerializerProtocol {
   dumpsTyped(data: unknown): Promise<[string, Uint8Array]>;
@@ -482,30 +489,3 @@ const deleteOrphanBlobs = `DELETE FROM checkpoint_blobs b
           AND NOT EXISTS (SELECT 1 FROM checkpoints c
                            WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns
                              AND c.checkpoint -> 'channel_versions' ->> b.channel = b.version)`;
-
-/**
- * `text` with its `$n` parameters replaced by literals, for a statement sent in a multi-statement
- * simple-protocol query: strings (and JSON of objects) quoted by the driver's `escapeLiteral`,
- * bytes as `decode('<hex>', 'hex')`, finite numbers and booleans as they are, null/undefined as
- * NULL. The statement's own casts apply as they do to parameters.
- */
-export function inlineParams(text: string, values: readonly unknown[]): string {
-  return text.replace(/\$(\d+)\b/g, (_, n: string) => {
-    const i = Number(n) - 1;
-    if (i < 0 || i >= values.length) throw new Error(`inlineParams: no value for $${n}`);
-    return sqlLiteral(values[i]);
-  });
-}
-
-function sqlLiteral(v: unknown): string {
-  if (v === null || v === undefined) return 'NULL';
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new Error(`inlineParams: ${v} is not a finite number`);
-    return String(v);
-  }
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (v instanceof Uint8Array)
-    return `decode('${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}', 'hex')`;
-  if (typeof v === 'string') return quoteLiteral(v);
-  return quoteLiteral(JSON.stringify(v));
-}

@@ -782,46 +782,65 @@ export class AgentRuntime {
     if (!reply.trim())
       reply = detectLanguage(text) === 'ro' ? 'Cu ce vă mai pot ajuta?' : 'How else can I help?';
 
+    // The reply's outbox rows and the checkpoint write go with COMMIT (one round trip); in a
+    // caller's own transaction (no withTenant) they are written now.
+    const tx = tenantTransaction(client);
+    const last = tx ? { withCommit: true } : {};
     const replyId = deterministicEventId('reply', tenant.name, inboundId);
-    await enqueue(client, cipher, {
-      type: AGENT_EVENT_TYPES.message,
-      source: AGENT_EVENT_SOURCE,
-      aggregateType: 'session',
-      aggregateId: session.id,
-      subject: session.id,
-      topic: tenantTopics(tenant.name).agent,
-      data: {
-        session_id: session.id,
-        message_id: replyId,
-        in_reply_to: inboundId,
-        body_enc: cipher.encryptText(reply, messageBodyLocation(replyId)),
-      },
-    });
-    if (handoff) {
-      await enqueue(client, cipher, {
-        type: AGENT_EVENT_TYPES.handoff,
+    await enqueue(
+      client,
+      cipher,
+      {
+        type: AGENT_EVENT_TYPES.message,
         source: AGENT_EVENT_SOURCE,
         aggregateType: 'session',
         aggregateId: session.id,
         subject: session.id,
         topic: tenantTopics(tenant.name).agent,
-        data: { session_id: session.id, run_id: inboundId, state: 'pending_human' },
-      });
-      // The same shape the API emits on state changes, for the staff lobby.
-      await enqueue(client, cipher, {
-        type: 'io.simptu.session.updated',
-        source: AGENT_EVENT_SOURCE,
-        aggregateType: 'session',
-        aggregateId: session.id,
-        subject: session.id,
         data: {
           session_id: session.id,
-          customer_id: sessionCtx.customerId,
-          channel: session.channel,
-          state: 'pending_human',
-          assigned_to: null,
+          message_id: replyId,
+          in_reply_to: inboundId,
+          body_enc: cipher.encryptText(reply, messageBodyLocation(replyId)),
         },
-      });
+      },
+      last,
+    );
+    if (handoff) {
+      await enqueue(
+        client,
+        cipher,
+        {
+          type: AGENT_EVENT_TYPES.handoff,
+          source: AGENT_EVENT_SOURCE,
+          aggregateType: 'session',
+          aggregateId: session.id,
+          subject: session.id,
+          topic: tenantTopics(tenant.name).agent,
+          data: { session_id: session.id, run_id: inboundId, state: 'pending_human' },
+        },
+        last,
+      );
+      // The same shape the API emits on state changes, for the staff lobby.
+      await enqueue(
+        client,
+        cipher,
+        {
+          type: 'io.simptu.session.updated',
+          source: AGENT_EVENT_SOURCE,
+          aggregateType: 'session',
+          aggregateId: session.id,
+          subject: session.id,
+          data: {
+            session_id: session.id,
+            customer_id: sessionCtx.customerId,
+            channel: session.channel,
+            state: 'pending_human',
+            assigned_to: null,
+          },
+        },
+        last,
+      );
     }
     const channel = session.channel as string;
     if (OUTBOUND_CHANNELS.includes(channel) && sessionCtx.customerId) {
@@ -838,7 +857,6 @@ export class AgentRuntime {
       }
     }
     const writes = saver.takeDeferred();
-    const tx = tenantTransaction(client);
     if (tx) for (const sql of writes) tx.withCommit(sql);
     else if (writes.length > 0) await client.query(writes.join(';\n')); // a caller's own transaction
     await streamed;

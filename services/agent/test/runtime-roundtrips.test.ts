@@ -2,7 +2,8 @@
  * Database round trips of a turn, from "inbound record fetched" to the model's first call: ONE
  * simple-protocol query — the `withTenant` preamble (BEGIN, SET LOCAL ROLE …; `deferBegin`),
  * processed marker, the session's run lock, the session's state, the conversation's latest
- * checkpoint, `SAVEPOINT agent_run` — (before: 6 round trips, then 2). The state and checkpoint in that query are read AFTER the lock is
+ * checkpoint, `SAVEPOINT agent_run` — (before: 6 round trips, then 2); the turn's writes after the
+ * model go with COMMIT. The state and checkpoint in that query are read AFTER the lock is
  * held (each statement of a multi-statement query takes its own snapshot): a run that waited
  * for the lock sees what the holder committed. The savepoint taken in that query is where a
  * failing run rolls back to: its checkpoint and tool effects go, the polite reply still goes out.
@@ -98,11 +99,13 @@ describe('round trips of a turn', () => {
     const { before, all, texts } = turn();
     // 'BEGIN;' = the multi-statement query, opened by the withTenant preamble (marker next).
     expect(before).toEqual(['BEGIN;']);
-    // The whole turn (before: 10, then 6): after the model the price tool's SELECT, the reply
-    // into the outbox, then the checkpoint write (and the orphaned blobs' delete) sent with
-    // COMMIT — a new round trip on the path fails here.
-    expect(all).toEqual(['BEGIN;', 'SELECT', 'WITH', 'WITH']);
-    expect(texts.at(-1)).toMatch(/^WITH blobs AS \(.*;\nDELETE FROM checkpoint_blobs .*;\nCOMMIT$/s);
+    // The whole turn: 3 round trips (before: 10, then 6) — after the model the price tool's
+    // SELECT, then the reply's outbox row and the checkpoint write (with the orphaned blobs'
+    // delete) sent with COMMIT. A new round trip on the path fails here.
+    expect(all).toEqual(['BEGIN;', 'SELECT', 'WITH']);
+    expect(texts.at(-1)).toMatch(
+      /^WITH ins AS \(.*INSERT INTO outbox .*;\s*WITH blobs AS \(.*;\nDELETE FROM checkpoint_blobs .*;\nCOMMIT$/s,
+    );
   });
 
   it('reads the session after the run lock is held: a run that waited sees what the holder committed', async () => {

@@ -6,6 +6,7 @@ export * from './crypto/keyring-cache.ts';
 
 export type * from './db/queryable.ts';
 export * from './db/identifiers.ts';
+export * from './db/inline.ts';
 export * from './db/migrations.ts';
 export * from './db/tenant-db.ts';
 export * from './db/scratch.ts';

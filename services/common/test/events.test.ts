@@ -304,6 +304,39 @@ describe('outbox', () => {
     await dead.disconnect();
   });
 
+  it('withCommit: the row is written with COMMIT (not before), only in its own tenant', async () => {
+    const cipher = await fx.keyrings.cipher(A.name);
+    const input = {
+      type: 'io.simptu.booking.updated',
+      source,
+      aggregateType: 'booking',
+      aggregateId: 'with-commit',
+      data: { n: 1 },
+    };
+    const ev = await withTenant(fx.app, A, async (c) => {
+      const e = await enqueue(c, cipher, input, { withCommit: true });
+      const { rows } = await c.query(`SELECT count(*)::int AS n FROM outbox WHERE id = $1`, [e.id]);
+      expect(rows[0].n).toBe(0); // not yet
+      return e;
+    });
+    const row = (await outboxRows(A)).find((r) => r.id === ev.id);
+    expect(row).toBeDefined();
+    expect(JSON.parse(cipher.decryptString(row!.payload, outboxPayloadLocation(ev.id)))).toEqual(ev);
+    // Another tenant's transaction, or none: refused before anything is queued.
+    const err = await withTenant(fx.app, B, (c) => enqueue(c, cipher, input, { withCommit: true })).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CommonErrors.TENANT_CONTEXT_MISSING);
+    const plain = await fx.app.connect();
+    try {
+      await expect(enqueue(plain, cipher, input, { withCommit: true })).rejects.toBeInstanceOf(
+        CommonErrors.TENANT_CONTEXT_MISSING,
+      );
+    } finally {
+      plain.release();
+    }
+  });
+
   it('relays a batch in two round trips, and takes nothing while another relay holds the tenant', async () => {
     for (let i = 0; i < 3; i++) await enqueueBooking(A, 'two-round-trips', i);
     // What each connection the relay takes is asked to run (first word of each query).

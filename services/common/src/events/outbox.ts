@@ -23,6 +23,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ciphertextKeyVersion, type FieldCipher, type FieldLocation } from '../crypto/envelope.ts';
 import { quoteLiteral } from '../db/identifiers.ts';
+import { inlineParams } from '../db/inline.ts';
 import { TENANT_PREAMBLE_RESULTS, tenantTransaction, withTenant, type TenantDbRef } from '../db/tenant-db.ts';
 import { CommonErrors } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -68,11 +69,17 @@ export interface EnqueueInput<T> {
  * Adds an event to the outbox of the tenant whose `withTenant` transaction `client` is in.
  * Refuses (TENANT_CONTEXT_MISSING) when the transaction belongs to another tenant than the
  * cipher, or to none. Returns the event as it will be published.
+ *
+ * `withCommit`: the row is not written now but together with the transaction's COMMIT, in the
+ * same round trip (tenant-db.ts `withCommit`; values inlined as literals) — for a last write.
+ * The tenant is checked here and again in the statement (a payload of NULL, refused by the
+ * column, unless the transaction's tenant is the cipher's): the transaction then rolls back.
  */
 export async function enqueue<T>(
   client: pg.ClientBase,
   cipher: FieldCipher,
   input: EnqueueInput<T>,
+  options: { withCommit?: boolean } = {},
 ): Promise<CloudEvent<T>> {
   const id = randomUUID();
   const event = newCloudEvent({
@@ -87,6 +94,36 @@ export async function enqueue<T>(
   const problem = topicTenantMismatch(topic, event, cipher.tenant);
   if (problem) throw new CommonErrors.TOPIC_TENANT_MISMATCH({ message: problem });
   const payload = cipher.encrypt(JSON.stringify(event), outboxPayloadLocation(id));
+  const values = [
+    id,
+    input.aggregateType,
+    input.aggregateId,
+    input.type,
+    payload,
+    { topic },
+    cipher.tenant,
+    OUTBOX_CHANNEL,
+    OUTBOX_INSTANCE,
+  ];
+  if (options.withCommit) {
+    const tx = tenantTransaction(client);
+    if (tx?.tenant.name !== cipher.tenant)
+      throw new CommonErrors.TENANT_CONTEXT_MISSING({
+        message: `outbox enqueue for tenant ${cipher.tenant} outside that tenant's transaction`,
+      });
+    tx.withCommit(
+      inlineParams(
+        `WITH ins AS (
+           INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
+           VALUES ($1, $2, $3, $4,
+                   CASE WHEN current_setting('simptu.tenant', true) = $7 THEN $5::bytea END, $6)
+           RETURNING seq)
+         SELECT seq, pg_notify($8, $7 || ' ' || $9) FROM ins`,
+        values,
+      ),
+    );
+    return event;
+  }
   // One round trip: the tenant check, the insert and the wake-up (NOTIFY is delivered at COMMIT).
   const r = await client.query(
     `WITH ins AS (
@@ -95,17 +132,7 @@ export async function enqueue<T>(
         WHERE current_setting('simptu.tenant', true) = $7
        RETURNING seq)
      SELECT seq, pg_notify($8, $7 || ' ' || $9) FROM ins`,
-    [
-      id,
-      input.aggregateType,
-      input.aggregateId,
-      input.type,
-      payload,
-      { topic },
-      cipher.tenant,
-      OUTBOX_CHANNEL,
-      OUTBOX_INSTANCE,
-    ],
+    values,
   );
   if (r.rowCount !== 1)
     throw new CommonErrors.TENANT_CONTEXT_MISSING({

@@ -1,16 +1,16 @@
 /**
- * `inlineParams` (checkpoint.ts): the checkpoint write deferred to COMMIT is sent as a statement
+ * `inlineParams` (common db/inline.ts): the checkpoint write and the reply's outbox row deferred to COMMIT is sent as a statement
  * without parameters; every kind of value the saver writes must come back exactly as the same
  * statement with parameters would store it (real Postgres).
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inlineParams } from '../src/checkpoint.ts';
-import { env } from './support.ts';
+import { inlineParams } from '../src/db/inline.ts';
+import { adminUrl } from './support.ts';
 
 let pool: pg.Pool;
 beforeAll(() => {
-  pool = new pg.Pool({ connectionString: env('DATABASE_URL'), max: 1 });
+  pool = new pg.Pool({ connectionString: adminUrl(), max: 1 });
   pool.on('error', () => undefined);
 });
 afterAll(async () => {
