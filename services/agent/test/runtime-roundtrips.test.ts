@@ -63,10 +63,12 @@ function record() {
     const i = log.findIndex((e) => e !== 'model' && e.lock);
     const client = (log[i] as { client: object }).client;
     let start = i;
-    while (start > 0) {
-      const e = log[--start]!;
-      if (e !== 'model' && e.client === client && e.first === 'BEGIN;') break;
-    }
+    // the run lock's statement opens the transaction itself (deferBegin); else look back for it
+    if ((log[i] as { first: string }).first !== 'BEGIN;')
+      while (start > 0) {
+        const e = log[--start]!;
+        if (e !== 'model' && e.client === client && e.first === 'BEGIN;') break;
+      }
     const before: string[] = [];
     const all: string[] = [];
     const texts: string[] = [];
