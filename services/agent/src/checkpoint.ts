@@ -39,14 +39,7 @@ import {
   type StoredMessage,
 } from '@langchain/core/messages';
 import { PostgresSaver } from '@langchain/langgraph-checkpoint-postgres';
-import {
-  inlineParams,
-  isUuid,
-  quoteIdent,
-  quoteLiteral,
-  type FieldCipher,
-  type FieldLocation,
-} from '@simptu/common';
+import { inlineParams, isUuid, quoteIdent, type FieldCipher, type FieldLocation } from '@simptu/common';
 
 interface SerializerProtocol {
   dumpsTyped(data: unknown): Promise<[string, Uint8Array]>;
@@ -304,7 +297,7 @@ export class TenantCheckpointSaver extends PostgresSaver {
   latestCheckpointSql(): string {
     if (!isUuid(this.#threadId)) throw new Error('latestCheckpointSql: the thread id is not a UUID');
     const { text, values } = this.#latestQuery();
-    return text.replace(/\$(\d+)\b/g, (_, n: string) => quoteLiteral(values[Number(n) - 1]!));
+    return inlineParams(text, values);
   }
 
   /**

@@ -72,8 +72,7 @@ import {
 import { buildAgentGraph, type RunHooks } from './graph.ts';
 import { KeyedEventConsumer, type KeyedConsumerOptions } from './keyed-consumer.ts';
 import { detectLanguage } from './model/intents.ts';
-import type { DatabasePools } from './pools.ts';
-import { componentPools, TenantSet, type TenantGroup } from './pools.ts';
+import { componentPools, TenantSet, type DatabasePools, type TenantGroup } from './pools.ts';
 import type { AgentTenant } from './registry.ts';
 import { StreamSender } from './stream-sender.ts';
 import { allowedTools } from './tools/index.ts';

@@ -57,8 +57,7 @@ import {
   type OutboundChannel,
   type OutboundSender,
 } from './channels/outbound.ts';
-import type { DatabasePools } from './pools.ts';
-import { componentPools, TenantSet } from './pools.ts';
+import { componentPools, TenantSet, type DatabasePools } from './pools.ts';
 import type { AgentTenant } from './registry.ts';
 
 export const MESSAGE_CREATED_TYPE = 'io.simptu.message.created';
