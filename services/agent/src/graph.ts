@@ -20,6 +20,7 @@ import { AIMessage, SystemMessage, ToolMessage, type BaseMessage } from '@langch
 import { messagesStateReducer } from '@langchain/langgraph';
 import type { BaseChatModel } from '@langchain/core/language_models/chat_models';
 import { formatZoned, setSessionState, type DomainContext } from '@simptu/common';
+import { useLightRunContext } from './langchain-context.ts';
 import { checkCall, type ToolPolicy } from './tools/index.ts';
 import {
   idempotencyKeyFor,
@@ -28,6 +29,10 @@ import {
   type TenantContext,
   type ToolContext,
 } from './tools/types.ts';
+
+// Every step's nodes and edges run in LangChain's async-local context: without a LangSmith run
+// tree when nothing traces (langchain-context.ts).
+useLightRunContext();
 
 export interface ConversationContext {
   tenant: string;
