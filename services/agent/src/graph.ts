@@ -147,6 +147,15 @@ export function buildAgentGraph(deps: GraphDeps) {
   const window = Math.min(deps.historyWindow ?? STATE_HISTORY, STATE_HISTORY);
   const specs = deps.tools.map(openAiToolSpec);
   let handoffReason: string | null = null;
+  // The system prompt shows the local time to the minute: built once per minute of a run (a
+  // turn with a tool calls the model twice).
+  let cached: { minute: number; text: string } | undefined;
+  const prompt = () => {
+    const now = deps.now();
+    const minute = Math.floor(now.getTime() / 60_000);
+    if (cached?.minute !== minute) cached = { minute, text: systemPrompt(deps.tenant, now, deps.untrusted) };
+    return cached.text;
+  };
 
   // Where the graph goes after the model: decided in the node and returned as a `Command`
   // rather than by a conditional edge, which makes LangGraph re-read the whole state (and re-run
@@ -166,10 +175,7 @@ export function buildAgentGraph(deps: GraphDeps) {
       );
     }
     const bound = specs.length > 0 && deps.model.bindTools ? deps.model.bindTools(specs) : deps.model;
-    const input = [
-      new SystemMessage(systemPrompt(deps.tenant, deps.now(), deps.untrusted)),
-      ...historyWindow(state.messages, window),
-    ];
+    const input = [new SystemMessage(prompt()), ...historyWindow(state.messages, window)];
     let full: AIMessageChunk | undefined;
     // The model's chunks straight from its generator: `stream()` wraps the same generator in a
     // web ReadableStream (and re-enters the async-local context per chunk) and, at its end,

@@ -79,7 +79,11 @@ export function utcToZoned(instant: Date, timeZone: string): ZonedParts {
 
 /** Minutes to add to UTC to get the wall clock of `timeZone` at `instant` (Bucharest summer: 180). */
 export function offsetMinutes(instant: Date, timeZone: string): number {
-  const l = utcToZoned(instant, timeZone);
+  return offsetOf(instant, utcToZoned(instant, timeZone));
+}
+
+/** The offset of `local`, the wall clock (utcToZoned) at `instant`. */
+function offsetOf(instant: Date, l: LocalDateTime): number {
   const asUtc = Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute, l.second);
   return Math.round((asUtc - Math.floor(instant.getTime() / 1000) * 1000) / 60_000);
 }
@@ -196,7 +200,7 @@ export function localDateMinutesToUtc(date: string, minutes: number, timeZone: s
 /** `2026-03-29T09:00:00+03:00`: the wall clock of `instant` in `timeZone`, with its offset. */
 export function formatZoned(instant: Date, timeZone: string): string {
   const l = utcToZoned(instant, timeZone);
-  const off = offsetMinutes(instant, timeZone);
+  const off = offsetOf(instant, l);
   const sign = off < 0 ? '-' : '+';
   const abs = Math.abs(off);
   return (
