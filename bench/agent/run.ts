@@ -38,7 +38,13 @@
  *   BENCH_AGENT_CONVERSATIONS       concurrent conversations through Kafka @default 50
  *   BENCH_AGENT_TURNS               messages per conversation through Kafka @default 16 (800 turns:
  *                                   the p99 is the 8th slowest, not the 4th of 400)
+ *   BENCH_AGENT_REPEATS             the measurement repeated with the same agents @default 3: the
+ *                                   p99 of one 800-turn run swings by 2× between runs on a shared
+ *                                   2-core machine; the figure is over all repetitions, each one's
+ *                                   p99 is printed too
  *   BENCH_AGENT_THINK_MS            pause between a reply and the next message @default 1000
+ *   BENCH_AGENT_THINK_DIST          fixed | exponential (mean THINK_MS) @default fixed
+ *   BENCH_AGENT_SEED                seed of the exponential think times @default 1
  *   BENCH_AGENT_TOKEN_WINDOW_MS     the agent's SIMPTU_AGENT_TOKEN_WINDOW_MS @default 50 (its default)
  *   BENCH_AGENT_PARTITIONS_CONCURRENTLY  the agent's SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY @default 4
  *   BENCH_AGENT_CONCURRENT_RUNS     the agent's SIMPTU_AGENT_CONCURRENT_RUNS @default 8 (its default)
@@ -110,7 +116,15 @@ const GRAPH_CONCURRENCY = Math.max(1, int('BENCH_AGENT_GRAPH_CONCURRENCY', 4));
 const REPLICAS = Math.max(1, int('BENCH_AGENT_REPLICAS', 2));
 const CONVERSATIONS = Math.max(1, int('BENCH_AGENT_CONVERSATIONS', 50));
 const TURNS = Math.max(1, int('BENCH_AGENT_TURNS', 16));
+const REPEATS = Math.max(1, int('BENCH_AGENT_REPEATS', 3));
 const THINK_MS = int('BENCH_AGENT_THINK_MS', 1000);
+const THINK_DIST = env.BENCH_AGENT_THINK_DIST || 'fixed';
+if (THINK_DIST !== 'exponential' && THINK_DIST !== 'fixed') {
+  console.error(
+    `bench:agent: BENCH_AGENT_THINK_DIST must be exponential or fixed, not ${JSON.stringify(THINK_DIST)}`,
+  );
+  process.exit(2);
+}
 const TOKEN_WINDOW_MS = int('BENCH_AGENT_TOKEN_WINDOW_MS', 50);
 const PARTITIONS_CONCURRENTLY = Math.max(1, int('BENCH_AGENT_PARTITIONS_CONCURRENTLY', 4));
 const CONCURRENT_RUNS = Math.max(1, int('BENCH_AGENT_CONCURRENT_RUNS', 8));
@@ -131,6 +145,25 @@ const KAFKA_SCRIPT: Array<{ text: string; tool: boolean }> = [
 ];
 
 const log = (msg: string) => console.log(`bench:agent: ${msg}`);
+/** mulberry32: a small seeded PRNG, so runs draw the same think times */
+const random = (() => {
+  let a = int('BENCH_AGENT_SEED', 1) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+})();
+/**
+ * A conversation's pause before its next message. `exponential` (mean THINK_MS; the textbook
+ * closed workload: each customer's next message is memoryless, arrivals as a whole are
+ * Poisson-like) or `fixed`. A fixed pause keeps conversations whose replies arrived together
+ * (one relay batch, one fetch) in lockstep for the whole run: they send together again one
+ * pause later, and the bursts feed themselves — a pattern of the benchmark, not of customers.
+ */
+const thinkTime = () => (THINK_DIST === 'fixed' ? THINK_MS : Math.round(-THINK_MS * Math.log(1 - random())));
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0
@@ -315,6 +348,8 @@ interface KafkaFigures {
   turns: number;
   seconds: number;
   firstTokenMs: number[];
+  /** each repetition's first-token p99 */
+  repetitionP99Ms: number[];
   firstTokenToolMs: number[];
   firstTokenPlainMs: number[];
   replyMs: number[];
@@ -353,6 +388,8 @@ async function main(): Promise<void> {
       conversations: CONVERSATIONS,
       turns: TURNS,
       thinkMs: THINK_MS,
+      thinkDistribution: THINK_DIST,
+      repeats: REPEATS,
       tokenWindowMs: TOKEN_WINDOW_MS,
       partitionsConcurrently: PARTITIONS_CONCURRENTLY,
       concurrentRuns: CONCURRENT_RUNS,
@@ -531,13 +568,16 @@ async function main(): Promise<void> {
       const ft = summary(k.firstTokenMs);
       rows.push(
         [
-          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages, think ${THINK_MS} ms${REPLICAS > 1 ? `, ${REPLICAS} agent replicas` : ''}`,
+          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages${REPEATS > 1 ? ` x ${REPEATS} repetitions` : ''}, think ${THINK_DIST === 'fixed' ? '' : 'mean '}${THINK_MS} ms${REPLICAS > 1 ? `, ${REPLICAS} agent replicas` : ''}`,
           `${k.turns} turns in ${fmt(k.seconds)} s (${fmt(k.turns / k.seconds)}/s)`,
         ],
         [
           'first token p50 / p90 / p99 / max (ms; target p99 < 100)',
           `${fmt(ft.p50)} / ${fmt(ft.p90)} / ${fmt(ft.p99)} / ${fmt(ft.max)} ${ft.p99 < 100 ? 'met' : 'NOT met'}`,
         ],
+        ...(REPEATS > 1
+          ? [['  p99 of each repetition (ms)', k.repetitionP99Ms.map((x) => fmt(x)).join(', ')]]
+          : []),
         [
           '  without a tool p50 / p99 (ms)',
           `${fmt(summary(k.firstTokenPlainMs).p50)} / ${fmt(summary(k.firstTokenPlainMs).p99)}`,
@@ -875,7 +915,9 @@ async function kafkaPhase(
   setOwners(group);
   log(`group ${group.groupId}: ${[...group.members].map(([c, ps]) => `${c} [${ps.join(',')}]`).join(', ')}`);
 
-  log(`measuring: ${CONVERSATIONS} conversations x ${TURNS} messages, think time ${THINK_MS} ms`);
+  log(
+    `measuring: ${CONVERSATIONS} conversations x ${TURNS} messages x ${REPEATS}, think time ${THINK_DIST === 'fixed' ? '' : 'mean '}${THINK_MS} ms`,
+  );
   const firstTokenMs: number[] = [];
   const firstTokenToolMs: number[] = [];
   const firstTokenPlainMs: number[] = [];
@@ -893,35 +935,46 @@ async function kafkaPhase(
   let missing = 0;
   /** message text → replies that came without any token event */
   const noToken = new Map<string, number>();
-  await Promise.all(
-    conversations.map(async (sessionId, c) => {
-      // Spread the starts over one think time, as real conversations don't start in lockstep.
-      await sleep(Math.floor((THINK_MS * c) / CONVERSATIONS));
-      for (let i = 0; i < TURNS; i++) {
-        const step = KAFKA_SCRIPT[(i + c) % KAFKA_SCRIPT.length]!;
-        const { id, sentAt, sentAtWall, partition } = await say(sessionId, step.text);
-        const replica = partition === undefined ? undefined : owner.get(partition);
-        if (replica !== undefined) turnsBy.set(replica, (turnsBy.get(replica) ?? 0) + 1);
-        if (!(await waitReply(id, 60_000))) {
-          missing++;
-          continue;
+  const repetitionP99Ms: number[] = [];
+  for (let rep = 0; rep < REPEATS; rep++) {
+    const from = firstTokenMs.length;
+    await Promise.all(
+      conversations.map(async (sessionId, c) => {
+        // Spread the starts over one think time, as real conversations don't start in lockstep.
+        await sleep(Math.floor((THINK_MS * c) / CONVERSATIONS));
+        for (let i = 0; i < TURNS; i++) {
+          const step = KAFKA_SCRIPT[(rep * TURNS + i + c) % KAFKA_SCRIPT.length]!;
+          const { id, sentAt, sentAtWall, partition } = await say(sessionId, step.text);
+          const replica = partition === undefined ? undefined : owner.get(partition);
+          if (replica !== undefined) turnsBy.set(replica, (turnsBy.get(replica) ?? 0) + 1);
+          if (!(await waitReply(id, 60_000))) {
+            missing++;
+            continue;
+          }
+          const ft = firstToken.get(id);
+          if (ft === undefined) noToken.set(step.text, (noToken.get(step.text) ?? 0) + 1);
+          if (ft !== undefined) {
+            firstTokenMs.push(ft - sentAt);
+            (step.tool ? firstTokenToolMs : firstTokenPlainMs).push(ft - sentAt);
+          }
+          replyMs.push(replyAt.get(id)! - sentAt);
+          const wall = firstTokenWall.get(id);
+          if (wall) {
+            agentSideMs.push(wall[0] - sentAtWall);
+            deliveryMs.push(wall[1] - wall[0]);
+          }
+          if (THINK_MS > 0) await sleep(thinkTime());
         }
-        const ft = firstToken.get(id);
-        if (ft === undefined) noToken.set(step.text, (noToken.get(step.text) ?? 0) + 1);
-        if (ft !== undefined) {
-          firstTokenMs.push(ft - sentAt);
-          (step.tool ? firstTokenToolMs : firstTokenPlainMs).push(ft - sentAt);
-        }
-        replyMs.push(replyAt.get(id)! - sentAt);
-        const wall = firstTokenWall.get(id);
-        if (wall) {
-          agentSideMs.push(wall[0] - sentAtWall);
-          deliveryMs.push(wall[1] - wall[0]);
-        }
-        if (THINK_MS > 0) await sleep(THINK_MS);
-      }
-    }),
-  );
+      }),
+    );
+    repetitionP99Ms.push(
+      percentile(
+        firstTokenMs.slice(from).sort((a, b) => a - b),
+        99,
+      ),
+    );
+    if (REPEATS > 1) log(`repetition ${rep + 1}/${REPEATS}: first token p99 ${fmt(repetitionP99Ms[rep])} ms`);
+  }
   const seconds = (performance.now() - t0) / 1000;
   const wall1 = Date.now();
   const trace = TRACE ? await collectTrace(children, traceFiles, wall0, wall1) : undefined;
@@ -946,15 +999,16 @@ async function kafkaPhase(
   const rss = replicas.map((r) => r.rssMiB);
   const agentRssMiB = rss.some((x) => x === undefined) ? undefined : rss.reduce<number>((a, x) => a + x!, 0);
   if (missing > 0) throw new Error(`${missing} replies missing after 60 s`);
-  if (firstTokenMs.length !== CONVERSATIONS * TURNS)
+  if (firstTokenMs.length !== CONVERSATIONS * TURNS * REPEATS)
     throw new Error(
-      `token events missing: ${firstTokenMs.length} of ${CONVERSATIONS * TURNS} (replies without one, by message: ${JSON.stringify(Object.fromEntries(noToken))})`,
+      `token events missing: ${firstTokenMs.length} of ${CONVERSATIONS * TURNS * REPEATS} (replies without one, by message: ${JSON.stringify(Object.fromEntries(noToken))})`,
     );
   return {
     conversations: CONVERSATIONS,
-    turns: CONVERSATIONS * TURNS,
+    turns: CONVERSATIONS * TURNS * REPEATS,
     seconds,
     firstTokenMs,
+    repetitionP99Ms,
     firstTokenToolMs,
     firstTokenPlainMs,
     replyMs,
@@ -1022,6 +1076,7 @@ async function collectTrace(
       )
         rows.push({ replica: i, t: t as Record<Stage, number> });
   }
+  if (env.BENCH_AGENT_TRACE_DUMP) writeFileSync(env.BENCH_AGENT_TRACE_DUMP, JSON.stringify(rows));
   if (rows.length === 0) return undefined;
   const total = (r: (typeof rows)[number]) => r.t.token - r.t.produced;
   rows.sort((a, b) => total(b) - total(a));
