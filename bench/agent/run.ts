@@ -417,7 +417,13 @@ async function main(): Promise<void> {
     console.error(`bench:agent: out of time after ${TIMEOUT_SECONDS} s (BENCH_TIMEOUT_SECONDS); cleaning up`);
     void cleanup().finally(() => process.exit(1));
   }, TIMEOUT_SECONDS * 1000);
-  process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+  // Interrupted (Ctrl-C, or `kill` from a script): clean up too — the agent replicas are child
+  // processes that would otherwise run on, orphaned, and load the next measurement.
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(signal, () => void cleanup().finally(() => process.exit(code)));
 
   const rows: string[][] = [];
   let failed: unknown;
