@@ -42,6 +42,11 @@
  *                                   p99 of one 800-turn run swings by 2× between runs on a shared
  *                                   2-core machine; the figure is over all repetitions, each one's
  *                                   p99 is printed too
+ *   BENCH_AGENT_WARMUP              passes of the same load before measuring, reported (p99) but not
+ *                                   counted @default 1: the first minute after the replicas start
+ *                                   (V8 still compiling the hot paths, heaps and Kafka's new
+ *                                   partitions settling) is consistently slower than the steady
+ *                                   state the target is about
  *   BENCH_AGENT_THINK_MS            pause between a reply and the next message @default 1000
  *   BENCH_AGENT_THINK_DIST          fixed | exponential (mean THINK_MS) @default fixed
  *   BENCH_AGENT_SEED                seed of the exponential think times @default 1
@@ -117,6 +122,7 @@ const REPLICAS = Math.max(1, int('BENCH_AGENT_REPLICAS', 2));
 const CONVERSATIONS = Math.max(1, int('BENCH_AGENT_CONVERSATIONS', 50));
 const TURNS = Math.max(1, int('BENCH_AGENT_TURNS', 16));
 const REPEATS = Math.max(1, int('BENCH_AGENT_REPEATS', 3));
+const WARMUP = int('BENCH_AGENT_WARMUP', 1);
 const THINK_MS = int('BENCH_AGENT_THINK_MS', 1000);
 const THINK_DIST = env.BENCH_AGENT_THINK_DIST || 'fixed';
 if (THINK_DIST !== 'exponential' && THINK_DIST !== 'fixed') {
@@ -350,6 +356,8 @@ interface KafkaFigures {
   firstTokenMs: number[];
   /** each repetition's first-token p99 */
   repetitionP99Ms: number[];
+  /** each warm-up pass's first-token p99 (not counted) */
+  warmupP99Ms: number[];
   firstTokenToolMs: number[];
   firstTokenPlainMs: number[];
   replyMs: number[];
@@ -390,6 +398,7 @@ async function main(): Promise<void> {
       thinkMs: THINK_MS,
       thinkDistribution: THINK_DIST,
       repeats: REPEATS,
+      warmup: WARMUP,
       tokenWindowMs: TOKEN_WINDOW_MS,
       partitionsConcurrently: PARTITIONS_CONCURRENTLY,
       concurrentRuns: CONCURRENT_RUNS,
@@ -583,6 +592,9 @@ async function main(): Promise<void> {
         ],
         ...(REPEATS > 1
           ? [['  p99 of each repetition (ms)', k.repetitionP99Ms.map((x) => fmt(x)).join(', ')]]
+          : []),
+        ...(k.warmupP99Ms.length > 0
+          ? [['  p99 of the warm-up (not counted; ms)', k.warmupP99Ms.map((x) => fmt(x)).join(', ')]]
           : []),
         [
           '  without a tool p50 / p99 (ms)',
@@ -922,65 +934,102 @@ async function kafkaPhase(
   log(`group ${group.groupId}: ${[...group.members].map(([c, ps]) => `${c} [${ps.join(',')}]`).join(', ')}`);
 
   log(
-    `measuring: ${CONVERSATIONS} conversations x ${TURNS} messages x ${REPEATS}, think time ${THINK_DIST === 'fixed' ? '' : 'mean '}${THINK_MS} ms`,
+    `measuring: ${CONVERSATIONS} conversations x ${TURNS} messages x ${REPEATS} (after ${WARMUP} warm-up pass${WARMUP === 1 ? '' : 'es'}), think time ${THINK_DIST === 'fixed' ? '' : 'mean '}${THINK_MS} ms`,
   );
-  const firstTokenMs: number[] = [];
-  const firstTokenToolMs: number[] = [];
-  const firstTokenPlainMs: number[] = [];
-  const replyMs: number[] = [];
-  const agentSideMs: number[] = [];
-  const deliveryMs: number[] = [];
-  const dbName = decodeURIComponent(new URL(platform.appUrl).pathname.slice(1));
-  const cpus0 = children.map(({ child }) => readCpu(child.pid!) ?? { user: 0, system: 0 });
-  /** client id → turns measured on the partitions it holds */
-  const turnsBy = new Map<string, number>(clientIds.map((c) => [c, 0]));
-  const db0 = readDbBackendsCpu(dbName);
-  const machine0 = readMachineCpu();
-  const t0 = performance.now();
-  const wall0 = Date.now();
-  let missing = 0;
-  /** message text → replies that came without any token event */
-  const noToken = new Map<string, number>();
-  const repetitionP99Ms: number[] = [];
-  for (let rep = 0; rep < REPEATS; rep++) {
-    const from = firstTokenMs.length;
-    await Promise.all(
+  /** one pass of every conversation: TURNS messages each; what it measured goes to `into` */
+  interface Pass {
+    firstTokenMs: number[];
+    firstTokenToolMs: number[];
+    firstTokenPlainMs: number[];
+    replyMs: number[];
+    agentSideMs: number[];
+    deliveryMs: number[];
+    /** client id → turns on the partitions it holds */
+    turnsBy: Map<string, number>;
+    missing: number;
+    /** message text → replies that came without any token event */
+    noToken: Map<string, number>;
+  }
+  const newPass = (): Pass => ({
+    firstTokenMs: [],
+    firstTokenToolMs: [],
+    firstTokenPlainMs: [],
+    replyMs: [],
+    agentSideMs: [],
+    deliveryMs: [],
+    turnsBy: new Map(clientIds.map((c) => [c, 0])),
+    missing: 0,
+    noToken: new Map(),
+  });
+  const converse = (pass: number, into: Pass) =>
+    Promise.all(
       conversations.map(async (sessionId, c) => {
         // Spread the starts over one think time, as real conversations don't start in lockstep.
         await sleep(Math.floor((THINK_MS * c) / CONVERSATIONS));
         for (let i = 0; i < TURNS; i++) {
-          const step = KAFKA_SCRIPT[(rep * TURNS + i + c) % KAFKA_SCRIPT.length]!;
+          const step = KAFKA_SCRIPT[(pass * TURNS + i + c) % KAFKA_SCRIPT.length]!;
           const { id, sentAt, sentAtWall, partition } = await say(sessionId, step.text);
           const replica = partition === undefined ? undefined : owner.get(partition);
-          if (replica !== undefined) turnsBy.set(replica, (turnsBy.get(replica) ?? 0) + 1);
+          if (replica !== undefined) into.turnsBy.set(replica, (into.turnsBy.get(replica) ?? 0) + 1);
           if (!(await waitReply(id, 60_000))) {
-            missing++;
+            into.missing++;
             continue;
           }
           const ft = firstToken.get(id);
-          if (ft === undefined) noToken.set(step.text, (noToken.get(step.text) ?? 0) + 1);
+          if (ft === undefined) into.noToken.set(step.text, (into.noToken.get(step.text) ?? 0) + 1);
           if (ft !== undefined) {
-            firstTokenMs.push(ft - sentAt);
-            (step.tool ? firstTokenToolMs : firstTokenPlainMs).push(ft - sentAt);
+            into.firstTokenMs.push(ft - sentAt);
+            (step.tool ? into.firstTokenToolMs : into.firstTokenPlainMs).push(ft - sentAt);
           }
-          replyMs.push(replyAt.get(id)! - sentAt);
+          into.replyMs.push(replyAt.get(id)! - sentAt);
           const wall = firstTokenWall.get(id);
           if (wall) {
-            agentSideMs.push(wall[0] - sentAtWall);
-            deliveryMs.push(wall[1] - wall[0]);
+            into.agentSideMs.push(wall[0] - sentAtWall);
+            into.deliveryMs.push(wall[1] - wall[0]);
           }
           if (THINK_MS > 0) await sleep(thinkTime());
         }
       }),
     );
-    repetitionP99Ms.push(
-      percentile(
-        firstTokenMs.slice(from).sort((a, b) => a - b),
-        99,
-      ),
+  const p99 = (xs: number[]) =>
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      99,
     );
+  // Warm-up passes: the same load, measured and printed but not counted (see BENCH_AGENT_WARMUP).
+  const warmupP99Ms: number[] = [];
+  for (let w = 0; w < WARMUP; w++) {
+    const pass = newPass();
+    await converse(w, pass);
+    warmupP99Ms.push(p99(pass.firstTokenMs));
+    log(`warm-up ${w + 1}/${WARMUP} (not counted): first token p99 ${fmt(warmupP99Ms[w])} ms`);
+  }
+
+  const dbName = decodeURIComponent(new URL(platform.appUrl).pathname.slice(1));
+  const cpus0 = children.map(({ child }) => readCpu(child.pid!) ?? { user: 0, system: 0 });
+  const db0 = readDbBackendsCpu(dbName);
+  const machine0 = readMachineCpu();
+  const t0 = performance.now();
+  const wall0 = Date.now();
+  const measured = newPass();
+  const repetitionP99Ms: number[] = [];
+  for (let rep = 0; rep < REPEATS; rep++) {
+    const from = measured.firstTokenMs.length;
+    await converse(WARMUP + rep, measured);
+    repetitionP99Ms.push(p99(measured.firstTokenMs.slice(from)));
     if (REPEATS > 1) log(`repetition ${rep + 1}/${REPEATS}: first token p99 ${fmt(repetitionP99Ms[rep])} ms`);
   }
+  const {
+    firstTokenMs,
+    firstTokenToolMs,
+    firstTokenPlainMs,
+    replyMs,
+    agentSideMs,
+    deliveryMs,
+    turnsBy,
+    missing,
+    noToken,
+  } = measured;
   const seconds = (performance.now() - t0) / 1000;
   const wall1 = Date.now();
   const trace = TRACE ? await collectTrace(children, traceFiles, wall0, wall1) : undefined;
@@ -1015,6 +1064,7 @@ async function kafkaPhase(
     seconds,
     firstTokenMs,
     repetitionP99Ms,
+    warmupP99Ms,
     firstTokenToolMs,
     firstTokenPlainMs,
     replyMs,
