@@ -61,6 +61,8 @@
  *                                   services/agent/src/turn-trace.ts); the report adds where the
  *                                   measured turns spent their time up to the first token, and the
  *                                   slowest ones stage by stage
+ *   BENCH_AGENT_TRACE_DUMP          with BENCH_AGENT_TRACE=1: a file to write the measured turns'
+ *                                   stage times to (JSON), e.g. to see when the slow ones happened
  *   BENCH_AGENT_NODE_ARGS           extra node options for the child agent (space-separated)
  *   BENCH_AGENT_MAIN                the child agent's entry point (A/B runs against another copy)
  *                                   @default services/agent/src/main.ts
