@@ -993,17 +993,12 @@ async function kafkaPhase(
         }
       }),
     );
-  const p99 = (xs: number[]) =>
-    percentile(
-      [...xs].sort((a, b) => a - b),
-      99,
-    );
   // Warm-up passes: the same load, measured and printed but not counted (see BENCH_AGENT_WARMUP).
   const warmupP99Ms: number[] = [];
   for (let w = 0; w < WARMUP; w++) {
     const pass = newPass();
     await converse(w, pass);
-    warmupP99Ms.push(p99(pass.firstTokenMs));
+    warmupP99Ms.push(summary(pass.firstTokenMs).p99);
     log(`warm-up ${w + 1}/${WARMUP} (not counted): first token p99 ${fmt(warmupP99Ms[w])} ms`);
   }
 
@@ -1018,7 +1013,7 @@ async function kafkaPhase(
   for (let rep = 0; rep < REPEATS; rep++) {
     const from = measured.firstTokenMs.length;
     await converse(WARMUP + rep, measured);
-    repetitionP99Ms.push(p99(measured.firstTokenMs.slice(from)));
+    repetitionP99Ms.push(summary(measured.firstTokenMs.slice(from)).p99);
     if (REPEATS > 1) log(`repetition ${rep + 1}/${REPEATS}: first token p99 ${fmt(repetitionP99Ms[rep])} ms`);
   }
   const {

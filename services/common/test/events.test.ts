@@ -22,6 +22,7 @@ import {
   OUTBOX_CHANNEL,
   OUTBOX_INSTANCE,
   OutboxRelay,
+  type OutboxRelayOptions,
   outboxPayloadLocation,
 } from '../src/events/outbox.ts';
 import { createKafka, EventProducer } from '../src/events/producer.ts';
@@ -53,6 +54,10 @@ afterAll(async () => {
 });
 
 const source = '/simptu/test';
+
+/** A relay over `tenant` with the fixture's pool, producer and keys; `o` sets the rest. */
+const relayFor = (tenant: TenantDbRef, o: Partial<OutboxRelayOptions> = {}) =>
+  new OutboxRelay({ pool: fx.app, producer, ciphers: fx.keyrings, tenants: () => [tenant], ...o });
 
 async function enqueueBooking(t: TenantDbRef, aggregateId: string, n: number): Promise<CloudEvent> {
   const cipher = await fx.keyrings.cipher(t.name);
@@ -229,11 +234,8 @@ describe('outbox', () => {
       config: { retry: { retries: 0 } },
     });
     const dead = new EventProducer({ kafka: deadKafka, retries: 1 });
-    const deadRelay = new OutboxRelay({
-      pool: fx.app,
+    const deadRelay = relayFor(B, {
       producer: dead,
-      ciphers: fx.keyrings,
-      tenants: () => [B],
       listen: false,
       pollIntervalMs: 20,
       backoffMs: { initial: 400, max: 5000 },
@@ -260,11 +262,7 @@ describe('outbox', () => {
     expect(rows[0]!.attempts).toBeLessThanOrEqual(5);
 
     // Kafka is back (the relay now reaches the real broker).
-    const relay = new OutboxRelay({
-      pool: fx.app,
-      producer,
-      ciphers: fx.keyrings,
-      tenants: () => [B],
+    const relay = relayFor(B, {
       listen: false,
       batchSize: 5,
     });
@@ -362,11 +360,8 @@ describe('outbox', () => {
         };
       },
     });
-    const relay = new OutboxRelay({
+    const relay = relayFor(A, {
       pool,
-      producer,
-      ciphers: fx.keyrings,
-      tenants: () => [A],
       listen: false,
     });
     const holder = await fx.admin.connect();
@@ -391,11 +386,7 @@ describe('outbox', () => {
   });
 
   it("acts at once only on its own process's notifications; another's rows wait for a periodic pass", async () => {
-    const relay = new OutboxRelay({
-      pool: fx.app,
-      producer,
-      ciphers: fx.keyrings,
-      tenants: () => [B],
+    const relay = relayFor(B, {
       pollIntervalMs: 120_000, // no periodic pass during the test after the first
     });
     relay.start();
@@ -439,11 +430,7 @@ describe('outbox', () => {
 
   it('the running relay is woken by NOTIFY and recovers from dropped Postgres connections', async () => {
     // Poll interval far beyond the test: only NOTIFY can make it prompt.
-    const relay = new OutboxRelay({
-      pool: fx.app,
-      producer,
-      ciphers: fx.keyrings,
-      tenants: () => [A],
+    const relay = relayFor(A, {
       pollIntervalMs: 120_000,
       backoffMs: { initial: 100, max: 1000 },
     });
