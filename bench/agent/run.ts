@@ -55,6 +55,8 @@
  *   BENCH_AGENT_CONCURRENT_RUNS     the agent's SIMPTU_AGENT_CONCURRENT_RUNS @default 8 (its default)
  *   BENCH_AGENT_DB_POOL_MAX         the agent's SIMPTU_AGENT_DATABASE_POOL_MAX (runs are capped at
  *                                   it − 2) @default unset (its default, 10)
+ *   BENCH_AGENT_OUTBOX_DIRECT       the agent's SIMPTU_AGENT_OUTBOX_DIRECT (false: replies through
+ *                                   relay passes, as before session 6) @default unset (its default, true)
  *   BENCH_ONLY                      comma list of graph,kafka @default both
  *   BENCH_AGENT_PROFILE             1: run the child agent with --cpu-prof (bench/results/)
  *   BENCH_AGENT_TRACE               1: the agents record per-turn stage times (SIMPTU_AGENT_TURN_TRACE,
@@ -585,7 +587,7 @@ async function main(): Promise<void> {
       const ft = summary(k.firstTokenMs);
       rows.push(
         [
-          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages${REPEATS > 1 ? ` x ${REPEATS} repetitions` : ''}, think ${THINK_DIST === 'fixed' ? '' : 'mean '}${THINK_MS} ms${REPLICAS > 1 ? `, ${REPLICAS} agent replicas` : ''}`,
+          `Kafka: ${CONVERSATIONS} conversations x ${TURNS} messages${REPEATS > 1 ? ` x ${REPEATS} repetitions` : ''}, think ${THINK_DIST === 'fixed' ? '' : 'mean '}${THINK_MS} ms${REPLICAS > 1 ? `, ${REPLICAS} agent replicas` : ''}${env.BENCH_AGENT_OUTBOX_DIRECT === 'false' ? ', replies via relay passes' : ''}`,
           `${k.turns} turns in ${fmt(k.seconds)} s (${fmt(k.turns / k.seconds)}/s)`,
         ],
         [
@@ -786,6 +788,9 @@ async function kafkaPhase(
           SIMPTU_AGENT_TOKEN_WINDOW_MS: String(TOKEN_WINDOW_MS),
           SIMPTU_AGENT_KAFKA_PARTITIONS_CONCURRENTLY: String(PARTITIONS_CONCURRENTLY),
           SIMPTU_AGENT_CONCURRENT_RUNS: String(CONCURRENT_RUNS),
+          ...(env.BENCH_AGENT_OUTBOX_DIRECT
+            ? { SIMPTU_AGENT_OUTBOX_DIRECT: env.BENCH_AGENT_OUTBOX_DIRECT }
+            : {}),
           ...(env.BENCH_AGENT_DB_POOL_MAX
             ? { SIMPTU_AGENT_DATABASE_POOL_MAX: env.BENCH_AGENT_DB_POOL_MAX }
             : {}),

@@ -48,6 +48,11 @@ export const AgentConfigSchema = ConfigObject({
   kek: Type.String({ minLength: 40 }),
   /** how often the registry is re-read for tenants joining or leaving the pool */
   registryRefreshMs: Type.Integer({ minimum: 100, default: 15_000 }),
+  /**
+   * a run's events leave right after COMMIT from this replica (outbox direct publishing), the
+   * outbox relay being the safety net; false: every event waits for a relay pass
+   */
+  outboxDirect: Type.Boolean({ default: true }),
   /** token deltas are coalesced into one event per window */
   tokenWindowMs: Type.Integer({ minimum: 0, maximum: 5000, default: 50 }),
   /** diagnostics: record per-turn stage times, written as JSON to this file on SIGUSR2 (turn-trace.ts) */

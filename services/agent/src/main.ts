@@ -103,6 +103,7 @@ async function main(): Promise<void> {
     groupId: config.groupId,
     registryRefreshMs: config.registryRefreshMs,
     tokenWindowMs: config.tokenWindowMs,
+    outboxDirect: config.outboxDirect,
     retention: config.checkpoints,
     logger,
     consumerConfig: {

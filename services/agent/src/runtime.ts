@@ -157,6 +157,8 @@ export interface AgentRuntimeOptions {
   offsetCommit?: 'record' | 'batch';
   /** outbox relay poll; @default 1000 */
   relayPollMs?: number;
+  /** outbox direct publishing (outbox.ts) for the run's events; @default true */
+  outboxDirect?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -457,6 +459,8 @@ export class AgentRuntime {
       ciphers: this.#o.keyrings,
       tenants: () => this.#set.inDatabase(db).map((t) => t.ref),
       pollIntervalMs: this.#o.relayPollMs ?? 1000,
+      // a run's reply leaves right after COMMIT (outbox.ts, direct publishing)
+      direct: this.#o.outboxDirect ?? true,
       ...(this.#o.logger ? { logger: this.#o.logger } : {}),
     });
     relay.start();

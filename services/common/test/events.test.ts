@@ -6,12 +6,14 @@ import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import kafkajs from 'kafkajs';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteIdent } from '../src/db/identifiers.ts';
 import { withTenant, type TenantDbRef } from '../src/db/tenant-db.ts';
 import { CommonErrors } from '../src/errors.ts';
 import {
   CLOUDEVENTS_CONTENT_TYPE,
+  fromKafkaRecord,
   newCloudEvent,
   TENANT_HEADER,
   type CloudEvent,
@@ -33,11 +35,13 @@ import { createTenantFixture, uniqueTenantName, type TenantFixture } from './ten
 let fx: TenantFixture;
 let A: TenantDbRef;
 let B: TenantDbRef;
+/** direct publishing's tenant */
+let C: TenantDbRef;
 let producer: EventProducer;
 
 beforeAll(async () => {
-  fx = await createTenantFixture([uniqueTenantName('ev'), uniqueTenantName('ev')]);
-  [A, B] = fx.tenants as [TenantDbRef, TenantDbRef];
+  fx = await createTenantFixture([uniqueTenantName('ev'), uniqueTenantName('ev'), uniqueTenantName('ev')]);
+  [A, B, C] = fx.tenants as [TenantDbRef, TenantDbRef, TenantDbRef];
   producer = new EventProducer({ kafka: fx.kafka });
   // A table the consumers' handlers write to, so "applied once" is observable.
   for (const t of fx.tenants) {
@@ -463,6 +467,228 @@ describe('outbox', () => {
       );
     } finally {
       await relay.stop();
+    }
+  });
+});
+
+describe('outbox: direct publishing', () => {
+  /** C's domain topic as a consumer sees it, in order */
+  const seen: Array<{ key: string; n: number; id: string }> = [];
+  let watcher: kafkajs.Consumer;
+  /** C's outbox notifications */
+  const notes: string[] = [];
+  let listener: pg.PoolClient;
+
+  beforeAll(async () => {
+    watcher = fx.kafka.consumer({ groupId: uniqueName('watch'), maxWaitTimeInMs: 100 });
+    await watcher.connect();
+    await watcher.subscribe({ topics: [tenantTopics(C.name).domain], fromBeginning: true });
+    await watcher.run({
+      eachMessage: async ({ message }) => {
+        const d = fromKafkaRecord(message);
+        if (d.ok)
+          seen.push({
+            key: message.key?.toString() ?? '',
+            n: (d.event.data as { n: number }).n,
+            id: d.event.id,
+          });
+      },
+    });
+    listener = await fx.admin.connect();
+    listener.on('notification', (n) => {
+      if (n.payload?.startsWith(`${C.name} `)) notes.push(n.payload);
+    });
+    await listener.query(`LISTEN ${OUTBOX_CHANNEL}`);
+  });
+  afterAll(async () => {
+    await watcher?.disconnect();
+    listener?.release(true);
+  });
+
+  const claims = async () => {
+    const { rows } = await fx.admin.query<{
+      id: string;
+      aggregate_id: string;
+      claimed_by: string | null;
+      claimed_until: Date | null;
+      published_at: Date | null;
+      attempts: number;
+      last_error: string | null;
+    }>(
+      `SELECT id, aggregate_id, claimed_by, claimed_until, published_at, attempts, last_error
+         FROM ${quoteIdent(C.schema)}.outbox ORDER BY seq`,
+    );
+    return new Map(rows.map((r) => [r.id, r]));
+  };
+  const ns = (key: string) => seen.filter((e) => e.key === key).map((e) => e.n);
+  const enqueueWithCommit = async (t: TenantDbRef, aggregateId: string, n: number) => {
+    const cipher = await fx.keyrings.cipher(t.name);
+    return withTenant(fx.app, t, async (c) =>
+      enqueue(
+        c,
+        cipher,
+        { type: 'io.simptu.booking.updated', source, aggregateType: 'booking', aggregateId, data: { n } },
+        { withCommit: true },
+      ),
+    );
+  };
+
+  it('publishes each row from its own process right after COMMIT (no NOTIFY, no relay pass), in order; marks them in batches', async () => {
+    // No LISTEN and no periodic pass during the test: only direct publishing can be prompt.
+    const relay = relayFor(C, { direct: { markIntervalMs: 60_000 }, listen: false, pollIntervalMs: 120_000 });
+    relay.start();
+    let stopped = false;
+    try {
+      const before = notes.length;
+      const e1 = await enqueueBooking(C, 'direct-1', 1); // parameterized insert
+      const e2 = await enqueueWithCommit(C, 'direct-1', 2); // inserted with COMMIT
+      const e3 = await enqueueBooking(C, 'direct-2', 3);
+      const cipher = await fx.keyrings.cipher(C.name);
+      await expect(
+        withTenant(fx.app, C, async (c) => {
+          await enqueue(c, cipher, {
+            type: 'io.simptu.booking.updated',
+            source,
+            aggregateType: 'booking',
+            aggregateId: 'direct-1',
+            data: { n: 99 },
+          });
+          throw new Error('rolled back');
+        }),
+      ).rejects.toThrow('rolled back');
+      const e4 = await enqueueWithCommit(C, 'direct-1', 4);
+      await until('all four on Kafka', async () =>
+        [e1, e2, e3, e4].every((e) => seen.some((s) => s.id === e.id)),
+      );
+      expect(ns('direct-1')).toEqual([1, 2, 4]);
+      expect(ns('direct-2')).toEqual([3]);
+      expect(notes.length).toBe(before); // nobody was woken
+      let rows = await claims();
+      for (const e of [e1, e2, e3, e4]) {
+        expect(rows.get(e.id)).toMatchObject({ claimed_by: OUTBOX_INSTANCE, published_at: null });
+        expect(rows.get(e.id)!.claimed_until!.getTime()).toBeGreaterThan(Date.now());
+      }
+      // Sent, not yet marked: another relay leaves them alone (they are claimed).
+      expect(await relayFor(C, { listen: false }).relayTenant(C)).toMatchObject({ published: 0 });
+      // Stopping marks everything sent, before it resolves.
+      await relay.stop();
+      stopped = true;
+      rows = await claims();
+      for (const e of [e1, e2, e3, e4]) expect(rows.get(e.id)?.published_at).not.toBeNull();
+      // Stopped: rows enqueued now are left to the relays again (unclaimed, with a wake-up).
+      const e5 = await enqueueBooking(C, 'direct-2', 5);
+      expect((await claims()).get(e5.id)).toMatchObject({ claimed_by: null, claimed_until: null });
+      await until('a notification', async () => notes.length > before);
+      expect(notes.at(-1)).toBe(`${C.name} ${OUTBOX_INSTANCE}`);
+      expect(await relayFor(C, { listen: false }).relayTenant(C)).toMatchObject({ published: 1 });
+      await until('e5 on Kafka', async () => seen.some((s) => s.id === e5.id));
+      expect(seen.filter((s) => [e1, e2, e3, e4, e5].some((e) => e.id === s.id))).toHaveLength(5); // once each
+    } finally {
+      if (!stopped) await relay.stop();
+    }
+  });
+
+  it("leaves another process's live claim, and the later rows of its key, to that process until the lease runs out", async () => {
+    const relay = relayFor(C, { direct: { markIntervalMs: 20 }, listen: false, pollIntervalMs: 120_000 });
+    relay.start();
+    try {
+      // A process that claimed a row and died before sending it (same row as enqueue writes).
+      const cipher = await fx.keyrings.cipher(C.name);
+      const orphan = newCloudEvent({
+        id: randomUUID(),
+        type: 'io.simptu.booking.updated',
+        source,
+        tenant: C.name,
+        data: { n: 1 },
+      });
+      await fx.admin.query(
+        `INSERT INTO ${quoteIdent(C.schema)}.outbox
+           (id, aggregate_type, aggregate_id, event_type, payload, headers, claimed_by, claimed_until)
+         VALUES ($1, 'booking', 'claimed-1', $2, $3, $4, 'feedfacecafe', clock_timestamp() + interval '1500 ms')`,
+        [
+          orphan.id,
+          orphan.type,
+          cipher.encrypt(JSON.stringify(orphan), outboxPayloadLocation(orphan.id)),
+          { topic: tenantTopics(C.name).domain },
+        ],
+      );
+      const before = notes.length;
+      // This process: the same key is not claimed (it would overtake the orphan) and goes to the
+      // relays with a wake-up; another key is claimed and sent at once.
+      const later = await enqueueBooking(C, 'claimed-1', 2);
+      const other = await enqueueBooking(C, 'claimed-2', 3);
+      let rows = await claims();
+      expect(rows.get(later.id)).toMatchObject({ claimed_by: null, claimed_until: null });
+      expect(rows.get(other.id)).toMatchObject({ claimed_by: OUTBOX_INSTANCE });
+      await until('the wake-up', async () => notes.length > before);
+      await until('the other key on Kafka', async () => seen.some((s) => s.id === other.id));
+      await until('the other key marked', async () => (await claims()).get(other.id)?.published_at);
+      // A relay pass now publishes nothing of that key: the orphan's lease is live, `later` waits.
+      const peer = relayFor(C, { listen: false });
+      expect(await peer.relayTenant(C)).toMatchObject({ published: 0, failed: 0 });
+      rows = await claims();
+      expect([rows.get(orphan.id)?.published_at, rows.get(later.id)?.published_at]).toEqual([null, null]);
+      // The lease runs out: the next pass publishes both, in order.
+      await until(
+        'the lease ran out',
+        async () => (await claims()).get(orphan.id)!.claimed_until! < new Date(),
+      );
+      expect(await peer.relayTenant(C)).toMatchObject({ published: 2 });
+      await until('both on Kafka', async () => ns('claimed-1').length === 2);
+      expect(ns('claimed-1')).toEqual([1, 2]);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('a failed send hands the rows back to the relays; for a lease the tenant goes through them; order holds', async () => {
+    const deadKafka = createKafka({
+      clientId: 'dead-direct',
+      brokers: [`127.0.0.1:${await closedPort()}`],
+      connectionTimeout: 300,
+      config: { retry: { retries: 0 } },
+    });
+    const dead = new EventProducer({ kafka: deadKafka, retries: 1 });
+    const relay = relayFor(C, {
+      producer: dead,
+      direct: { leaseMs: 60_000 },
+      listen: false,
+      pollIntervalMs: 120_000,
+    });
+    relay.start();
+    try {
+      expect(relay.claimLeaseMs(C.name)).toBe(60_000);
+      // One transaction: both claimed, both handed over at COMMIT, both refused by the broker.
+      const cipher = await fx.keyrings.cipher(C.name);
+      const input = (n: number) => ({
+        type: 'io.simptu.booking.updated',
+        source,
+        aggregateType: 'booking',
+        aggregateId: 'failed-1',
+        data: { n },
+      });
+      const [e1, e2] = await withTenant(fx.app, C, async (c) => [
+        await enqueue(c, cipher, input(1)),
+        await enqueue(c, cipher, input(2), { withCommit: true }),
+      ]);
+      await until('both released', async () => {
+        const rows = await claims();
+        return [e1, e2].every((e) => rows.get(e.id)?.last_error && rows.get(e.id)?.claimed_until === null);
+      });
+      const rows = await claims();
+      for (const e of [e1, e2])
+        expect(rows.get(e.id)).toMatchObject({ claimed_by: null, published_at: null, attempts: 1 });
+      // Within the lease after the failure nothing is claimed: the relay's backoff applies.
+      expect(relay.claimLeaseMs(C.name)).toBeUndefined();
+      const e3 = await enqueueBooking(C, 'failed-1', 3);
+      expect((await claims()).get(e3.id)).toMatchObject({ claimed_by: null });
+      // Kafka is back (a relay reaching the real broker): everything, in order.
+      expect(await relayFor(C, { listen: false }).relayTenant(C)).toMatchObject({ published: 3 });
+      await until('all three on Kafka', async () => ns('failed-1').length === 3);
+      expect(ns('failed-1')).toEqual([1, 2, 3]);
+    } finally {
+      await relay.stop();
+      await dead.disconnect();
     }
   });
 });

@@ -249,6 +249,26 @@ describe('withTenant', () => {
       expect(none[0].n).toBe(0);
       await clean();
 
+      // Only last statements: the preamble, they and COMMIT in ONE round trip; after-commit hooks
+      // get that round trip's results.
+      sent.length = 0;
+      const seen: pg.QueryResult[][] = [];
+      await withTenant(
+        pool,
+        A,
+        async (c) => {
+          tenantTransaction(c)!.withCommit(`SELECT current_user AS only_last`);
+          afterCommit(c, (results) => void seen.push([...results]));
+        },
+        { deferBegin: true },
+      );
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).toMatch(/^BEGIN; SET LOCAL ROLE .*;\nSELECT current_user AS only_last;\nCOMMIT$/s);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toHaveLength(TENANT_PREAMBLE_RESULTS + 2);
+      expect(seen[0]![TENANT_PREAMBLE_RESULTS]!.rows).toEqual([{ only_last: A.role }]);
+      await clean();
+
       // Never sent: no transaction was opened, nothing to commit.
       sent.length = 0;
       expect(await withTenant(pool, A, async () => 'nothing', { deferBegin: true })).toBe('nothing');
@@ -301,6 +321,7 @@ describe('withTenant', () => {
     const id = uniqueName('hook');
     await withTenant(app, A, async (c) => {
       expect(tenantTransaction(c)?.tenant).toEqual(A);
+      expect(tenantTransaction(c)?.pool).toBe(app);
       await insertEvent(c, id);
       expect(
         afterCommit(c, async () => {

@@ -161,6 +161,8 @@ export async function startRealtime(config: RealtimeConfig, opts: StartOptions =
           .map((t) => t.ref),
       logger,
       metrics,
+      // this process's own events leave right after COMMIT (outbox.ts, direct publishing)
+      direct: true,
     });
   }
 

@@ -81,6 +81,8 @@ export default fp(
             tenants: () => entry.tenants,
             logger,
             metrics: app.metrics,
+            // this process's own events leave right after COMMIT (outbox.ts, direct publishing)
+            direct: true,
             ...(opts.relayPollMs ? { pollIntervalMs: opts.relayPollMs } : {}),
           });
           relays.set(db, entry);

@@ -44,10 +44,16 @@ export function tenantDbRef(name: string): TenantDbRef {
 /** The `withTenant` transaction a client is in (see `tenantTransaction`). */
 export interface TenantTransaction {
   readonly tenant: TenantDbRef;
+  /** the pool the transaction's connection came from */
+  readonly pool: pg.Pool;
   /** per-transaction scratch space for after-commit bookkeeping (keyed by a module's symbol) */
   readonly data: Map<symbol, unknown>;
-  /** queues `fn` to run after COMMIT (not after ROLLBACK) */
-  afterCommit(fn: () => unknown): void;
+  /**
+   * queues `fn` to run after COMMIT (not after ROLLBACK); it gets the results of the round trip
+   * that carried COMMIT (the `withCommit` statements', then COMMIT's; with `deferBegin` and
+   * nothing sent before, the preamble's first) — empty when COMMIT went on its own
+   */
+  afterCommit(fn: (commitResults: readonly pg.QueryResult[]) => unknown): void;
   /**
    * Only with `deferBegin`: the preamble's statements (BEGIN, SET LOCAL …) for the caller to send
    * as the start of its first simple-protocol query, `'…; '` — or `''` once it was taken (it is
@@ -64,7 +70,7 @@ export interface TenantTransaction {
   withCommit(sql: string): void;
 }
 
-const transactions = new WeakMap<pg.ClientBase, TenantTransaction & { hooks: Array<() => unknown> }>();
+const transactions = new WeakMap<pg.ClientBase, TenantTransaction>();
 
 /** The `withTenant` transaction `client` is in, or undefined outside one. */
 export function tenantTransaction(client: pg.ClientBase): TenantTransaction | undefined {
@@ -75,7 +81,10 @@ export function tenantTransaction(client: pg.ClientBase): TenantTransaction | un
  * Queues `fn` to run once the `withTenant` transaction of `client` has committed. Returns false
  * (and queues nothing) when `client` is not inside `withTenant`.
  */
-export function afterCommit(client: pg.ClientBase, fn: () => unknown): boolean {
+export function afterCommit(
+  client: pg.ClientBase,
+  fn: (commitResults: readonly pg.QueryResult[]) => unknown,
+): boolean {
   const tx = transactions.get(client);
   if (!tx) return false;
   tx.afterCommit(fn);
@@ -123,7 +132,8 @@ export async function withTenant<T>(
   const begin = preamble(tenant);
   const client = await pool.connect();
   let broken: Error | undefined;
-  const hooks: Array<() => unknown> = [];
+  const hooks: Array<(commitResults: readonly pg.QueryResult[]) => unknown> = [];
+  let commitResults: readonly pg.QueryResult[] = [];
   const final: string[] = [];
   /** the preamble was sent (or handed to `fn` to send): a transaction is open */
   let begun = !options.deferBegin;
@@ -133,8 +143,8 @@ export async function withTenant<T>(
       if (begun) await client.query(begin);
       transactions.set(client, {
         tenant,
+        pool,
         data: new Map(),
-        hooks,
         afterCommit: (f) => void hooks.push(f),
         takeBegin: () => {
           if (begun) return '';
@@ -150,11 +160,14 @@ export async function withTenant<T>(
       });
       result = await fn(client);
       transactions.delete(client);
-      if (final.length > 0 && !begun) {
+      if (final.length > 0) {
+        // The preamble, when nothing sent it yet, goes in the same round trip.
+        const head = begun ? '' : `${begin};\n`;
         begun = true;
-        await client.query(begin);
-      }
-      if (begun) await client.query(final.length > 0 ? `${final.join(';\n')};\nCOMMIT` : 'COMMIT');
+        const r = (await client.query(`${head}${final.join(';\n')};\nCOMMIT`)) as unknown as
+          pg.QueryResult | pg.QueryResult[];
+        commitResults = Array.isArray(r) ? r : [r];
+      } else if (begun) await client.query('COMMIT');
     } catch (err) {
       transactions.delete(client);
       if (begun) {
@@ -172,7 +185,7 @@ export async function withTenant<T>(
   }
   for (const hook of hooks) {
     try {
-      await hook();
+      await hook(commitResults);
     } catch (err) {
       process.emitWarning(
         `withTenant: an after-commit hook failed: ${err instanceof Error ? err.message : String(err)}`,

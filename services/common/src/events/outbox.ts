@@ -15,6 +15,15 @@
  * transaction-scoped advisory lock per tenant schema; other relay instances skip the tenant),
  * each batch in one produce request per broker, so order per key holds. A row that cannot be
  * decoded blocks later rows of the same aggregate (never reorder) but not other aggregates.
+ *
+ * Direct publishing (`OutboxRelayOptions.direct`): a process whose relay publishes directly
+ * claims the rows its transactions enqueue (`claimed_by`, `claimed_until`: a lease) and its relay
+ * sends them right after COMMIT, in commit order, without a relay pass; other relays leave a
+ * live claim (and the later rows of its topic and key) alone. A row is claimed only when no
+ * earlier pending row of its topic and key belongs to anyone else, so it never overtakes one.
+ * Published ids are marked in batches; a crash before marking re-publishes after the lease (the
+ * same ids: de-duplicated). This is the relay's work per event without its two round trips, its
+ * NOTIFY and the wake-up of every listening process.
  * @see https://microservices.io/patterns/data/transactional-outbox.html
  * @see https://www.postgresql.org/docs/15/sql-select.html#SQL-FOR-UPDATE-SHARE (SKIP LOCKED)
  * @see https://www.postgresql.org/docs/15/sql-notify.html
@@ -94,6 +103,12 @@ export async function enqueue<T>(
   const problem = topicTenantMismatch(topic, event, cipher.tenant);
   if (problem) throw new CommonErrors.TOPIC_TENANT_MISMATCH({ message: problem });
   const payload = cipher.encrypt(JSON.stringify(event), outboxPayloadLocation(id));
+  const tx = tenantTransaction(client);
+  // Direct publishing (OutboxRelayOptions.direct): the relay of this transaction's pool publishes
+  // the row right after COMMIT, if the insert could claim it.
+  const publisher = tx && tx.tenant.name === cipher.tenant ? directPublishers.get(tx.pool) : undefined;
+  const leaseMs = publisher?.claimLeaseMs(cipher.tenant);
+  const claimedAt = Date.now();
   const values = [
     id,
     input.aggregateType,
@@ -104,42 +119,73 @@ export async function enqueue<T>(
     cipher.tenant,
     OUTBOX_CHANNEL,
     OUTBOX_INSTANCE,
+    leaseMs === undefined ? null : OUTBOX_INSTANCE,
+    leaseMs ?? 0,
+    topic,
   ];
   if (options.withCommit) {
-    const tx = tenantTransaction(client);
     if (tx?.tenant.name !== cipher.tenant)
       throw new CommonErrors.TENANT_CONTEXT_MISSING({
         message: `outbox enqueue for tenant ${cipher.tenant} outside that tenant's transaction`,
       });
-    tx.withCommit(
-      inlineParams(
-        `WITH ins AS (
-           INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
-           VALUES ($1, $2, $3, $4,
-                   CASE WHEN current_setting('simptu.tenant', true) = $7 THEN $5::bytea END, $6)
-           RETURNING seq)
-         SELECT seq, pg_notify($8, $7 || ' ' || $9) FROM ins`,
-        values,
-      ),
-    );
+    // No WHERE: a row is always inserted, its payload NULL (refused by the column) unless the
+    // transaction's tenant is the cipher's — the transaction then rolls back.
+    tx.withCommit(inlineParams(ENQUEUE_SQL(''), values));
+    if (publisher)
+      tx.afterCommit((results) => {
+        const mine = results.find((r) => (r.rows[0] as EnqueuedRow | undefined)?.outbox_id === id);
+        if ((mine?.rows[0] as EnqueuedRow | undefined)?.outbox_claimed === true)
+          publisher.hand(tx.tenant, { id, topic, event, key: input.aggregateId, claimedAt });
+      });
     return event;
   }
-  // One round trip: the tenant check, the insert and the wake-up (NOTIFY is delivered at COMMIT).
-  const r = await client.query(
-    `WITH ins AS (
-       INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
-       SELECT $1, $2, $3, $4, $5, $6
-        WHERE current_setting('simptu.tenant', true) = $7
-       RETURNING seq)
-     SELECT seq, pg_notify($8, $7 || ' ' || $9) FROM ins`,
+  // One round trip: the tenant check, the insert, the claim and the wake-up (NOTIFY is delivered
+  // at COMMIT; none for a claimed row).
+  const r = await client.query<EnqueuedRow>(
+    ENQUEUE_SQL(`WHERE current_setting('simptu.tenant', true) = $7`),
     values,
   );
   if (r.rowCount !== 1)
     throw new CommonErrors.TENANT_CONTEXT_MISSING({
       message: `outbox enqueue for tenant ${cipher.tenant} outside that tenant's transaction`,
     });
+  if (r.rows[0]!.outbox_claimed && publisher && tx)
+    tx.afterCommit(() => publisher.hand(tx.tenant, { id, topic, event, key: input.aggregateId, claimedAt }));
   return event;
 }
+
+interface EnqueuedRow {
+  outbox_id: string;
+  seq: string;
+  outbox_claimed: boolean;
+}
+
+/**
+ * The insert, with `where` (the tenant check of the parameterized form). Values: $1 id, $2
+ * aggregate type, $3 aggregate id, $4 event type, $5 payload, $6 headers, $7 tenant, $8 channel,
+ * $9 this process, $10 the claimant (NULL: no claim), $11 lease ms, $12 topic.
+ *
+ * The claim: only when no earlier unpublished row of the same topic and key is held by anyone
+ * but this process (a live claim of its own; its publisher sends in order). A row of another
+ * process, or one left to the relays, would otherwise be overtaken. Unclaimed rows wake the
+ * relay (NOTIFY, delivered at COMMIT); claimed ones don't.
+ */
+const ENQUEUE_SQL = (where: string) => `WITH ins AS (
+   INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, claimed_by, claimed_until)
+   SELECT $1::uuid, $2::text, $3::text, $4::text,
+          CASE WHEN current_setting('simptu.tenant', true) = $7 THEN $5::bytea END, $6::jsonb,
+          CASE WHEN c.until IS NOT NULL THEN $10::text END, c.until
+     FROM (SELECT CASE WHEN $10::text IS NOT NULL AND NOT EXISTS (
+             SELECT 1 FROM outbox o
+              WHERE o.aggregate_id = $3 AND o.published_at IS NULL
+                AND coalesce(o.headers->>'topic', '') = $12
+                AND (o.claimed_by = $10 AND o.claimed_until > clock_timestamp()) IS NOT TRUE)
+           THEN clock_timestamp() + $11 * interval '1 millisecond' END AS until) c
+   ${where}
+   RETURNING id, seq, claimed_until IS NOT NULL AS claimed)
+ SELECT id AS outbox_id, seq, claimed AS outbox_claimed,
+        CASE WHEN NOT claimed THEN pg_notify($8, $7 || ' ' || $9) END AS notified
+   FROM ins`;
 
 /** Where to get a tenant's cipher (a `KeyringCache`). */
 export interface CipherSource {
@@ -181,7 +227,45 @@ export interface OutboxRelayOptions {
    * or `all`. @default 'own'
    */
   notifications?: 'own' | 'all';
+  /**
+   * Direct publishing: rows enqueued in transactions on this relay's `pool` are claimed at insert
+   * (a lease) and published by this relay right after COMMIT — no NOTIFY, no relay pass (two
+   * round trips and a wake-up of every listening process) — and marked published in batches a
+   * little later. Relays leave a row with a live claim (and the later rows of its topic and key)
+   * alone; if this process dies, the lease runs out and any relay's periodic pass publishes it.
+   * After a failed send the tenant's rows go through the relay for one lease. @default false
+   */
+  direct?: boolean | DirectPublishOptions;
 }
+
+export interface DirectPublishOptions {
+  /** how long other relays leave a claimed row alone; @default 10000 */
+  leaseMs?: number;
+  /** how long published ids wait to be marked together; @default 100 */
+  markIntervalMs?: number;
+}
+
+/** A claimed row, handed to its process's relay after COMMIT. */
+interface Handed extends OutgoingEvent {
+  id: string;
+  /** when it was enqueued (before its claim): rows claimed before a failed send are released */
+  claimedAt: number;
+}
+
+/** Per tenant: what waits to be sent, and to be marked published. */
+interface DirectState {
+  ref: TenantDbRef;
+  queue: Handed[];
+  sending: Promise<void> | undefined;
+  toMark: string[];
+  markTimer: NodeJS.Timeout | undefined;
+  marking: Promise<void> | undefined;
+  /** rows claimed before this time (ms) are released to the relays, not sent (after a failure) */
+  barrier: number;
+}
+
+/** The direct-publishing relay of each pool (at most one; the last started wins). */
+const directPublishers = new WeakMap<pg.Pool, OutboxRelay>();
 
 interface Row {
   id: string;
@@ -193,9 +277,14 @@ interface Row {
 }
 
 export class OutboxRelay {
-  readonly #o: Required<Omit<OutboxRelayOptions, 'logger' | 'metrics'>> & Pick<OutboxRelayOptions, 'logger'>;
+  readonly #o: Required<Omit<OutboxRelayOptions, 'logger' | 'metrics' | 'direct'>> &
+    Pick<OutboxRelayOptions, 'logger'>;
   readonly #published;
   readonly #failures;
+  readonly #directPublished;
+  readonly #released;
+  readonly #direct: Required<DirectPublishOptions> | undefined;
+  readonly #directState = new Map<string, DirectState>();
   readonly #backoff = new Map<string, { failures: number; until: number }>();
   readonly #dirty = new Set<string>();
   /** set when (re)LISTENing: notifications may have been missed meanwhile */
@@ -218,6 +307,16 @@ export class OutboxRelay {
       notifications: 'own',
       ...options,
     };
+    const direct = options.direct === true ? {} : options.direct || undefined;
+    this.#direct = direct && { leaseMs: 10_000, markIntervalMs: 100, ...direct };
+    this.#directPublished = options.metrics?.counter({
+      name: 'outbox_direct_published_total',
+      help: 'Outbox events published by their own process right after COMMIT (direct publishing)',
+    });
+    this.#released = options.metrics?.counter({
+      name: 'outbox_direct_released_total',
+      help: 'Claimed outbox events handed back to the relays (a send failed)',
+    });
     this.#published = options.metrics?.counter({
       name: 'outbox_published_total',
       help: 'Outbox events published to Kafka',
@@ -237,6 +336,7 @@ export class OutboxRelay {
     // a listener that would crash the process. The pool replaces it on the next connect.
     this.#o.pool.on('error', this.#onPoolError);
     if (this.#o.listen) void this.#startListening();
+    if (this.#direct) directPublishers.set(this.#o.pool, this);
     this.#loop = this.#run();
   }
 
@@ -244,11 +344,158 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
+    if (directPublishers.get(this.#o.pool) === this) directPublishers.delete(this.#o.pool);
     clearTimeout(this.#listenRetry);
+    await this.#drainDirect();
     this.#wake?.();
     await this.#loop;
     this.#unlisten?.();
     this.#o.pool.off('error', this.#onPoolError);
+  }
+
+  /**
+   * Direct publishing: the lease for a row of `tenant` enqueued now, or undefined when it must
+   * not be claimed (not publishing directly, stopped, or within a lease after a failed send).
+   */
+  claimLeaseMs(tenant: string): number | undefined {
+    if (!this.#direct || !this.#running) return undefined;
+    const st = this.#directState.get(tenant);
+    return st && Date.now() < st.barrier ? undefined : this.#direct.leaseMs;
+  }
+
+  /**
+   * Direct publishing: a claimed row whose transaction committed. Sent in the order handed (one
+   * produce request in flight per tenant; what arrives meanwhile goes in the next), then marked
+   * published with others a little later. Never throws.
+   */
+  hand(ref: TenantDbRef, row: Handed): void {
+    const st = this.#stateFor(ref);
+    st.queue.push(row);
+    st.sending ??= this.#pump(st).finally(() => (st.sending = undefined));
+  }
+
+  #stateFor(ref: TenantDbRef): DirectState {
+    let st = this.#directState.get(ref.name);
+    if (!st) {
+      st = {
+        ref,
+        queue: [],
+        sending: undefined,
+        toMark: [],
+        markTimer: undefined,
+        marking: undefined,
+        barrier: 0,
+      };
+      this.#directState.set(ref.name, st);
+    }
+    return st;
+  }
+
+  async #pump(st: DirectState): Promise<void> {
+    while (st.queue.length > 0) {
+      const batch = st.queue.splice(0);
+      const release = batch.filter((r) => r.claimedAt < st.barrier);
+      const send = batch.filter((r) => r.claimedAt >= st.barrier);
+      let reason = release.length > 0 ? 'claimed before a failed send' : '';
+      if (send.length > 0) {
+        try {
+          await this.#o.producer.forTenant(st.ref.name).sendBatch(send);
+          this.#directPublished?.inc(send.length);
+          st.toMark.push(...send.map((r) => r.id));
+          this.#scheduleMark(st);
+        } catch (err) {
+          reason = err instanceof Error ? err.message : String(err);
+          this.#o.logger?.warn(
+            { err, tenant: st.ref.name, rows: send.length },
+            'outbox: direct publish failed, the relay takes over',
+          );
+          this.#failures?.inc({ reason: 'direct-send' });
+          // Whatever was claimed until a lease from now goes through the relay, in seq order.
+          st.barrier = Date.now() + this.#direct!.leaseMs;
+          release.push(...send, ...st.queue.splice(0));
+        }
+      }
+      if (release.length > 0) await this.#release(st, release, reason);
+    }
+  }
+
+  /**
+   * Hands claimed rows back to the relays: claim cleared, this process's relay woken. If that
+   * fails too, their leases run out and the periodic passes take them.
+   */
+  async #release(st: DirectState, rows: readonly Handed[], reason: string): Promise<void> {
+    const ids = quoteLiteral(`{${rows.map((r) => r.id).join(',')}}`);
+    try {
+      await withTenant(
+        this.#o.pool,
+        st.ref,
+        async (c) =>
+          tenantTransaction(c)!.withCommit(
+            `UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1,
+                    last_error = ${quoteLiteral(reason.slice(0, 1000))}
+              WHERE id = ANY(${ids}::uuid[]) AND published_at IS NULL;
+             SELECT pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(`${st.ref.name} ${OUTBOX_INSTANCE}`)})`,
+          ),
+        { deferBegin: true },
+      );
+      this.#released?.inc(rows.length);
+    } catch (err) {
+      this.#o.logger?.warn(
+        { err, tenant: st.ref.name, rows: rows.length },
+        'outbox: releasing claimed rows failed; their leases will run out',
+      );
+    }
+  }
+
+  #scheduleMark(st: DirectState): void {
+    if (st.markTimer || st.marking) return;
+    st.markTimer = setTimeout(() => {
+      st.markTimer = undefined;
+      st.marking = this.#mark(st).finally(() => {
+        st.marking = undefined;
+        if (st.toMark.length > 0 && this.#running) this.#scheduleMark(st);
+      });
+    }, this.#direct!.markIntervalMs);
+    st.markTimer.unref();
+  }
+
+  /** Marks what was sent directly as published: one round trip for every row sent meanwhile. */
+  async #mark(st: DirectState): Promise<void> {
+    const ids = st.toMark.splice(0);
+    if (ids.length === 0) return;
+    try {
+      await withTenant(
+        this.#o.pool,
+        st.ref,
+        async (c) =>
+          tenantTransaction(c)!.withCommit(
+            // a relay that re-published a row whose lease ran out marked it already
+            `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
+              WHERE id = ANY(${quoteLiteral(`{${ids.join(',')}}`)}::uuid[]) AND published_at IS NULL`,
+          ),
+        { deferBegin: true },
+      );
+      this.#published?.inc(ids.length);
+    } catch (err) {
+      this.#o.logger?.warn(
+        { err, tenant: st.ref.name, rows: ids.length },
+        'outbox: marking directly published rows failed; retrying (a relay may publish them again)',
+      );
+      // Retried with the next batch; past the lease a relay re-publishes them (same ids: consumers
+      // de-duplicate) and marks them itself.
+      if (this.#running) st.toMark.unshift(...ids.slice(0, 10_000));
+    }
+  }
+
+  /** On stop: what was handed is sent (or released) and everything sent is marked. */
+  async #drainDirect(): Promise<void> {
+    for (const st of this.#directState.values()) {
+      await st.sending;
+      clearTimeout(st.markTimer);
+      st.markTimer = undefined;
+      await st.marking;
+      await this.#mark(st);
+    }
   }
 
   /** One pass over every tenant (those in backoff skipped), each drained batch by batch. */
@@ -290,7 +537,8 @@ export class OutboxRelay {
     // batch, in one multi-statement query (`deferBegin`); (2) marking the batch published, sent
     // with COMMIT (`withCommit`). The batch's SELECT re-checks the lock in an InitPlan (evaluated
     // once; re-entrant for the holder) so that no row is locked unless this relay holds the
-    // tenant — two relays never interleave one tenant's events.
+    // tenant — two relays never interleave one tenant's events. Rows with a live claim (direct
+    // publishing) are their process's to send, and the later rows of their topic and key wait.
     const lockSql = `pg_try_advisory_xact_lock(hashtext('simptu.outbox'), hashtext(${quoteLiteral(t.schema)}))`;
     const batchSize = Math.max(1, Math.floor(this.#o.batchSize));
     return withTenant(
@@ -304,6 +552,12 @@ export class OutboxRelay {
           `${begin}SELECT ${lockSql} AS ok;
            SELECT id, seq, aggregate_id, event_type, payload, headers FROM outbox
             WHERE published_at IS NULL AND (SELECT ${lockSql})
+              AND (claimed_until IS NULL OR claimed_until <= clock_timestamp())
+              AND NOT EXISTS (
+                SELECT 1 FROM outbox e
+                 WHERE e.aggregate_id = outbox.aggregate_id AND e.published_at IS NULL
+                   AND e.seq < outbox.seq AND e.claimed_until > clock_timestamp()
+                   AND coalesce(e.headers->>'topic', '') = coalesce(outbox.headers->>'topic', ''))
             ORDER BY seq LIMIT ${batchSize} FOR UPDATE SKIP LOCKED`,
         )) as unknown as pg.QueryResult[];
         const skip = begin ? TENANT_PREAMBLE_RESULTS : 0;
