@@ -496,7 +496,7 @@ describe('outbox: direct publishing', () => {
     });
     listener = await fx.admin.connect();
     listener.on('notification', (n) => {
-      if (n.payload?.startsWith(`${C.name} `)) notes.push(n.payload);
+      if (n.payload === C.name || n.payload?.startsWith(`${C.name} `)) notes.push(n.payload);
     });
     await listener.query(`LISTEN ${OUTBOX_CHANNEL}`);
   });
@@ -636,6 +636,48 @@ describe('outbox: direct publishing', () => {
       expect(await peer.relayTenant(C)).toMatchObject({ published: 2 });
       await until('both on Kafka', async () => ns('claimed-1').length === 2);
       expect(ns('claimed-1')).toEqual([1, 2]);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('wakes the relays when a row that waited behind its claim can go, instead of the next periodic pass', async () => {
+    // Listening, no periodic pass during the test.
+    const relay = relayFor(C, { direct: { markIntervalMs: 3000 }, pollIntervalMs: 120_000 });
+    relay.start();
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // LISTEN is established
+      const first = await enqueueBooking(C, 'waits-1', 1); // claimed, sent, marked 3 s later
+      // Another process enqueues on the same key meanwhile (no claim of its own, no wake-up here).
+      const cipher = await fx.keyrings.cipher(C.name);
+      const next = newCloudEvent({
+        id: randomUUID(),
+        type: 'io.simptu.booking.updated',
+        source,
+        tenant: C.name,
+        data: { n: 2 },
+      });
+      await fx.admin.query(
+        `INSERT INTO ${quoteIdent(C.schema)}.outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
+         VALUES ($1, 'booking', 'waits-1', $2, $3, $4)`,
+        [
+          next.id,
+          next.type,
+          cipher.encrypt(JSON.stringify(next), outboxPayloadLocation(next.id)),
+          { topic: tenantTopics(C.name).domain },
+        ],
+      );
+      const before = notes.length;
+      // Marking the first row wakes every relay (no origin); this one publishes the waiting row.
+      await until(
+        'the waiting row published',
+        async () => (await claims()).get(next.id)?.published_at,
+        15_000,
+      );
+      expect(notes.slice(before)).toContain(C.name);
+      await until('both on Kafka', async () => ns('waits-1').length === 2);
+      expect(ns('waits-1')).toEqual([1, 2]);
+      expect((await claims()).get(first.id)?.claimed_by).toBe(OUTBOX_INSTANCE);
     } finally {
       await relay.stop();
     }

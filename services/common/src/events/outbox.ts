@@ -469,9 +469,19 @@ export class OutboxRelay {
         st.ref,
         async (c) =>
           tenantTransaction(c)!.withCommit(
-            // a relay that re-published a row whose lease ran out marked it already
-            `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
-              WHERE id = ANY(${quoteLiteral(`{${ids.join(',')}}`)}::uuid[]) AND published_at IS NULL`,
+            // A relay that re-published a row whose lease ran out marked it already. Rows left to
+            // the relays that waited behind these (same topic and key: another process's, or
+            // unclaimed) wake every relay — without an origin — instead of the next periodic pass.
+            `WITH m AS (
+               UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
+                WHERE id = ANY(${quoteLiteral(`{${ids.join(',')}}`)}::uuid[]) AND published_at IS NULL
+                RETURNING seq, aggregate_id, coalesce(headers->>'topic', '') AS topic)
+             SELECT pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(st.ref.name)})
+              WHERE EXISTS (
+                SELECT 1 FROM m JOIN outbox o
+                    ON o.aggregate_id = m.aggregate_id AND coalesce(o.headers->>'topic', '') = m.topic
+                 WHERE o.published_at IS NULL AND o.seq > m.seq
+                   AND (o.claimed_until IS NULL OR o.claimed_until <= clock_timestamp()))`,
           ),
         { deferBegin: true },
       );
