@@ -89,6 +89,41 @@ async function outboxRows(t: TenantDbRef) {
   return rows;
 }
 
+/**
+ * A row another process enqueued (the row `enqueue` writes, inserted by the admin: no
+ * notification), optionally claimed by that process for `claimMs`.
+ */
+async function insertForeignRow(
+  t: TenantDbRef,
+  aggregateId: string,
+  n: number,
+  claimMs?: number,
+): Promise<CloudEvent> {
+  const cipher = await fx.keyrings.cipher(t.name);
+  const event = newCloudEvent({
+    id: randomUUID(),
+    type: 'io.simptu.booking.updated',
+    source,
+    tenant: t.name,
+    data: { n },
+  });
+  await fx.admin.query(
+    `INSERT INTO ${quoteIdent(t.schema)}.outbox
+       (id, aggregate_type, aggregate_id, event_type, payload, headers, claimed_by, claimed_until)
+     VALUES ($1, 'booking', $2, $3, $4, $5, $6, clock_timestamp() + $7 * interval '1 millisecond')`,
+    [
+      event.id,
+      aggregateId,
+      event.type,
+      cipher.encrypt(JSON.stringify(event), outboxPayloadLocation(event.id)),
+      { topic: tenantTopics(t.name).domain },
+      claimMs === undefined ? null : 'feedfacecafe',
+      claimMs ?? null,
+    ],
+  );
+  return event;
+}
+
 async function until<T>(
   what: string,
   fn: () => Promise<T | undefined | false>,
@@ -398,24 +433,7 @@ describe('outbox', () => {
       await until('backlog relayed', async () => (await outboxRows(B)).every((r) => r.published_at !== null));
       await new Promise((r) => setTimeout(r, 300)); // LISTEN is established
       // Another process enqueues: the same row enqueue() writes, its own origin in the notification.
-      const cipher = await fx.keyrings.cipher(B.name);
-      const foreign = newCloudEvent({
-        id: randomUUID(),
-        type: 'io.simptu.booking.updated',
-        source,
-        tenant: B.name,
-        data: { n: 1 },
-      });
-      await fx.admin.query(
-        `INSERT INTO ${quoteIdent(B.schema)}.outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
-         VALUES ($1, 'booking', 'foreign-1', $2, $3, $4)`,
-        [
-          foreign.id,
-          foreign.type,
-          cipher.encrypt(JSON.stringify(foreign), outboxPayloadLocation(foreign.id)),
-          { topic: tenantTopics(B.name).domain },
-        ],
-      );
+      const foreign = await insertForeignRow(B, 'foreign-1', 1);
       expect(OUTBOX_INSTANCE).toMatch(/^[0-9a-f]{12}$/);
       await fx.admin.query(`SELECT pg_notify($1, $2)`, [OUTBOX_CHANNEL, `${B.name} 0123456789ab`]);
       await new Promise((r) => setTimeout(r, 1500));
@@ -592,26 +610,8 @@ describe('outbox: direct publishing', () => {
     const relay = relayFor(C, { direct: { markIntervalMs: 20 }, listen: false, pollIntervalMs: 120_000 });
     relay.start();
     try {
-      // A process that claimed a row and died before sending it (same row as enqueue writes).
-      const cipher = await fx.keyrings.cipher(C.name);
-      const orphan = newCloudEvent({
-        id: randomUUID(),
-        type: 'io.simptu.booking.updated',
-        source,
-        tenant: C.name,
-        data: { n: 1 },
-      });
-      await fx.admin.query(
-        `INSERT INTO ${quoteIdent(C.schema)}.outbox
-           (id, aggregate_type, aggregate_id, event_type, payload, headers, claimed_by, claimed_until)
-         VALUES ($1, 'booking', 'claimed-1', $2, $3, $4, 'feedfacecafe', clock_timestamp() + interval '1500 ms')`,
-        [
-          orphan.id,
-          orphan.type,
-          cipher.encrypt(JSON.stringify(orphan), outboxPayloadLocation(orphan.id)),
-          { topic: tenantTopics(C.name).domain },
-        ],
-      );
+      // A process that claimed a row and died before sending it.
+      const orphan = await insertForeignRow(C, 'claimed-1', 1, 1500);
       const before = notes.length;
       // This process: the same key is not claimed (it would overtake the orphan) and goes to the
       // relays with a wake-up; another key is claimed and sent at once.
@@ -649,24 +649,7 @@ describe('outbox: direct publishing', () => {
       await new Promise((r) => setTimeout(r, 300)); // LISTEN is established
       const first = await enqueueBooking(C, 'waits-1', 1); // claimed, sent, marked 3 s later
       // Another process enqueues on the same key meanwhile (no claim of its own, no wake-up here).
-      const cipher = await fx.keyrings.cipher(C.name);
-      const next = newCloudEvent({
-        id: randomUUID(),
-        type: 'io.simptu.booking.updated',
-        source,
-        tenant: C.name,
-        data: { n: 2 },
-      });
-      await fx.admin.query(
-        `INSERT INTO ${quoteIdent(C.schema)}.outbox (id, aggregate_type, aggregate_id, event_type, payload, headers)
-         VALUES ($1, 'booking', 'waits-1', $2, $3, $4)`,
-        [
-          next.id,
-          next.type,
-          cipher.encrypt(JSON.stringify(next), outboxPayloadLocation(next.id)),
-          { topic: tenantTopics(C.name).domain },
-        ],
-      );
+      const next = await insertForeignRow(C, 'waits-1', 2);
       const before = notes.length;
       // Marking the first row wakes every relay (no origin); this one publishes the waiting row.
       await until(
