@@ -264,6 +264,9 @@ interface DirectState {
   barrier: number;
 }
 
+/** Row ids (UUIDs, ours) as one quoted array literal, for statements sent without parameters. */
+const idArray = (ids: readonly string[]) => `${quoteLiteral(`{${ids.join(',')}}`)}::uuid[]`;
+
 /** The direct-publishing relay of each pool (at most one; the last started wins). */
 const directPublishers = new WeakMap<pg.Pool, OutboxRelay>();
 
@@ -424,19 +427,13 @@ export class OutboxRelay {
    * fails too, their leases run out and the periodic passes take them.
    */
   async #release(st: DirectState, rows: readonly Handed[], reason: string): Promise<void> {
-    const ids = quoteLiteral(`{${rows.map((r) => r.id).join(',')}}`);
     try {
-      await withTenant(
-        this.#o.pool,
+      await this.#inOneRoundTrip(
         st.ref,
-        async (c) =>
-          tenantTransaction(c)!.withCommit(
-            `UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1,
-                    last_error = ${quoteLiteral(reason.slice(0, 1000))}
-              WHERE id = ANY(${ids}::uuid[]) AND published_at IS NULL;
-             SELECT pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(`${st.ref.name} ${OUTBOX_INSTANCE}`)})`,
-          ),
-        { deferBegin: true },
+        `UPDATE outbox SET claimed_by = NULL, claimed_until = NULL, attempts = attempts + 1,
+                last_error = ${quoteLiteral(reason.slice(0, 1000))}
+          WHERE id = ANY(${idArray(rows.map((r) => r.id))}) AND published_at IS NULL;
+         SELECT pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(`${st.ref.name} ${OUTBOX_INSTANCE}`)})`,
       );
       this.#released?.inc(rows.length);
     } catch (err) {
@@ -459,31 +456,33 @@ export class OutboxRelay {
     st.markTimer.unref();
   }
 
+  /** `sql` (no parameters) in a transaction of its own as the tenant: one round trip with COMMIT. */
+  #inOneRoundTrip(ref: TenantDbRef, sql: string): Promise<void> {
+    return withTenant(this.#o.pool, ref, async (c) => tenantTransaction(c)!.withCommit(sql), {
+      deferBegin: true,
+    });
+  }
+
   /** Marks what was sent directly as published: one round trip for every row sent meanwhile. */
   async #mark(st: DirectState): Promise<void> {
     const ids = st.toMark.splice(0);
     if (ids.length === 0) return;
     try {
-      await withTenant(
-        this.#o.pool,
+      // A relay that re-published a row whose lease ran out marked it already. Rows left to the
+      // relays that waited behind these (same topic and key: another process's, or unclaimed)
+      // wake every relay — without an origin — instead of the next periodic pass.
+      await this.#inOneRoundTrip(
         st.ref,
-        async (c) =>
-          tenantTransaction(c)!.withCommit(
-            // A relay that re-published a row whose lease ran out marked it already. Rows left to
-            // the relays that waited behind these (same topic and key: another process's, or
-            // unclaimed) wake every relay — without an origin — instead of the next periodic pass.
-            `WITH m AS (
-               UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
-                WHERE id = ANY(${quoteLiteral(`{${ids.join(',')}}`)}::uuid[]) AND published_at IS NULL
-                RETURNING seq, aggregate_id, coalesce(headers->>'topic', '') AS topic)
-             SELECT pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(st.ref.name)})
-              WHERE EXISTS (
-                SELECT 1 FROM m JOIN outbox o
-                    ON o.aggregate_id = m.aggregate_id AND coalesce(o.headers->>'topic', '') = m.topic
-                 WHERE o.published_at IS NULL AND o.seq > m.seq
-                   AND (o.claimed_until IS NULL OR o.claimed_until <= clock_timestamp()))`,
-          ),
-        { deferBegin: true },
+        `WITH m AS (
+           UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
+            WHERE id = ANY(${idArray(ids)}) AND published_at IS NULL
+            RETURNING seq, aggregate_id, coalesce(headers->>'topic', '') AS topic)
+         SELECT pg_notify(${quoteLiteral(OUTBOX_CHANNEL)}, ${quoteLiteral(st.ref.name)})
+          WHERE EXISTS (
+            SELECT 1 FROM m JOIN outbox o
+                ON o.aggregate_id = m.aggregate_id AND coalesce(o.headers->>'topic', '') = m.topic
+             WHERE o.published_at IS NULL AND o.seq > m.seq
+               AND (o.claimed_until IS NULL OR o.claimed_until <= clock_timestamp()))`,
       );
       this.#published?.inc(ids.length);
     } catch (err) {
@@ -622,9 +621,8 @@ export class OutboxRelay {
           );
           return { ...result, failed: ids.length };
         }
-        // ids are the rows' own uuid values (inlined as one quoted array literal)
         tx.withCommit(
-          `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY(${quoteLiteral(`{${ids.join(',')}}`)}::uuid[])`,
+          `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY(${idArray(ids)})`,
         );
         this.#published?.inc(ids.length);
         return { ...result, published: ids.length };
